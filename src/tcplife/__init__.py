@@ -1,0 +1,25 @@
+"""
+tcplife: TCP servers and clients on Twisted whose whole lifecycle is visible.
+
+Serve any protocol with L{LifecycleServerFactory} and every connection emits
+structured C{twisted.logger} events (C{accept}, C{half-close}, C{close}, ...),
+each with a C{lifecycle} field naming the step of the TCP call sequence.
+"""
+
+from ._connection import TrackedConnection
+from ._echo import EchoProtocol
+from ._events import LifecycleLog
+from ._listening import Listener, ListenFailed
+from ._server import LifecycleServerFactory
+from ._tcpinfo import AcceptQueue, readAcceptQueue
+
+__all__ = [
+    "AcceptQueue",
+    "EchoProtocol",
+    "LifecycleLog",
+    "LifecycleServerFactory",
+    "ListenFailed",
+    "Listener",
+    "TrackedConnection",
+    "readAcceptQueue",
+]

@@ -1,0 +1,327 @@
+"""
+The wrapper that makes any protocol's connection lifecycle visible.
+
+L{TrackedConnection} sits between a transport and the protocol a factory
+built, the way L{twisted.protocols.policies.ProtocolWrapper} does: to the
+transport it is the protocol, to the protocol it is the transport.  From that
+seat it sees every byte, every close and who asked for it, without the
+protocol calling any special hook.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.error import ConnectionAborted, ConnectionDone
+from twisted.internet.interfaces import (
+    IAddress,
+    IConsumer,
+    IHalfCloseableProtocol,
+    ILoggingContext,
+    IProducer,
+    IProtocol,
+    IPushProducer,
+    IReactorTime,
+    ITransport,
+)
+from twisted.python.failure import Failure
+from zope.interface import directlyProvides, implementer, providedBy
+
+from ._address import describeAddress
+from ._events import ABORT, FIN, LOCAL, PEER, RESET, LifecycleLog
+
+if TYPE_CHECKING:
+    from typing import Protocol as _TypingProtocol
+
+    class ConnectionOwner(_TypingProtocol):
+        """
+        What a L{TrackedConnection} needs from the factory that made it.
+        """
+
+        events: LifecycleLog
+        clock: IReactorTime
+
+        def connectionOpened(self, connection: TrackedConnection) -> None: ...
+
+        def connectionClosed(self, connection: TrackedConnection) -> None: ...
+
+
+# Connection ids are unique per process, across every factory, so that events
+# from several listeners (or a server and a client in one process) never clash.
+_connectionIds = itertools.count(1)
+
+
+@implementer(IPushProducer)
+class _OutputBackpressure:
+    """
+    The producer a L{TrackedConnection} registers with its transport.
+
+    The transport pauses it when its write buffer passes the high-water mark
+    (C{bufferSize}) and resumes it once the buffer drains; the connection stops
+    reading meanwhile, so TCP flow control pushes back on a peer that sends
+    but does not read, and the buffer stays bounded.
+    """
+
+    def __init__(self, connection: TrackedConnection) -> None:
+        self._connection = connection
+
+    def pauseProducing(self) -> None:
+        self._connection._setOutputBlocked(True)
+
+    def resumeProducing(self) -> None:
+        self._connection._setOutputBlocked(False)
+
+    def stopProducing(self) -> None:
+        # The transport is going away; connectionLost follows and says how.
+        pass
+
+
+@implementer(IProtocol, IHalfCloseableProtocol, ITransport, IConsumer, IPushProducer)
+class TrackedConnection:
+    """
+    One connection, observed from accept (or connect) to close.
+
+    @ivar connId: Unique within the process; every event of this connection
+        carries it as C{conn_id}.
+    @ivar peer: The peer's address, in the form of L{describeAddress}.
+    @ivar local: The local address, in the same form.
+    @ivar bytesIn: Bytes received from the peer so far.
+    @ivar bytesOut: Bytes the protocol has written so far.
+    @ivar openedAt: When the connection was made, on the owner's clock.
+    @ivar initiator: C{"local"} or C{"peer"}: who started to end it, once
+        somebody has.
+    @ivar how: Set before the close when the reason is known locally
+        (C{"abort"}, C{"timeout"}); otherwise derived from the transport's
+        reason at close.
+    """
+
+    def __init__(self, owner: ConnectionOwner, wrapped: IProtocol, role: str) -> None:
+        self.owner = owner
+        self.wrappedProtocol = wrapped
+        self.role = role
+        self.connId = next(_connectionIds)
+        self.transport: ITransport | None = None
+        self.connected = False
+        self.disconnecting = False
+        self.peer = ""
+        self.local = ""
+        self.openedAt = 0.0
+        self.bytesIn = 0
+        self.bytesOut = 0
+        self.initiator: str | None = None
+        self.how: str | None = None
+        self.peerFinished = False
+        self._tracing: LifecycleLog | None = owner.events if owner.events.trace else None
+        self._backpressure: _OutputBackpressure | None = None
+        self._outputBlocked = False
+        self._pausedByProtocol = False
+
+    def __repr__(self) -> str:
+        return f"<TrackedConnection #{self.connId} {self.peer} {self.wrappedProtocol!r}>"
+
+    # -- IProtocol, towards the transport ---------------------------------
+
+    def makeConnection(self, transport: ITransport) -> None:
+        # Whatever the transport is (TCP, TLS, UNIX), the wrapped protocol sees
+        # the same interfaces through us, as with policies.ProtocolWrapper.
+        directlyProvides(self, providedBy(transport))
+        self.transport = transport
+        self.connected = True
+        self.openedAt = self.owner.clock.seconds()
+        self.peer = describeAddress(transport.getPeer())
+        self.local = describeAddress(transport.getHost())
+        if IConsumer.providedBy(transport):
+            self._backpressure = _OutputBackpressure(self)
+            transport.registerProducer(self._backpressure, True)
+        self.owner.connectionOpened(self)
+        self.wrappedProtocol.makeConnection(self)
+
+    def connectionMade(self) -> None:
+        """
+        Nothing to do: L{makeConnection} does the work and calls the wrapped
+        protocol's C{makeConnection}.
+        """
+
+    def dataReceived(self, data: bytes) -> None:
+        self.bytesIn += len(data)
+        if self._tracing is not None:
+            self._tracing.read(self.connId, len(data))
+        self.wrappedProtocol.dataReceived(data)
+
+    def readConnectionLost(self) -> None:
+        """
+        The peer sent FIN: it will send nothing more, but may still read.
+        """
+        self.peerFinished = True
+        if self.initiator is None:
+            self.initiator = PEER
+        self.owner.events.halfClose(self.connId, PEER)
+        # No more input to pace, and resuming a reader after EOF would only
+        # report the EOF a second time.
+        self._dropBackpressure()
+        halfCloseable = IHalfCloseableProtocol(self.wrappedProtocol, None)
+        if halfCloseable is not None:
+            halfCloseable.readConnectionLost()
+        else:
+            # Twisted would call connectionLost at once and drop whatever the
+            # protocol still has buffered; deliver it, then close.
+            self.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        halfCloseable = IHalfCloseableProtocol(self.wrappedProtocol, None)
+        if halfCloseable is not None:
+            halfCloseable.writeConnectionLost()
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
+        self.connected = False
+        if self.how is None:
+            if reason.check(ConnectionDone):
+                self.how = FIN
+            elif reason.check(ConnectionAborted):
+                self.how = ABORT
+            else:
+                self.how = RESET
+        if self.initiator is None:
+            self.initiator = LOCAL if self.how == ABORT else PEER
+        self._backpressure = None
+        owner = self.owner
+        owner.events.close(
+            self.connId,
+            self.role,
+            self.initiator,
+            self.how,
+            self.bytesIn,
+            self.bytesOut,
+            owner.clock.seconds() - self.openedAt,
+        )
+        owner.connectionClosed(self)
+        self.wrappedProtocol.connectionLost(reason)
+
+    def logPrefix(self) -> str:
+        context = ILoggingContext(self.wrappedProtocol, None)
+        if context is not None:
+            return str(context.logPrefix())
+        return self.wrappedProtocol.__class__.__name__
+
+    # -- ITransport, towards the wrapped protocol ---------------------------
+
+    def write(self, data: bytes) -> None:
+        self.bytesOut += len(data)
+        if self._tracing is not None:
+            self._tracing.write(self.connId, len(data))
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def writeSequence(self, data: Any) -> None:
+        chunks = list(data)
+        nbytes = sum(len(chunk) for chunk in chunks)
+        self.bytesOut += nbytes
+        if self._tracing is not None:
+            self._tracing.write(self.connId, nbytes)
+        assert self.transport is not None
+        self.transport.writeSequence(chunks)
+
+    def loseConnection(self) -> None:
+        """
+        Close gracefully: everything written so far is sent before the FIN.
+        """
+        if self.initiator is None:
+            self.initiator = LOCAL
+        self.disconnecting = True
+        # A paused producer keeps a transport from ever finishing
+        # loseConnection (see TWISTED-NOTES.md); nothing more will be read.
+        self._dropBackpressure()
+        assert self.transport is not None
+        self.transport.loseConnection()
+
+    def abortConnection(self) -> None:
+        """
+        Close at once: unsent output is discarded and the peer gets a RST.
+        """
+        if self.initiator is None:
+            self.initiator = LOCAL
+        if self.how is None:
+            self.how = ABORT
+        self.disconnecting = True
+        assert self.transport is not None
+        self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    def loseWriteConnection(self) -> None:
+        """
+        Send FIN after what is written so far, and keep reading.
+        """
+        self.owner.events.halfClose(self.connId, LOCAL)
+        assert self.transport is not None
+        self.transport.loseWriteConnection()  # type: ignore[attr-defined]
+
+    def getPeer(self) -> IAddress:
+        assert self.transport is not None
+        return self.transport.getPeer()
+
+    def getHost(self) -> IAddress:
+        assert self.transport is not None
+        return self.transport.getHost()
+
+    def registerProducer(self, producer: IProducer, streaming: bool) -> None:
+        """
+        The wrapped protocol brings its own producer, and with it takes over
+        flow control of its output from the built-in backpressure.
+        """
+        self._dropBackpressure()
+        assert self.transport is not None
+        self.transport.registerProducer(producer, streaming)  # type: ignore[attr-defined]
+
+    def unregisterProducer(self) -> None:
+        assert self.transport is not None
+        self.transport.unregisterProducer()  # type: ignore[attr-defined]
+        if self.connected and not self.disconnecting and not self.peerFinished:
+            self._backpressure = _OutputBackpressure(self)
+            self.transport.registerProducer(self._backpressure, True)  # type: ignore[attr-defined]
+
+    def pauseProducing(self) -> None:
+        """
+        The wrapped protocol asks to stop reading from the peer.
+        """
+        self._pausedByProtocol = True
+        self._updateReading()
+
+    def resumeProducing(self) -> None:
+        self._pausedByProtocol = False
+        self._updateReading()
+
+    def stopProducing(self) -> None:
+        assert self.transport is not None
+        self.transport.stopProducing()  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> Any:
+        # Everything else a transport offers (getHandle, setTcpNoDelay, TLS
+        # methods, ...) passes straight through, as with ProtocolWrapper.
+        if name == "transport":
+            raise AttributeError(name)
+        return getattr(self.transport, name)
+
+    # -- flow control -------------------------------------------------------
+
+    def _setOutputBlocked(self, blocked: bool) -> None:
+        self._outputBlocked = blocked
+        self._updateReading()
+
+    def _updateReading(self) -> None:
+        transport = self.transport
+        if transport is None or not self.connected:
+            return
+        if self._outputBlocked or self._pausedByProtocol:
+            transport.pauseProducing()  # type: ignore[attr-defined]
+        elif not (self.peerFinished or self.disconnecting):
+            transport.resumeProducing()  # type: ignore[attr-defined]
+
+    def _dropBackpressure(self) -> None:
+        if self._backpressure is None:
+            return
+        self._backpressure = None
+        assert self.transport is not None
+        self.transport.unregisterProducer()  # type: ignore[attr-defined]
+        if self._outputBlocked:
+            self._outputBlocked = False
+            self._updateReading()

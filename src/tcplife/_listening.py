@@ -1,0 +1,154 @@
+"""
+Listening: the textbook's C{socket}, C{bind} and C{listen}, as a service.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import sys
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IProtocolFactory,
+    IReactorCore,
+    IStreamServerEndpoint,
+)
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ._address import describeAddress
+from ._events import LifecycleLog
+from ._tcpinfo import readAcceptQueue
+
+_HINTS = {
+    errno.EADDRINUSE: "another socket is bound there; stop it or choose another port",
+    errno.EADDRNOTAVAIL: "no interface of this machine has that address",
+    errno.EACCES: "ports below 1024 need root or CAP_NET_BIND_SERVICE",
+}
+
+
+class ListenFailed(SystemExit):
+    """
+    A listener could not start.  It is a L{SystemExit} because under C{twist}
+    the process has nothing else to do: its one-line message is all the user
+    should see, with a non-zero status and no traceback.
+    """
+
+
+def describeListenFailure(where: str, failure: Failure) -> str:
+    """
+    One line that says where listening failed, why, and what to do.
+    """
+    error = failure.value
+    cause: BaseException | None = error
+    if isinstance(error, CannotListenError):
+        cause = error.socketError
+    if isinstance(cause, OSError) and cause.strerror:
+        reason = cause.strerror
+        hint = _HINTS.get(cause.errno or 0)
+        if isinstance(cause, socket.gaierror):
+            hint = "that interface is not an address or a name this machine knows"
+        if hint:
+            reason = f"{reason} ({hint})"
+    else:
+        reason = str(cause) or type(cause).__name__
+    return f"cannot listen on {where}: {reason}"
+
+
+def listeningSocket(port: IListeningPort) -> socket.socket | None:
+    """
+    The kernel socket behind a listening port, where there is one to see.
+    """
+    handle = getattr(port, "socket", None)
+    return handle if isinstance(handle, socket.socket) else None
+
+
+class Listener(Service):
+    """
+    Listens on one endpoint with one factory, and reports C{listen} and
+    C{stop-listening}.
+
+    Unlike L{twisted.application.internet.StreamServerEndpointService}, a
+    failure to listen is not merely logged: it raises L{ListenFailed} (when
+    it happens during C{startService}, as it does for TCP, TLS, UNIX and
+    systemd endpoints), or stops the reactor and exits with status 1, so that
+    no process stays alive listening on nothing.
+
+    @ivar port: The listening port, once listening.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        endpoint: IStreamServerEndpoint,
+        factory: IProtocolFactory,
+        description: str,
+        events: LifecycleLog,
+        reactor: IReactorCore,
+        backlog: int | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.factory = factory
+        self.description = description
+        self.events = events
+        self.port: IListeningPort | None = None
+        self.address = description
+        self._reactor = reactor
+        self._backlog = backlog
+        self._starting: Deferred[IListeningPort] | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        failures: list[Failure] = []
+        self._starting = self.endpoint.listen(self.factory)
+        self._starting.addCallbacks(self._listening, failures.append)
+        if failures:
+            raise ListenFailed(f"tcplife: {describeListenFailure(self.description, failures[0])}")
+        if self.port is None:
+            self._starting.addErrback(self._failedLater)
+
+    def _listening(self, port: IListeningPort) -> IListeningPort:
+        self.port = port
+        self.address = describeAddress(port.getHost())
+        backlog = self._backlog
+        handle = listeningSocket(port)
+        if handle is not None:
+            queue = readAcceptQueue(handle)
+            if queue is not None:
+                # The kernel's own figure: listen() silently caps the request
+                # at net.core.somaxconn.
+                backlog = queue.backlog
+        self.events.listen(self.address, backlog, self.description)
+        return port
+
+    def _failedLater(self, failure: Failure) -> None:
+        message = describeListenFailure(self.description, failure)
+        self._log.critical("tcplife: {message}", message=message)
+        print(f"tcplife: {message}", file=sys.stderr, flush=True)
+        self._reactor.addSystemEventTrigger("after", "shutdown", _exitNow, 1)
+        self._reactor.stop()
+
+    def stopService(self) -> Deferred[None] | None:
+        super().stopService()
+        port, self.port = self.port, None
+        if port is None:
+            if self._starting is not None:
+                self._starting.cancel()
+            return None
+        stopped: Deferred[None] = maybeDeferred(port.stopListening)
+        stopped.addCallback(lambda _: self.events.stopListening(self.address))
+        return stopped
+
+
+def _exitNow(status: int) -> None:
+    # After the reactor has shut down there is nothing left to clean up, and
+    # twist would otherwise exit 0.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

@@ -1,0 +1,251 @@
+"""
+Shared test helpers: recording lifecycle events, blocking loopback clients,
+and running C{twist} as a user would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from tcplife import LifecycleLog
+
+#: Seconds any single wait in a test may take before the test fails.
+WAIT = 20.0
+
+#: The console scripts installed next to this interpreter: what a user runs.
+BIN = Path(sys.executable).parent
+
+
+class RecordedEvents:
+    """
+    A L{LifecycleLog} whose events are kept in a list, with Deferreds that
+    fire when a matching event arrives.
+    """
+
+    def __init__(self, *, trace: bool = False) -> None:
+        self.events: list[dict[str, Any]] = []
+        self._waiting: list[tuple[dict[str, Any], Deferred[dict[str, Any]]]] = []
+        self.log = LifecycleLog(Logger(namespace="tcplife", observer=self._observe), trace=trace)
+
+    def _observe(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+        for entry in list(self._waiting):
+            match, waiter = entry
+            if _matches(event, match):
+                self._waiting.remove(entry)
+                waiter.callback(event)
+
+    def of(self, phase: str) -> list[dict[str, Any]]:
+        """
+        The events of one phase, in order.
+        """
+        return [event for event in self.events if event.get("lifecycle") == phase]
+
+    def phases(self, connId: int | None = None) -> list[str]:
+        """
+        The phases seen, in order (of one connection, if given).
+        """
+        return [
+            event["lifecycle"]
+            for event in self.events
+            if connId is None or event.get("conn_id") == connId
+        ]
+
+    def when(self, **match: Any) -> Deferred[dict[str, Any]]:
+        """
+        A Deferred that fires with the first event (past or future) whose
+        fields include C{match}.
+        """
+        for event in self.events:
+            if _matches(event, match):
+                d: Deferred[dict[str, Any]] = Deferred()
+                d.callback(event)
+                return d
+        waiter: Deferred[dict[str, Any]] = Deferred()
+        self._waiting.append((match, waiter))
+        return waiter
+
+
+def _matches(event: dict[str, Any], match: dict[str, Any]) -> bool:
+    return all(event.get(key) == value for key, value in match.items())
+
+
+def pattern(size: int) -> bytes:
+    """
+    C{size} bytes that are not all alike, so a reordering or a shift shows.
+    """
+    block = bytes(range(251))  # a prime length: no alignment with buffer sizes
+    return (block * (size // len(block) + 1))[:size]
+
+
+def echoWithHalfClose(port: int, payload: bytes, host: str = "127.0.0.1") -> bytes:
+    """
+    Send C{payload}, half-close, and read until EOF, reading while sending as
+    C{nc -N} does; returns what came back.  Blocking: run it in a thread.
+    """
+    with socket.create_connection((host, port), timeout=WAIT) as client:
+        received: list[bytes] = []
+
+        def receive() -> None:
+            while True:
+                chunk = client.recv(1 << 20)
+                if not chunk:
+                    return
+                received.append(chunk)
+
+        reader = threading.Thread(target=receive)
+        reader.start()
+        client.sendall(payload)
+        client.shutdown(socket.SHUT_WR)
+        reader.join(WAIT * 3)
+        assert not reader.is_alive(), "echo did not end within the time limit"
+        return b"".join(received)
+
+
+def freePort() -> int:
+    """
+    A TCP port on 127.0.0.1 that was free a moment ago.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def parseJSONRecords(raw: bytes) -> Iterator[dict[str, Any]]:
+    """
+    Parse twist's JSON log: RFC 7464 text sequences, each record led by an
+    RS byte (0x1e) and ended by a newline.
+    """
+    for record in raw.split(b"\x1e"):
+        record = record.strip()
+        if record:
+            yield json.loads(record)
+
+
+class TwistProcess:
+    """
+    C{twist --log-format json ...} in a subprocess, read event by event.
+    """
+
+    def __init__(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        stdin: int | None = subprocess.DEVNULL,
+    ) -> None:
+        self.args = [str(BIN / "twist"), "--log-format", "json", *args]
+        self.process = subprocess.Popen(
+            self.args,
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=cwd,
+        )
+        self.events: list[dict[str, Any]] = []
+        self._buffer = b""
+        self.stderr = b""
+
+    def _readSome(self, deadline: float) -> bool:
+        assert self.process.stdout is not None
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        ready, _, _ = select.select([self.process.stdout], [], [], remaining)
+        if not ready:
+            return False
+        chunk = os.read(self.process.stdout.fileno(), 1 << 16)
+        if not chunk:
+            return False
+        self._buffer += chunk
+        *complete, self._buffer = self._buffer.split(b"\n")
+        for line in complete:
+            self.events.extend(parseJSONRecords(line))
+        return True
+
+    def waitFor(self, timeout: float = WAIT, **match: Any) -> dict[str, Any]:
+        """
+        The first event (already read or still to come) whose fields include
+        C{match}; fails after C{timeout} seconds.
+        """
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            for event in self.events[seen:]:
+                if _matches(event, match):
+                    return event
+            seen = len(self.events)
+            if not self._readSome(deadline):
+                raise AssertionError(
+                    f"no event matching {match} within {timeout} s; "
+                    f"exit status {self.process.poll()}, stderr {self.stderr_text()!r}, "
+                    f"events {[e.get('lifecycle') or e.get('log_format') for e in self.events]}"
+                )
+
+    def stderr_text(self) -> str:
+        if self.process.poll() is not None and self.process.stderr is not None:
+            self.stderr += self.process.stderr.read()
+        return self.stderr.decode("utf-8", "replace")
+
+    def signal(self, signum: int = signal.SIGTERM, timeout: float = WAIT) -> int:
+        """
+        Send C{signum}, read every event until the process exits, and return
+        its exit status.
+        """
+        self.process.send_signal(signum)
+        return self.finish(timeout)
+
+    def finish(self, timeout: float = WAIT) -> int:
+        deadline = time.monotonic() + timeout
+        while self._readSome(deadline):
+            pass
+        status = self.process.wait(max(0.1, deadline - time.monotonic()))
+        self.stderr_text()
+        return status
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(WAIT)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def runTwist(*args: str, timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
+    """
+    Run C{twist} to completion (for commands that should exit by themselves).
+    """
+    return subprocess.run(
+        [str(BIN / "twist"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def callInThread(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+    """
+    Run a blocking client in a thread; the reactor keeps serving meanwhile.
+    """
+    from twisted.internet import reactor
+    from twisted.internet.threads import deferToThreadPool
+
+    return deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)  # type: ignore[attr-defined]
