@@ -148,8 +148,9 @@ class TwistProcess:
         env: dict[str, str] | None = None,
         cwd: str | None = None,
         stdin: int | None = subprocess.DEVNULL,
+        twist: Path = BIN / "twist",
     ) -> None:
-        self.args = [str(BIN / "twist"), "--log-format", "json", *args]
+        self.args = [str(twist), "--log-format", "json", *args]
         self.process = subprocess.Popen(
             self.args,
             stdin=stdin,

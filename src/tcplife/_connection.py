@@ -173,7 +173,7 @@ class TrackedConnection:
         if halfCloseable is not None:
             halfCloseable.writeConnectionLost()
 
-    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
+    def connectionLost(self, reason: Failure) -> None:
         self.connected = False
         if self.how is None:
             if reason.check(ConnectionDone):

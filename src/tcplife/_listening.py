@@ -104,7 +104,7 @@ class Listener(Service):
         self._starting: Deferred[IListeningPort] | None = None
 
     def startService(self) -> None:
-        super().startService()
+        Service.startService(self)
         failures: list[Failure] = []
         self._starting = self.endpoint.listen(self.factory)
         self._starting.addCallbacks(self._listening, failures.append)
@@ -135,15 +135,14 @@ class Listener(Service):
         self._reactor.stop()
 
     def stopService(self) -> Deferred[None] | None:
-        super().stopService()
+        Service.stopService(self)
         port, self.port = self.port, None
         if port is None:
             if self._starting is not None:
                 self._starting.cancel()
             return None
-        stopped: Deferred[None] = maybeDeferred(port.stopListening)
-        stopped.addCallback(lambda _: self.events.stopListening(self.address))
-        return stopped
+        stopped: Deferred[object] = maybeDeferred(port.stopListening)
+        return stopped.addCallback(lambda _: self.events.stopListening(self.address))
 
 
 def _exitNow(status: int) -> None:

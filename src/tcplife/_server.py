@@ -4,7 +4,7 @@ The server factory: shared state of every connection it serves.
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import IAddress, IProtocol, IReactorTime
+from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import ServerFactory
 
 from ._connection import TrackedConnection
@@ -29,7 +29,7 @@ class LifecycleServerFactory(ServerFactory):
     @ivar clock: Times each connection's duration.
     """
 
-    protocol = EchoProtocol  # type: ignore[assignment]
+    protocol = EchoProtocol
     noisy = False
 
     def __init__(
@@ -40,7 +40,7 @@ class LifecycleServerFactory(ServerFactory):
         events: LifecycleLog | None = None,
     ) -> None:
         if clock is None:
-            from twisted.internet import reactor as clock  # type: ignore[assignment]
+            from twisted.internet import reactor as clock
         assert clock is not None
         self.clock = clock
         self.events = events if events is not None else LifecycleLog(trace=trace)
@@ -48,7 +48,7 @@ class LifecycleServerFactory(ServerFactory):
             self.events.trace = True
         self.connections: dict[int, TrackedConnection] = {}
 
-    def buildProtocol(self, addr: IAddress) -> IProtocol | None:
+    def buildProtocol(self, addr: IAddress | None) -> TrackedConnection | None:
         wrapped = super().buildProtocol(addr)
         if wrapped is None:
             return None

@@ -4,11 +4,11 @@ C{twist tcpecho}: the RFC 862 echo server, every lifecycle step logged.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import TCP4ServerEndpoint, serverFromString
-from twisted.internet.interfaces import IReactorCore, IStreamServerEndpoint
+from twisted.internet.interfaces import IReactorCore, IReactorTime, IStreamServerEndpoint
 from twisted.internet.protocol import Protocol
 from twisted.python import usage
 from twisted.python.reflect import namedAny
@@ -48,7 +48,7 @@ def _loadClass(option: str, name: str, base: type) -> Any:
 def _reactor() -> IReactorCore:
     from twisted.internet import reactor
 
-    return reactor  # type: ignore[return-value]
+    return cast(IReactorCore, reactor)
 
 
 class Options(usage.Options):
@@ -73,8 +73,7 @@ class Options(usage.Options):
             "backlog",
             None,
             str(DEFAULT_BACKLOG),
-            "Length of the kernel's queue of connections not yet accepted "
-            "(listen()'s backlog).",
+            "Length of the kernel's queue of connections not yet accepted (listen()'s backlog).",
         ],
         [
             "protocol",
@@ -92,7 +91,7 @@ class Options(usage.Options):
     compData = usage.Completions(optActions={"interface": usage.CompleteNetInterfaces()})
 
     def __init__(self) -> None:
-        super().__init__()
+        usage.Options.__init__(self)
         self["port"] = None
         self["listen"] = []
 
@@ -106,7 +105,7 @@ class Options(usage.Options):
 
     def opt_listen(self, description: str) -> None:
         """
-        Also listen on a Twisted server endpoint (repeatable): tcp:9000, unix:/tmp/e.sock, ssl:..., systemd:..., haproxy:tcp:9000.
+        Also listen on a Twisted server endpoint (repeatable): tcp:9000, unix:/x.
         """
         self["listen"].append(description)
 
@@ -128,7 +127,8 @@ class Options(usage.Options):
 
 def _parseEndpoint(reactor: IReactorCore, description: str) -> IStreamServerEndpoint:
     try:
-        return serverFromString(reactor, description)
+        endpoint: IStreamServerEndpoint = serverFromString(reactor, description)
+        return endpoint
     except (ValueError, TypeError, KeyError, IndexError, OSError) as e:
         detail = str(e) or type(e).__name__
         if isinstance(e, IndexError) and description.startswith("systemd:"):
@@ -142,7 +142,7 @@ def makeFactory(options: Options, reactor: IReactorCore) -> LifecycleServerFacto
     """
     events = LifecycleLog(trace=bool(options["trace"]))
     factoryClass = options["factory"] or LifecycleServerFactory
-    factory: LifecycleServerFactory = factoryClass(clock=reactor, events=events)
+    factory: LifecycleServerFactory = factoryClass(clock=cast(IReactorTime, reactor), events=events)
     if options["protocol"] is not None:
         factory.protocol = options["protocol"]
     return factory
@@ -161,15 +161,13 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
         interface = options["interface"]
         # TCP4ServerEndpoint.listen is reactor.listenTCP(port, factory,
         # backlog=, interface=); listenTCP picks IPv6 for an IPv6 interface.
-        endpoint = TCP4ServerEndpoint(reactor, options["port"], backlog, interface)
+        endpoint: IStreamServerEndpoint = TCP4ServerEndpoint(
+            reactor, options["port"], backlog, interface
+        )
         host = interface or "0.0.0.0"
         where = f"[{host}]:{options['port']}" if ":" in host else f"{host}:{options['port']}"
-        Listener(endpoint, factory, where, factory.events, reactor, backlog).setServiceParent(
-            service
-        )
+        service.addService(Listener(endpoint, factory, where, factory.events, reactor, backlog))
     for description in options["listen"]:
         endpoint = _parseEndpoint(reactor, description)
-        Listener(endpoint, factory, description, factory.events, reactor).setServiceParent(
-            service
-        )
+        service.addService(Listener(endpoint, factory, description, factory.events, reactor))
     return service

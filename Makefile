@@ -1,0 +1,47 @@
+# Set-up is part of every target: the first `make serve` or `make test` on a
+# fresh machine creates .venv and installs what it needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
+PORT ?= 9000
+
+.PHONY: serve test trial lint format bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test,lint,bench]'
+	touch $@ $(RUN_STAMP)
+
+serve: $(RUN_STAMP)
+	$(BIN)/twist tcpecho --port $(PORT)
+
+test: $(DEV_STAMP)
+	$(BIN)/python -m pytest
+
+# The same suite under Twisted's own runner.
+trial: $(DEV_STAMP)
+	$(BIN)/python -m twisted.trial tests
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check src tests twisted
+	$(BIN)/ruff format --check src tests twisted
+	$(BIN)/mypy
+
+format: $(DEV_STAMP)
+	$(BIN)/ruff format src tests twisted
+	$(BIN)/ruff check --fix src tests twisted
+
+bench: $(DEV_STAMP)
+	$(BIN)/python -m tcplife.bench
+
+clean:
+	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache

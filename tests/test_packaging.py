@@ -1,0 +1,89 @@
+"""
+The wheel carries the plugin: after a plain (not editable) install into a
+fresh virtualenv, twist lists and runs tcpecho.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from .helpers import WAIT, TwistProcess, echoWithHalfClose
+
+ROOT = Path(__file__).parent.parent
+
+
+class WheelTests(SynchronousTestCase):
+    """
+    What pip installs from the wheel is enough to run the plugins.
+    """
+
+    def test_wheelInstallListsAndRunsTcpecho(self) -> None:
+        """
+        Build the wheel and sdist, install the wheel into a new virtualenv,
+        and from there twist --help lists tcpecho and tcpecho echoes.
+        """
+        work = Path(self.mktemp()).absolute()
+        dist = work / "dist"
+        subprocess.run(
+            [sys.executable, "-m", "build", "--outdir", str(dist), str(ROOT)],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+        [wheel] = dist.glob("tcplife-*.whl")
+        [sdist] = dist.glob("tcplife-*.tar.gz")
+        listing = subprocess.run(
+            ["tar", "-tzf", str(sdist)], check=True, capture_output=True, text=True
+        ).stdout
+        self.assertIn("twisted/plugins/tcplife_plugins.py", listing)
+
+        env_dir = work / "venv"
+        venv.EnvBuilder(with_pip=True).create(env_dir)
+        python = env_dir / "bin" / "python"
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", str(wheel)],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+        plugin = subprocess.run(
+            [
+                str(python),
+                "-c",
+                "import twisted.plugins, os; print(os.path.exists("
+                "os.path.join(twisted.plugins.__path__[0], 'tcplife_plugins.py')))",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        self.assertEqual(plugin.stdout.strip(), "True")
+        # Run from a directory without the source tree, so nothing but the
+        # installed wheel can provide the plugin.
+        help_text = subprocess.run(
+            [str(env_dir / "bin" / "twist"), "--help"],
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+            cwd=work,
+        ).stdout
+        self.assertIn("tcpecho", help_text)
+
+        server = TwistProcess(
+            "tcpecho",
+            "--port",
+            "0",
+            "--interface",
+            "127.0.0.1",
+            cwd=str(work),
+            twist=env_dir / "bin" / "twist",
+        )
+        self.addCleanup(server.kill)
+        port = int(server.waitFor(lifecycle="listen")["address"].rsplit(":", 1)[1])
+        self.assertEqual(echoWithHalfClose(port, b"from the wheel"), b"from the wheel")
+        server.waitFor(lifecycle="close")
