@@ -15,6 +15,7 @@ from twisted.python.reflect import namedAny
 
 from ._events import LifecycleLog
 from ._listening import Listener
+from ._port import PortReactor
 from ._server import LifecycleServerFactory
 
 DEFAULT_PORT = 9000
@@ -125,7 +126,7 @@ class Options(usage.Options):
             self["factory"] = _loadClass("--factory", self["factory"], LifecycleServerFactory)
 
 
-def _parseEndpoint(reactor: IReactorCore, description: str) -> IStreamServerEndpoint:
+def _parseEndpoint(reactor: object, description: str) -> IStreamServerEndpoint:
     try:
         endpoint: IStreamServerEndpoint = serverFromString(reactor, description)
         return endpoint
@@ -155,6 +156,8 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
     if reactor is None:
         reactor = _reactor()
     factory = makeFactory(options, reactor)
+    # Endpoints listen through this adapter, so every port is a tcplife port.
+    ports = PortReactor(reactor)
     service = MultiService()
     if options["port"] is not None:
         backlog = options["backlog"]
@@ -162,12 +165,12 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
         # TCP4ServerEndpoint.listen is reactor.listenTCP(port, factory,
         # backlog=, interface=); listenTCP picks IPv6 for an IPv6 interface.
         endpoint: IStreamServerEndpoint = TCP4ServerEndpoint(
-            reactor, options["port"], backlog, interface
+            ports, options["port"], backlog, interface
         )
         host = interface or "0.0.0.0"
         where = f"[{host}]:{options['port']}" if ":" in host else f"{host}:{options['port']}"
         service.addService(Listener(endpoint, factory, where, factory.events, reactor, backlog))
     for description in options["listen"]:
-        endpoint = _parseEndpoint(reactor, description)
+        endpoint = _parseEndpoint(ports, description)
         service.addService(Listener(endpoint, factory, description, factory.events, reactor))
     return service

@@ -1,0 +1,151 @@
+"""
+tcplife's own listening ports, reached through endpoint strings.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from tcplife import LifecycleServerFactory
+from tcplife._port import LifecyclePort, LifecycleUNIXPort, PortReactor
+
+from .helpers import WAIT, RecordedEvents, callInThread, echoWithHalfClose
+
+
+def unixEcho(path: str, payload: bytes) -> bytes:
+    with socket.socket(socket.AF_UNIX) as client:
+        client.settimeout(WAIT)
+        client.connect(path)
+        client.sendall(payload)
+        client.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := client.recv(65536):
+            received += chunk
+        return received
+
+
+class EndpointPortTests(TestCase):
+    """
+    Endpoint strings parsed with a PortReactor listen on tcplife ports.
+    """
+
+    def setUp(self) -> None:
+        self.recorded = RecordedEvents()
+        self.factory = LifecycleServerFactory(clock=reactor, events=self.recorded.log)
+        self.ports = PortReactor(reactor)
+
+    @inlineCallbacks
+    def listen(self, description: str) -> Deferred[object]:
+        port = yield serverFromString(self.ports, description).listen(self.factory)
+        self.addCleanup(port.stopListening)
+        return port
+
+    @inlineCallbacks
+    def test_tcpEndpointUsesLifecyclePort(self) -> Deferred[None]:
+        """
+        C{tcp:} builds a LifecyclePort, which serves the echo.
+        """
+        port = yield self.listen("tcp:0:interface=127.0.0.1:backlog=7")
+        self.assertIsInstance(port, LifecyclePort)
+        self.assertEqual(port.backlog, 7)
+        echoed = yield callInThread(echoWithHalfClose, port.getHost().port, b"tcp")
+        self.assertEqual(echoed, b"tcp")
+        self.assertEqual(self.ports.ports, [port])
+
+    @inlineCallbacks
+    def test_unixEndpointUsesLifecycleUNIXPort(self) -> Deferred[None]:
+        """
+        C{unix:} builds a LifecycleUNIXPort, and the events name the path.
+        """
+        path = os.path.abspath(self.mktemp())
+        port = yield self.listen(f"unix:{path}")
+        self.assertIsInstance(port, LifecycleUNIXPort)
+        echoed = yield callInThread(unixEcho, path, b"over unix")
+        self.assertEqual(echoed, b"over unix")
+        accept = yield self.recorded.when(lifecycle="accept")
+        self.assertEqual(accept["local"], f"unix:{path}")
+
+    @inlineCallbacks
+    def test_adoptedSocketUsesLifecyclePort(self) -> Deferred[None]:
+        """
+        A socket listened on elsewhere (systemd, SO_REUSEPORT) is adopted
+        as a LifecyclePort.
+        """
+        listening = socket.socket()
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(5)
+        listening.setblocking(False)
+        self.addCleanup(listening.close)
+        port = self.ports.adoptStreamPort(listening.fileno(), socket.AF_INET, self.factory)
+        self.addCleanup(port.stopListening)
+        self.assertIsInstance(port, LifecyclePort)
+        echoed = yield callInThread(echoWithHalfClose, listening.getsockname()[1], b"adopted")
+        self.assertEqual(echoed, b"adopted")
+
+
+class AcceptBudgetTests(TestCase):
+    """
+    The accept budget bounds each burst; the rest wait in the kernel.
+    """
+
+    @inlineCallbacks
+    def test_burstAcceptsNoMoreThanTheBudget(self) -> Deferred[None]:
+        """
+        Five clients arrive at once with a budget of two: the port accepts
+        two, stops reading, and three stay in the kernel's queue.
+        """
+        recorded = RecordedEvents()
+        factory = LifecycleServerFactory(clock=reactor, events=recorded.log)
+        budget = [2]
+
+        def acceptBudget() -> int:
+            return budget[0] - len(factory.connections)
+
+        ports = PortReactor(reactor, acceptBudget)
+        port = ports.listenTCP(0, factory, backlog=10, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        port.stopReading()  # type: ignore[attr-defined]
+        clients = [
+            socket.create_connection(("127.0.0.1", port.getHost().port), timeout=WAIT)  # type: ignore[attr-defined]
+            for _ in range(5)
+        ]
+        self.addCleanup(lambda: [c.close() for c in clients])
+        port.startReading()  # type: ignore[attr-defined]
+        for _ in range(3):
+            yield recorded.when(lifecycle="accept")
+            d: Deferred[None] = Deferred()
+            reactor.callLater(0.05, d.callback, None)  # type: ignore[attr-defined]
+            yield d
+        self.assertEqual(len(recorded.of("accept")), 2)
+        self.assertNotIn(port, reactor.getReaders())  # type: ignore[attr-defined]
+
+
+class PassThroughTests(SynchronousTestCase):
+    """
+    On a reactor without sockets, listening passes through untouched.
+    """
+
+    def test_memoryReactorSeesListenTCP(self) -> None:
+        """
+        A MemoryReactor records the listenTCP call as made.
+        """
+        memory = MemoryReactorClock()
+        factory = LifecycleServerFactory(clock=memory)
+        PortReactor(memory).listenTCP(9000, factory, 12, "::1")
+        self.assertEqual(memory.tcpServers, [(9000, factory, 12, "::1")])
+
+    def test_otherAttributesAreTheReactors(self) -> None:
+        """
+        Clock and other reactor methods are the real reactor's.
+        """
+        memory = MemoryReactorClock()
+        adapter = PortReactor(memory)
+        adapter.callLater(5, lambda: None)
+        self.assertEqual(len(memory.getDelayedCalls()), 1)
