@@ -33,6 +33,8 @@ from twisted.internet.posixbase import PosixReactorBase
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
+from ._transport import DirectServer
+
 #: Asked before each burst of accepts: how many more connections may be
 #: accepted now.  Zero pauses accepting (the port stops reading).
 AcceptBudget = Callable[[], int]
@@ -66,8 +68,11 @@ class _BudgetedAccepts:
 
 class LifecyclePort(_BudgetedAccepts, tcp.Port):
     """
-    A TCP listening port whose accept bursts respect an accept budget.
+    A TCP listening port whose accept bursts respect an accept budget, and
+    whose connections write at once (L{DirectServer}).
     """
+
+    transport = DirectServer
 
 
 class LifecycleUNIXPort(_BudgetedAccepts, unix.Port):
