@@ -103,7 +103,7 @@ class DirectServer(tcp.Server):
             or not data
         ):
             # Twisted's checks, TLS routing and buffering, as always.
-            super().write(data)
+            super().write(data)  # type: ignore[no-untyped-call]
             return
         try:
             sent = self.socket.send(data)
@@ -126,7 +126,7 @@ class DirectServer(tcp.Server):
             or self._mustBuffer()
             or any(type(chunk) is not bytes for chunk in chunks)
         ):
-            super().writeSequence(chunks)
+            super().writeSequence(chunks)  # type: ignore[no-untyped-call]
             return
         try:
             sent = self.socket.sendmsg(chunks)

@@ -10,6 +10,7 @@ from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import TCP4ServerEndpoint, serverFromString
 from twisted.internet.interfaces import IReactorCore, IReactorTime, IStreamServerEndpoint
 from twisted.internet.protocol import Protocol
+from twisted.logger import LogLevel
 from twisted.python import usage
 from twisted.python.reflect import namedAny
 
@@ -137,11 +138,22 @@ def _parseEndpoint(reactor: object, description: str) -> IStreamServerEndpoint:
         raise usage.UsageError(f"--listen {description!r} is not usable: {detail}.") from None
 
 
+def _twistLogLevel(options: usage.Options) -> LogLevel | None:
+    """
+    The level C{twist --log-level} filters at, when run under C{twist}: its
+    only log observer drops everything below it, so events below it need
+    not be built.
+    """
+    parent = getattr(options, "parent", None)
+    level = parent.get("logLevel") if isinstance(parent, usage.Options) else None
+    return cast(LogLevel, level) if level in list(LogLevel.iterconstants()) else None
+
+
 def makeFactory(options: Options, reactor: IReactorCore) -> LifecycleServerFactory:
     """
     The factory the options ask for, with its settings applied.
     """
-    events = LifecycleLog(trace=bool(options["trace"]))
+    events = LifecycleLog(trace=bool(options["trace"]), level=_twistLogLevel(options))
     factoryClass = options["factory"] or LifecycleServerFactory
     factory: LifecycleServerFactory = factoryClass(clock=cast(IReactorTime, reactor), events=events)
     if options["protocol"] is not None:

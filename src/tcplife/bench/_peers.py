@@ -39,13 +39,13 @@ async def serveAsyncio(port: int) -> None:
 
 def serveTwisted(port: int) -> None:
     from twisted.internet import reactor
-    from twisted.internet.protocol import Factory
+    from twisted.internet.protocol import ServerFactory
     from twisted.protocols.wire import Echo
 
-    reactor.listenTCP(  # type: ignore[attr-defined]
-        port, Factory.forProtocol(Echo), backlog=BACKLOG, interface="127.0.0.1"
-    )
-    reactor.run()  # type: ignore[attr-defined]
+    factory = ServerFactory()
+    factory.protocol = Echo
+    reactor.listenTCP(port, factory, backlog=BACKLOG, interface="127.0.0.1")
+    reactor.run()
 
 
 def main(argv: list[str]) -> int:

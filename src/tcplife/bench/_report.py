@@ -18,9 +18,7 @@ _HEADER = (
 
 
 def _ratios(ratios: dict[str, float]) -> str:
-    return "".join(
-        f" {ratios[peer]:>8.2f}x" if peer in ratios else f" {'-':>9}" for peer in PEERS
-    )
+    return "".join(f" {ratios[peer]:>8.2f}x" if peer in ratios else f" {'-':>9}" for peer in PEERS)
 
 
 def table(results: BenchResults) -> str:
@@ -34,7 +32,8 @@ def table(results: BenchResults) -> str:
             lines.append(
                 f"{scenario:<9} {name:<20} {s.messagesPerSecond:>9,.0f} "
                 f"{s.megabytesPerSecond:>8.1f} {s.p50:>8.0f} {s.p99:>8.0f} "
-                f"{s.cpuPerMessage:>10.2f}" + _ratios(s.ratios)
+                f"{s.cpuPerMessage:>10.2f}"
+                + _ratios(s.ratios)
                 + (f"  ERRORS: {s.errors[:2]}" if s.errors else "")
             )
     if results.idle:
@@ -45,13 +44,9 @@ def table(results: BenchResults) -> str:
         )
         for name, perConnection in results.idle.items():
             ratios = {
-                peer: perConnection / results.idle[peer]
-                for peer in PEERS
-                if results.idle.get(peer)
+                peer: perConnection / results.idle[peer] for peer in PEERS if results.idle.get(peer)
             }
-            lines.append(
-                f"{'idle':<9} {name:<20} {perConnection / 1024:>28.2f}" + _ratios(ratios)
-            )
+            lines.append(f"{'idle':<9} {name:<20} {perConnection / 1024:>28.2f}" + _ratios(ratios))
     if results.events:
         lines.append("")
         for name, counted in results.events.items():

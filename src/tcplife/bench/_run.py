@@ -121,7 +121,9 @@ def startServer(spec: ServerSpec, workdir: Path) -> RunningServer:
     argv = [*_pinned(0), *(arg.replace("{port}", str(port)) for arg in spec.argv)]
     log = workdir / (spec.name.replace("/", "-").replace(" ", "-") + ".log")
     with log.open("wb") as out:
-        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
     server = RunningServer(spec, port, process, log)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -256,9 +258,7 @@ def runBench(
             taking = [s for s in running if scenario in s.spec.scenarios]
             if scenario == "idle":
                 for server in taking:
-                    result = runLoad(
-                        server, "idle", ["--connections", str(idleConnections)]
-                    )
+                    result = runLoad(server, "idle", ["--connections", str(idleConnections)])
                     server.connections += 200  # the warm-up connections
                     results.runs.setdefault("idle", {})[server.spec.name] = [result]
                     if result.errors:
@@ -277,7 +277,8 @@ def runBench(
                     print(
                         f"  {scenario} #{repeat + 1} {server.spec.name}: "
                         f"{result.messages / max(result.seconds, 1e-9):,.0f} msgs/s, "
-                        f"{cpu:.1f} us CPU/msg" + (f", ERRORS {result.errors}" if result.errors else ""),
+                        f"{cpu:.1f} us CPU/msg"
+                        + (f", ERRORS {result.errors}" if result.errors else ""),
                         file=progress,
                         flush=True,
                     )
