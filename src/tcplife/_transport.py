@@ -20,11 +20,14 @@ from errno import EAGAIN, ENOBUFS
 from typing import Any
 
 from twisted.internet import abstract, main, tcp
+from twisted.python.failure import Failure
 
 _IPPROTO_TCP = socket.IPPROTO_TCP
 _TCP_NODELAY = socket.TCP_NODELAY
 _CONNECTION_DONE = main.CONNECTION_DONE
 _CONNECTION_LOST = main.CONNECTION_LOST
+# One Failure for every orderly close, as the reactor itself does.
+_DONE = Failure(main.CONNECTION_DONE)
 
 #: The most buffers one C{sendmsg} takes (Linux's C{IOV_MAX}).
 IOV_MAX = 1024
@@ -46,7 +49,9 @@ class DirectServer(tcp.Server):
       - reads take up to L{readSize} bytes at a time (asyncio's figure),
         while C{bufferSize} stays the producer's high-water mark;
       - C{TCP_NODELAY} is on: each write is one complete message or the
-        echo of one, and Nagle's algorithm would hold it back for an ACK.
+        echo of one, and Nagle's algorithm would hold it back for an ACK;
+      - C{loseConnection} with nothing to flush closes on the next pass of
+        the reactor loop instead of waiting for a writable event.
 
     Errors from an immediate send are not raised to the writer: the bytes are
     buffered and the next writable event meets the error and disconnects, as
@@ -55,6 +60,11 @@ class DirectServer(tcp.Server):
 
     #: Bytes asked of each C{recv}.
     readSize = 256 * 1024
+
+    # close() alone sends the FIN: the descriptor is close-on-exec, so no
+    # other process holds the socket open, and shutdown() would be one more
+    # system call per connection.
+    _shouldShutdown = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -78,12 +88,14 @@ class DirectServer(tcp.Server):
     def _mustBuffer(self) -> bool:
         """
         Whether a write must go through Twisted's buffer: something is queued
-        ahead of it, TLS was started on this transport, a close or half-close
+        ahead of it, a pull producer is registered (only C{doWrite} asks it
+        for more), TLS was started on this transport, a close or half-close
         is under way, or the connection is not (or no longer) up.
         """
         return bool(
             self._tempDataLen
             or self.dataBuffer
+            or (not self.streamingProducer and self.producer is not None)
             or self.TLS
             or self._aborting
             or self._writeDisconnecting
@@ -95,6 +107,7 @@ class DirectServer(tcp.Server):
         if (
             self._tempDataLen
             or self.dataBuffer
+            or (not self.streamingProducer and self.producer is not None)
             or self.TLS
             or self._aborting
             or self._writeDisconnecting
@@ -145,3 +158,33 @@ class DirectServer(tcp.Server):
                 _bufferWriteSequence(self, rest)
                 return
             sent -= len(chunk)
+
+    def loseConnection(self) -> None:
+        if (
+            self._tempDataLen
+            or self.dataBuffer
+            or self.producer is not None
+            or self.TLS
+            or self._writeDisconnected
+            or self.disconnecting
+            or not self.connected
+        ):
+            super().loseConnection()  # type: ignore[no-untyped-call]
+            return
+        # Nothing to flush: Twisted would start writing only to learn that
+        # on the next wake-up (two epoll_ctl calls and an event); close on
+        # the next pass instead, still never from inside the caller.
+        self.stopReading()  # type: ignore[no-untyped-call]
+        self.disconnecting = 1
+        self.reactor.callLater(0, self._closeFlushed)  # type: ignore[attr-defined]
+
+    def _closeFlushed(self) -> None:
+        if not self.connected or self._aborting:
+            # Lost or aborted meanwhile; that path reports it.
+            return
+        if self._tempDataLen or self.dataBuffer or self.producer is not None:
+            # Written to (or given a producer) after loseConnection: flush
+            # first, and doWrite closes once the buffer is empty.
+            self.startWriting()  # type: ignore[no-untyped-call]
+            return
+        self.connectionLost(_DONE)
