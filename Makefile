@@ -27,9 +27,11 @@ serve: $(RUN_STAMP)
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest
 
-# The same suite under Twisted's own runner.
+# The same suite under Twisted's own runner, on the default reactor and on
+# tcplife's direct-dispatch reactor.
 trial: $(DEV_STAMP)
 	$(BIN)/python -m twisted.trial tests
+	$(BIN)/python -m twisted.trial --reactor tcplife-direct tests
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests twisted
