@@ -13,7 +13,7 @@ import subprocess
 from twisted.logger import eventsFromJSONLogFile
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from .helpers import WAIT, TwistProcess, echoWithHalfClose, pattern, runTwist
+from .helpers import WAIT, TwistProcess, echoWithHalfClose, freePort, pattern, runTwist
 
 
 def portOf(address: str) -> int:
@@ -214,3 +214,52 @@ class TcpechoFailureTests(SynchronousTestCase):
             self.assertTrue(output.startswith("Error: "), output[:80])
             self.assertIn(fragment, output.splitlines()[0])
             self.assertNotIn("Traceback", result.stdout + result.stderr)
+
+
+class ReusePortTests(SynchronousTestCase):
+    """
+    With --reuse-port, several tcpecho processes share one port.
+    """
+
+    def test_twoProcessesOnOnePortBothServe(self) -> None:
+        """
+        Two twist tcpecho --reuse-port on the same port both listen, and
+        the kernel gives each of them some of 64 connections.
+        """
+        port = str(freePort())
+        servers = []
+        for _ in range(2):
+            server = TwistProcess(
+                "tcpecho", "--reuse-port", "--port", port, "--interface", "127.0.0.1"
+            )
+            self.addCleanup(server.kill)
+            server.waitFor(lifecycle="listen")
+            servers.append(server)
+        for n in range(64):
+            message = b"client %d" % n
+            self.assertEqual(echoWithHalfClose(int(port), message), message)
+        # Each process served at least one of them (the chance that the
+        # kernel's hash sends all 64 to one is 2**-63).
+        for server in servers:
+            server.waitFor(lifecycle="close")
+
+    def test_withoutReusePortTheSecondProcessCannotListen(self) -> None:
+        """
+        Without the option, a second tcpecho on the same port exits with
+        the usual one-line error.
+        """
+        port = str(freePort())
+        first = TwistProcess("tcpecho", "--reuse-port", "--port", port, "--interface", "127.0.0.1")
+        self.addCleanup(first.kill)
+        first.waitFor(lifecycle="listen")
+        second = runTwist("tcpecho", "--port", port, "--interface", "127.0.0.1")
+        self.assertNotEqual(second.returncode, 0)
+        self.assertIn("Address already in use", second.stderr)
+
+    def test_reusePortWithoutPortIsAnOptionError(self) -> None:
+        """
+        --reuse-port with only --listen endpoints is refused with status 64.
+        """
+        result = runTwist("tcpecho", "--reuse-port", "--listen", "tcp:0")
+        self.assertEqual(result.returncode, 64)
+        self.assertIn("--reuse-port applies to --port", result.stderr + result.stdout)

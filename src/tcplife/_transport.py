@@ -68,7 +68,8 @@ class DirectServer(tcp.Server):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        try:
+        # Not contextlib.suppress: this runs once per accepted connection.
+        try:  # noqa: SIM105
             self.socket.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
         except OSError:  # pragma: no cover - a TCP socket accepts it on Linux
             pass

@@ -17,6 +17,7 @@ from twisted.python.reflect import namedAny
 from ._events import LifecycleLog
 from ._listening import Listener
 from ._port import PortReactor
+from ._reuseport import ReusePortEndpoint
 from ._server import LifecycleServerFactory
 
 DEFAULT_PORT = 9000
@@ -63,6 +64,12 @@ class Options(usage.Options):
     )
     optFlags = [
         ["trace", None, "Also log every read and write (bytes per call)."],
+        [
+            "reuse-port",
+            None,
+            "Set SO_REUSEPORT on --port's socket, so several tcpecho processes "
+            "share the port and the kernel spreads connections over them.",
+        ],
     ]
     optParameters = [
         [
@@ -117,6 +124,8 @@ class Options(usage.Options):
             self["port"] = _wholeNumber("--port", self["port"], 0, 65535)
         elif not self["listen"]:
             self["port"] = DEFAULT_PORT
+        if self["reuse-port"] and self["port"] is None:
+            raise usage.UsageError("--reuse-port applies to --port; give --port too.")
         for description in self["listen"]:
             _parseEndpoint(_reactor(), description)
         if self["protocol"] is not None and self["factory"] is not None:
@@ -176,9 +185,11 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
         interface = options["interface"]
         # TCP4ServerEndpoint.listen is reactor.listenTCP(port, factory,
         # backlog=, interface=); listenTCP picks IPv6 for an IPv6 interface.
-        endpoint: IStreamServerEndpoint = TCP4ServerEndpoint(
-            ports, options["port"], backlog, interface
-        )
+        endpoint: IStreamServerEndpoint
+        if options["reuse-port"]:
+            endpoint = ReusePortEndpoint(ports, options["port"], backlog, interface)
+        else:
+            endpoint = TCP4ServerEndpoint(ports, options["port"], backlog, interface)
         host = interface or "0.0.0.0"
         where = f"[{host}]:{options['port']}" if ":" in host else f"{host}:{options['port']}"
         service.addService(Listener(endpoint, factory, where, factory.events, reactor, backlog))

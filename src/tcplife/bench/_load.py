@@ -43,12 +43,6 @@ RING_VIEW = memoryview(RING)
 HOST = "127.0.0.1"
 
 
-class EchoMismatch(Exception):
-    """
-    The server sent back something other than what was sent.
-    """
-
-
 @dataclass
 class LoadResult:
     """
