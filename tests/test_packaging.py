@@ -41,6 +41,7 @@ class WheelTests(SynchronousTestCase):
             ["tar", "-tzf", str(sdist)], check=True, capture_output=True, text=True
         ).stdout
         self.assertIn("twisted/plugins/tcplife_plugins.py", listing)
+        self.assertIn("twisted/plugins/tcplife_reactors.py", listing)
 
         env_dir = work / "venv"
         venv.EnvBuilder(with_pip=True).create(env_dir)
@@ -55,8 +56,9 @@ class WheelTests(SynchronousTestCase):
             [
                 str(python),
                 "-c",
-                "import twisted.plugins, os; print(os.path.exists("
-                "os.path.join(twisted.plugins.__path__[0], 'tcplife_plugins.py')))",
+                "import twisted.plugins, os; print(all(os.path.exists("
+                "os.path.join(twisted.plugins.__path__[0], name)) for name in "
+                "('tcplife_plugins.py', 'tcplife_reactors.py')))",
             ],
             capture_output=True,
             text=True,
@@ -73,8 +75,12 @@ class WheelTests(SynchronousTestCase):
             cwd=work,
         ).stdout
         self.assertIn("tcpecho", help_text)
+        # The reactor list may wrap inside the name.
+        self.assertIn("tcplife-direct", "".join(help_text.split()))
 
         server = TwistProcess(
+            "--reactor",
+            "tcplife-direct",
             "tcpecho",
             "--port",
             "0",
