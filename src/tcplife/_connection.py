@@ -63,6 +63,9 @@ class _OutputBackpressure:
     but does not read, and the buffer stays bounded.
     """
 
+    # One per open connection: no instance dictionary.
+    __slots__ = ("_connection",)
+
     def __init__(self, connection: TrackedConnection) -> None:
         self._connection = connection
 
@@ -176,9 +179,11 @@ class TrackedConnection:
     def connectionLost(self, reason: Failure) -> None:
         self.connected = False
         if self.how is None:
-            if reason.check(ConnectionDone):
+            # isinstance, not Failure.check: the same answer for these
+            # classes, without formatting their qualified names per close.
+            if isinstance(reason.value, ConnectionDone):
                 self.how = FIN
-            elif reason.check(ConnectionAborted):
+            elif isinstance(reason.value, ConnectionAborted):
                 self.how = ABORT
             else:
                 self.how = RESET
@@ -293,6 +298,11 @@ class TrackedConnection:
     def stopProducing(self) -> None:
         assert self.transport is not None
         self.transport.stopProducing()  # type: ignore[attr-defined]
+
+    # zope.interface looks this up on every adaptation (the transport adapts
+    # us to IHalfCloseableProtocol at each FIN); without it the lookup would
+    # fall through __getattr__ and raise AttributeError from the transport.
+    __conform__ = None
 
     def __getattr__(self, name: str) -> Any:
         # Everything else a transport offers (getHandle, setTcpNoDelay, TLS

@@ -33,7 +33,7 @@ from twisted.internet.posixbase import PosixReactorBase
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
-from ._transport import DirectServer
+from ._transport import DirectAccepts, DirectServer
 
 #: Asked before each burst of accepts: how many more connections may be
 #: accepted now.  Zero pauses accepting (the port stops reading).
@@ -66,10 +66,11 @@ class _BudgetedAccepts:
         super().doRead()  # type: ignore[misc]
 
 
-class LifecyclePort(_BudgetedAccepts, tcp.Port):
+class LifecyclePort(_BudgetedAccepts, DirectAccepts, tcp.Port):
     """
-    A TCP listening port whose accept bursts respect an accept budget, and
-    whose connections write at once (L{DirectServer}).
+    A TCP listening port whose accept bursts respect an accept budget, with
+    a flat accept loop (L{DirectAccepts}) and connections that write at once
+    (L{DirectServer}).
     """
 
     transport = DirectServer

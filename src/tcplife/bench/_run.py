@@ -254,7 +254,10 @@ def runBench(
     try:
         for spec in servers:
             running.append(startServer(spec, workdir))
-        for scenario in scenarios:
+        # Memory first, on servers fresh from start: after the connect
+        # churn, freed memory would be reused and hide the growth.
+        ordered = sorted(scenarios, key=lambda name: name != "idle")
+        for scenario in ordered:
             taking = [s for s in running if scenario in s.spec.scenarios]
             if scenario == "idle":
                 for server in taking:
