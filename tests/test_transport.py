@@ -14,11 +14,12 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Protocol
 from twisted.internet.ssl import KeyPair
 from twisted.protocols.basic import FileSender
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 from zope.interface import implementer
 
 from tcplife import EchoProtocol, LifecycleServerFactory
@@ -28,14 +29,12 @@ from tcplife._transport import IOV_MAX, DirectServer
 from .helpers import WAIT, RecordedEvents, callInThread, echoWithHalfClose, pattern
 
 
-def receiveAll(port: int, send: bytes = b"go", *, halfClose: bool = False) -> bytes:
+def receiveAll(port: int, send: bytes = b"go") -> bytes:
     """
-    Connect, send C{send} (then half-close, if asked), and read until EOF.
+    Connect, send C{send}, and read until EOF.
     """
     with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as client:
         client.sendall(send)
-        if halfClose:
-            client.shutdown(socket.SHUT_WR)
         chunks = []
         while chunk := client.recv(1 << 20):
             chunks.append(chunk)
@@ -467,3 +466,68 @@ class TLSTests(TestCase):
         self.assertTrue(echoed == payload, "TLS echo differs from what was sent")
         close = yield recorded.when(lifecycle="close")
         self.assertEqual(close["bytes_in"], len(payload))
+
+
+class RefusingFactory(LifecycleServerFactory):
+    """
+    Refuses the first connection (buildProtocol returns None), raises on
+    the second, and serves the rest.
+    """
+
+    built = 0
+
+    def buildProtocol(self, addr: Any) -> Any:
+        self.built += 1
+        if self.built == 1:
+            return None
+        if self.built == 2:
+            raise RuntimeError("buildProtocol is broken")
+        return super().buildProtocol(addr)
+
+
+class AcceptTests(TestCase):
+    """
+    The flat accept loop keeps tcp.Port's behaviour.
+    """
+
+    @inlineCallbacks
+    def test_refusedAndBrokenConnectionsDoNotStopThePort(self) -> Deferred[None]:
+        """
+        A connection the factory refuses is closed, one whose factory raises
+        is logged and dropped, and the next one is served.
+        """
+        recorded = RecordedEvents()
+        factory = RefusingFactory(clock=reactor, events=recorded.log)
+        port = PortReactor(reactor).listenTCP(0, factory, 50, "127.0.0.1")
+        self.addCleanup(port.stopListening)
+        number = port.getHost().port  # type: ignore[attr-defined]
+        # Nothing sent: closing a socket with unread input would be a reset.
+        refused = yield callInThread(receiveAll, number, b"")
+        self.assertEqual(refused, b"")
+        broken = yield callInThread(receiveAll, number, b"")
+        self.assertEqual(broken, b"")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        served = yield callInThread(echoWithHalfClose, number, b"third")
+        self.assertEqual(served, b"third")
+        self.assertEqual(len(recorded.of("accept")), 1)
+
+    @inlineCallbacks
+    def test_ipv6PeerIsReportedWithBrackets(self) -> Deferred[None]:
+        """
+        On ::1 the accepted connection's events carry [::1]:port addresses.
+        """
+        if not socket.has_ipv6:
+            raise SkipTest("no IPv6")
+        recorded = RecordedEvents()
+        factory = LifecycleServerFactory(clock=reactor, events=recorded.log)
+        try:
+            port = PortReactor(reactor).listenTCP(0, factory, 50, "::1")
+        except CannotListenError as e:
+            raise SkipTest(f"::1 is not usable here: {e}") from None
+        self.addCleanup(port.stopListening)
+        number = port.getHost().port  # type: ignore[attr-defined]
+        echoed = yield callInThread(echoWithHalfClose, number, b"six", "::1")
+        self.assertEqual(echoed, b"six")
+        accept = yield recorded.when(lifecycle="accept")
+        self.assertEqual(accept["local"], f"[::1]:{number}")
+        self.assertTrue(accept["peer"].startswith("[::1]:"))

@@ -289,17 +289,17 @@ class DirectAccepts:
         makeTransport = self.transport
         reactor = self.reactor
         accepted = 0
-        try:
-            while accepted < numAccepts:
-                try:
-                    fd, address = accept()
-                except BlockingIOError:
-                    break
-                except OSError:
-                    tcp.Port.doRead(self)  # type: ignore[arg-type]
-                    return
-                accepted += 1
-                skt = socket.socket(family, _SOCK_STREAM, 0, fd)
+        while accepted < numAccepts:
+            try:
+                fd, address = accept()
+            except BlockingIOError:
+                break
+            except OSError:
+                tcp.Port.doRead(self)  # type: ignore[arg-type]
+                return
+            accepted += 1
+            skt = socket.socket(family, _SOCK_STREAM, 0, fd)
+            try:
                 if len(address) == 4:
                     # IPv6: keep the scope id, as Twisted does.
                     host = socket.getnameinfo(address, _NI_NUMERIC)[0]
@@ -310,13 +310,18 @@ class DirectAccepts:
                     continue
                 sessionno = self.sessionno
                 self.sessionno = sessionno + 1
-                protocol.makeConnection(
-                    makeTransport(skt, protocol, address, self, sessionno, reactor)
-                )
-        except BaseException:
-            # As tcp.Port.doRead: a broken factory or protocol is logged and
-            # the port goes on listening.
-            log.deferr()
+                transport = makeTransport(skt, protocol, address, self, sessionno, reactor)
+            except BaseException:
+                # A broken factory: log it, drop this client (Twisted would
+                # leave its socket to the garbage collector) and go on.
+                skt.close()
+                log.deferr()
+                continue
+            try:
+                protocol.makeConnection(transport)
+            except BaseException:
+                # As tcp.Port.doRead: logged; the connection stays.
+                log.deferr()
         # Twisted's scaling: a full burst suggests more waiting next time.
         if accepted == self.numberAccepts:
             self.numberAccepts += 20
