@@ -42,8 +42,11 @@ format: $(DEV_STAMP)
 	$(BIN)/ruff format src tests twisted
 	$(BIN)/ruff check --fix src tests twisted
 
+# tcplife against asyncio, uvloop and bare Twisted (about 2.5 minutes).
+# More options: make bench BENCH_ARGS="--json bench.json --chart bench.png"
+BENCH_ARGS ?=
 bench: $(DEV_STAMP)
-	$(BIN)/python -m tcplife.bench
+	$(BIN)/python -m tcplife.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache

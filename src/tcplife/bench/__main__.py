@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ._report import table, writeChart, writeJSON
+from ._report import markdown, table, writeChart, writeJSON
 from ._run import SERVERS, runBench
 
 SCENARIO_NAMES = ["rr", "stream", "connect", "idle"]
@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-connections", type=int, default=2000)
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--chart", type=Path, help="also draw the table as a PNG here")
+    parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     args = parser.parse_args(argv)
 
     scenarios = [s for s in args.scenarios.split(",") if s]
@@ -58,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     results.settings["wall_s"] = round(time.monotonic() - started, 1)
     print(table(results))
     print(f"\n({results.settings['wall_s']} s; medians of {args.repeats} interleaved runs)")
+    if args.markdown:
+        print()
+        print(markdown(results))
     if args.json:
         writeJSON(results, args.json)
     if args.chart:

@@ -108,3 +108,32 @@ def writeChart(results: BenchResults, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def markdown(results: BenchResults) -> str:
+    """
+    The table as Markdown, for the README: server CPU per message and its
+    ratio to each peer, with throughput and latency.
+    """
+    peers = " | ".join(f"/ {peer}" for peer in PEERS)
+    lines = [
+        f"| scenario | server | msgs/s | MB/s | p50 µs | p99 µs | CPU µs/msg | {peers} |",
+        "|---|---|---:|---:|---:|---:|---:|" + "---:|" * len(PEERS),
+    ]
+    for scenario, summaries in results.summaries.items():
+        for name, s in summaries.items():
+            ratios = " | ".join(
+                f"{s.ratios[peer]:.2f}x" if peer in s.ratios else "" for peer in PEERS
+            )
+            lines.append(
+                f"| {scenario} | {name} | {s.messagesPerSecond:,.0f} | "
+                f"{s.megabytesPerSecond:.1f} | {s.p50:.0f} | {s.p99:.0f} | "
+                f"{s.cpuPerMessage:.2f} | {ratios} |"
+            )
+    for name, perConnection in results.idle.items():
+        ratios = " | ".join(
+            f"{perConnection / results.idle[peer]:.2f}x" if results.idle.get(peer) else ""
+            for peer in PEERS
+        )
+        lines.append(f"| idle | {name} | | | | | {perConnection / 1024:.2f} KiB/conn | {ratios} |")
+    return "\n".join(lines)

@@ -1,0 +1,175 @@
+"""
+The benchmark's own parts: its load client checks every echoed byte, and
+its report shows ratios.  (Speed itself is measured by C{make bench} only.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.protocol import Protocol
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from tcplife import LifecycleServerFactory
+from tcplife._port import PortReactor
+from tcplife.bench._load import LoadResult
+from tcplife.bench._report import asJSON, markdown, table
+from tcplife.bench._run import BenchResults, summarize
+
+from .helpers import WAIT, RecordedEvents, callInThread
+
+
+class Corrupting(Protocol):
+    """
+    Echoes with one byte changed in every chunk.
+    """
+
+    def dataReceived(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(bytes([data[0] ^ 0xFF]) + data[1:])
+
+
+def runLoad(port: int, scenario: str, *options: str) -> tuple[int, dict[str, Any]]:
+    """
+    Run the load client as make bench does, against this process.
+    """
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tcplife.bench._load",
+            scenario,
+            str(port),
+            str(os.getpid()),
+            *options,
+        ],
+        capture_output=True,
+        timeout=WAIT * 3,
+    )
+    return done.returncode, json.loads(done.stdout)
+
+
+class LoadClientTests(TestCase):
+    """
+    Each scenario of the load client runs against a tcplife server and
+    notices an echo that differs.
+    """
+
+    def listen(self, protocol: type[Protocol] | None = None) -> int:
+        factory = LifecycleServerFactory(clock=reactor, events=RecordedEvents().log)
+        if protocol is not None:
+            factory.protocol = protocol
+        port = PortReactor(reactor).listenTCP(0, factory, 128, "127.0.0.1")
+        self.addCleanup(port.stopListening)
+        number: int = port.getHost().port  # type: ignore[attr-defined]
+        return number
+
+    @inlineCallbacks
+    def assertScenarioRuns(self, scenario: str, *options: str) -> Deferred[dict[str, Any]]:
+        status, result = yield callInThread(runLoad, self.listen(), scenario, *options)
+        self.assertEqual((status, result["errors"]), (0, []))
+        return result
+
+    @inlineCallbacks
+    def test_requestResponseCountsVerifiedMessages(self) -> Deferred[None]:
+        """
+        rr completes messages, all verified, and reads the server's CPU time.
+        """
+        result = yield self.assertScenarioRuns(
+            "rr", "--duration", "0.3", "--connections", "4", "--size", "1024"
+        )
+        self.assertGreater(result["messages"], 0)
+        self.assertEqual(result["bytes"], result["messages"] * 1024)
+        self.assertGreater(result["cpuSeconds"], 0)
+        self.assertGreaterEqual(result["p99"], result["p50"])
+
+    @inlineCallbacks
+    def test_streamKeepsItsWindow(self) -> Deferred[None]:
+        """
+        stream completes 64 KiB messages through one connection.
+        """
+        result = yield self.assertScenarioRuns(
+            "stream", "--duration", "0.3", "--size", "65536", "--in-flight", "262144"
+        )
+        self.assertGreater(result["messages"], 0)
+        self.assertEqual(result["connections"], 1)
+
+    @inlineCallbacks
+    def test_connectOpensAConnectionPerMessage(self) -> Deferred[None]:
+        """
+        connect opens at least as many connections as it completed messages.
+        """
+        result = yield self.assertScenarioRuns(
+            "connect", "--duration", "0.3", "--connections", "4", "--size", "64"
+        )
+        self.assertGreater(result["messages"], 0)
+        self.assertGreaterEqual(result["connections"], result["messages"])
+
+    @inlineCallbacks
+    def test_idleMeasuresMemoryPerConnection(self) -> Deferred[None]:
+        """
+        idle holds its connections, each echoed once, and reports RSS per
+        connection.
+        """
+        result = yield self.assertScenarioRuns("idle", "--connections", "50")
+        self.assertIsInstance(result["rssPerConnection"], float)
+
+    @inlineCallbacks
+    def test_alteredEchoIsAnError(self) -> Deferred[None]:
+        """
+        A server that changes a byte makes the client fail with a reason.
+        """
+        port = self.listen(Corrupting)
+        status, result = yield callInThread(
+            runLoad, port, "rr", "--duration", "0.3", "--connections", "2"
+        )
+        self.assertEqual(status, 1)
+        self.assertIn("echo differs", result["errors"][0])
+
+
+class ReportTests(SynchronousTestCase):
+    """
+    Medians, ratios to each peer, and the three output forms.
+    """
+
+    def results(self) -> BenchResults:
+        def run(messages: int, cpu: float) -> LoadResult:
+            return LoadResult("rr", messages, messages * 1024, 2.0, cpu, 100.0, 200.0, 100)
+
+        results = BenchResults(settings={})
+        summaries = {
+            "uvloop": summarize([run(100_000, 0.7), run(100_000, 0.8), run(100_000, 0.9)]),
+            "tcplife": summarize([run(100_000, 0.8), run(100_000, 0.9), run(100_000, 5.0)]),
+        }
+        for summary in summaries.values():
+            summary.ratios["uvloop"] = summary.cpuPerMessage / summaries["uvloop"].cpuPerMessage
+        results.summaries["rr"] = summaries
+        results.idle = {"uvloop": 1300.0, "tcplife": 1400.0}
+        return results
+
+    def test_medianIgnoresOneOutlier(self) -> None:
+        """
+        One slow run among three does not move the median.
+        """
+        summary = self.results().summaries["rr"]["tcplife"]
+        self.assertAlmostEqual(summary.cpuPerMessage, 9.0)
+        self.assertAlmostEqual(summary.ratios["uvloop"], 9.0 / 8.0)
+
+    def test_everyFormShowsTheRatio(self) -> None:
+        """
+        The text table, the Markdown table and the JSON all carry the ratio
+        to uvloop.
+        """
+        results = self.results()
+        self.assertIn("1.12x", table(results))
+        self.assertIn("1.12x", markdown(results))
+        self.assertAlmostEqual(
+            asJSON(results)["summaries"]["rr"]["tcplife"]["ratios"]["uvloop"], 1.125
+        )
+        self.assertIn("1.37 KiB/conn", markdown(results))
