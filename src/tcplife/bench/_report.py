@@ -88,8 +88,13 @@ def writeChart(results: BenchResults, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     panels = [s for s in results.summaries] + (["idle"] if results.idle else [])
-    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
-    for axis, scenario in zip(axes[0], panels, strict=True):
+    columns = 2 if len(panels) > 2 else len(panels)
+    rows = (len(panels) + columns - 1) // columns
+    figure, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.9 * rows), squeeze=False)
+    grid = [axis for row in axes for axis in row]
+    for axis in grid[len(panels) :]:
+        axis.set_visible(False)
+    for axis, scenario in zip(grid, panels, strict=False):
         if scenario == "idle":
             names = list(results.idle)
             values = [results.idle[n] / 1024 for n in names]
