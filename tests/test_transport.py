@@ -17,7 +17,6 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Protocol
-from twisted.internet.ssl import KeyPair
 from twisted.protocols.basic import FileSender
 from twisted.trial.unittest import SkipTest, TestCase
 from zope.interface import implementer
@@ -419,6 +418,37 @@ class ProducerTests(DirectTestCase):
         self.assertTrue(received == content, "the file arrived incomplete or altered")
 
 
+def selfSignedPEM() -> bytes:
+    """
+    A private key and a self-signed certificate for localhost, in PEM.
+    """
+    from datetime import datetime, timedelta, timezone
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ) + certificate.public_bytes(serialization.Encoding.PEM)
+
+
 class TLSTests(TestCase):
     """
     The ssl: endpoint runs TLS in memory over a tcplife port's DirectServer.
@@ -429,11 +459,9 @@ class TLSTests(TestCase):
         """
         A TLS client gets its 1 MiB echoed through an ssl: endpoint.
         """
-        key = KeyPair.generate(size=2048)
-        certificate = key.selfSignedCert(1, CN="localhost")
         pem = self.mktemp()
         with open(pem, "wb") as f:
-            f.write(certificate.dumpPEM())
+            f.write(selfSignedPEM())
         recorded = RecordedEvents()
         factory = LifecycleServerFactory(clock=reactor, events=recorded.log)
         ports = PortReactor(reactor)
