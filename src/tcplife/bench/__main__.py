@@ -16,6 +16,13 @@ from ._run import SERVERS, runBench
 SCENARIO_NAMES = ["rr", "stream", "connect", "idle"]
 
 
+def _loadAverage() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tcplife.bench",
@@ -46,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown scenario or server in {args.scenarios!r} / {args.servers!r}")
 
     started = time.monotonic()
+    loadBefore = _loadAverage()
     with tempfile.TemporaryDirectory(prefix="tcplife-bench-") as workdir:
         results = runBench(
             scenarios,
@@ -57,8 +65,13 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr,
         )
     results.settings["wall_s"] = round(time.monotonic() - started, 1)
+    results.settings["loadavg"] = [loadBefore, _loadAverage()]
     print(table(results))
-    print(f"\n({results.settings['wall_s']} s; medians of {args.repeats} interleaved runs)")
+    print(
+        f"\n({results.settings['wall_s']} s; medians of {args.repeats} interleaved runs; "
+        f"load average {loadBefore} before, {_loadAverage()} after: other work on the "
+        "machine shows here)"
+    )
     if args.markdown:
         print()
         print(markdown(results))
