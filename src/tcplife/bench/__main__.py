@@ -29,8 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Echo servers pinned to CPU 0, the load client on CPU 1; "
         "server CPU time per message from /proc, medians of interleaved runs.",
     )
-    parser.add_argument("--duration", type=float, default=2.0, help="seconds per run")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per server and scenario")
+    parser.add_argument("--duration", type=float, default=1.2, help="seconds per run")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per server and scenario")
     parser.add_argument(
         "--scenarios", default=",".join(SCENARIO_NAMES), help="comma-separated subset"
     )
