@@ -13,11 +13,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(RUN_STAMP): pyproject.toml | $(BIN)/python
+# The editable install copies the plugin file into site-packages (hatchling's
+# force-include), so a changed plugin file needs a reinstall too.
+$(RUN_STAMP): pyproject.toml twisted/plugins/tcplife_plugins.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(DEV_STAMP): pyproject.toml | $(BIN)/python
+$(DEV_STAMP): pyproject.toml twisted/plugins/tcplife_plugins.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,lint,bench]'
 	touch $@ $(RUN_STAMP)
 

@@ -29,7 +29,7 @@ from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
 from ._address import describeAddress
-from ._events import ABORT, FIN, LOCAL, PEER, RESET, LifecycleLog
+from ._events import ABORT, FIN, LOCAL, PEER, RESET, TIMEOUT, LifecycleLog
 
 if TYPE_CHECKING:
     from typing import Protocol as _TypingProtocol
@@ -250,10 +250,25 @@ class TrackedConnection:
     def loseWriteConnection(self) -> None:
         """
         Send FIN after what is written so far, and keep reading.
+
+        Whoever half-closes first started the end of the connection, even if
+        the peer's FIN is what finally closes it.  A transport that cannot
+        half-close (TLS) raises L{AttributeError} and no event is emitted.
         """
-        self.owner.events.halfClose(self.connId, LOCAL)
         assert self.transport is not None
         self.transport.loseWriteConnection()  # type: ignore[attr-defined]
+        if self.initiator is None:
+            self.initiator = LOCAL
+        self.owner.events.halfClose(self.connId, LOCAL)
+
+    def timedOut(self) -> None:
+        """
+        Abort because the peer was silent for too long; the close event says
+        C{how=timeout}.
+        """
+        if self.how is None:
+            self.how = TIMEOUT
+        self.abortConnection()
 
     def getPeer(self) -> IAddress:
         assert self.transport is not None

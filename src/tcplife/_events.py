@@ -57,11 +57,24 @@ class LifecycleLog:
     @ivar trace: Whether per-read and per-write events are emitted.  Callers on
         the hot path test this flag themselves so that, when it is off, a read
         or a write costs no call at all.
+    @ivar level: The level of every per-connection event (C{accept} through
+        C{close}).  A load generator opening thousands of connections a
+        second passes C{LogLevel.debug}, so that they stay out of a log at
+        the default level.  C{connect-failed} is a warning at the default
+        level, and at C{level} otherwise.
     """
 
-    def __init__(self, logger: Logger | None = None, *, trace: bool = False) -> None:
+    def __init__(
+        self,
+        logger: Logger | None = None,
+        *,
+        trace: bool = False,
+        level: LogLevel = LogLevel.info,
+    ) -> None:
         self.logger = logger if logger is not None else Logger(namespace="tcplife")
         self.trace = trace
+        self.level = level
+        self._failureLevel = LogLevel.warn if level is LogLevel.info else level
 
     def listen(self, address: str, backlog: int | None, endpoint: str) -> None:
         self.logger.emit(
@@ -83,7 +96,7 @@ class LifecycleLog:
 
     def accept(self, connId: int, peer: str, local: str) -> None:
         self.logger.emit(
-            _info,
+            self.level,
             "accept #{conn_id} from {peer} on {local}",
             lifecycle=ACCEPT,
             role="server",
@@ -94,7 +107,7 @@ class LifecycleLog:
 
     def connect(self, target: str) -> None:
         self.logger.emit(
-            _info,
+            self.level,
             "connect to {target}",
             lifecycle=CONNECT,
             role="client",
@@ -103,7 +116,7 @@ class LifecycleLog:
 
     def connected(self, connId: int, local: str, peer: str) -> None:
         self.logger.emit(
-            _info,
+            self.level,
             "connected #{conn_id} from {local} to {peer}",
             lifecycle=CONNECTED,
             role="client",
@@ -114,7 +127,7 @@ class LifecycleLog:
 
     def connectFailed(self, target: str, reason: str) -> None:
         self.logger.emit(
-            LogLevel.warn,
+            self._failureLevel,
             "connect-failed to {target}: {reason}",
             lifecycle=CONNECT_FAILED,
             role="client",
@@ -124,7 +137,7 @@ class LifecycleLog:
 
     def read(self, connId: int, nbytes: int) -> None:
         self.logger.emit(
-            _info,
+            self.level,
             "read #{conn_id} {bytes} bytes",
             lifecycle=READ,
             conn_id=connId,
@@ -133,7 +146,7 @@ class LifecycleLog:
 
     def write(self, connId: int, nbytes: int) -> None:
         self.logger.emit(
-            _info,
+            self.level,
             "write #{conn_id} {bytes} bytes",
             lifecycle=WRITE,
             conn_id=connId,
@@ -142,7 +155,7 @@ class LifecycleLog:
 
     def halfClose(self, connId: int, initiator: str) -> None:
         self.logger.emit(
-            _info,
+            self.level,
             "half-close #{conn_id} by {initiator}",
             lifecycle=HALF_CLOSE,
             conn_id=connId,
@@ -160,7 +173,7 @@ class LifecycleLog:
         duration: float,
     ) -> None:
         self.logger.emit(
-            _info,
+            self.level,
             "close #{conn_id} by {initiator} ({how}): "
             "{bytes_in} bytes in, {bytes_out} bytes out, {duration_s:.3f} s",
             lifecycle=CLOSE,

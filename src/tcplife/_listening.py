@@ -5,7 +5,6 @@ Listening: the textbook's C{socket}, C{bind} and C{listen}, as a service.
 from __future__ import annotations
 
 import errno
-import os
 import socket
 import sys
 
@@ -23,6 +22,7 @@ from twisted.python.failure import Failure
 
 from ._address import describeAddress
 from ._events import LifecycleLog
+from ._exit import exitNow as _exitNow
 from ._tcpinfo import readAcceptQueue
 
 _HINTS = {
@@ -143,11 +143,3 @@ class Listener(Service):
             return None
         stopped: Deferred[object] = maybeDeferred(port.stopListening)
         return stopped.addCallback(lambda _: self.events.stopListening(self.address))
-
-
-def _exitNow(status: int) -> None:
-    # After the reactor has shut down there is nothing left to clean up, and
-    # twist would otherwise exit 0.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
