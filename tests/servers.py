@@ -6,18 +6,22 @@ servers, and running C{twist tcpclient} as a user does.
 from __future__ import annotations
 
 import asyncio
+import shutil
+import signal
 import subprocess
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.interfaces import IHalfCloseableProtocol, IListeningPort
 from twisted.internet.protocol import Factory, Protocol
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
-from .helpers import BIN, WAIT
+from .helpers import BIN, WAIT, TwistProcess
 
 
 class AsyncioEchoServer:
@@ -127,10 +131,17 @@ class Resetting(Protocol):
         self.transport.abortConnection()  # type: ignore[attr-defined]
 
 
+@implementer(IHalfCloseableProtocol)
 class Silent(Protocol):
     """
-    Accepts and reads, and never answers.
+    Accepts and reads, and never answers, not even to the client's FIN.
     """
+
+    def readConnectionLost(self) -> None:
+        pass
+
+    def writeConnectionLost(self) -> None:
+        pass
 
 
 class Echo(Protocol):
@@ -141,6 +152,16 @@ class Echo(Protocol):
     def dataReceived(self, data: bytes) -> None:
         assert self.transport is not None
         self.transport.write(data)
+
+
+def temporaryDirectory(test: SynchronousTestCase) -> Path:
+    """
+    A new directory, removed when the test ends (outside the source tree,
+    unlike trial's C{mktemp} under pytest).
+    """
+    path = Path(tempfile.mkdtemp(prefix="tcplife-test-"))
+    test.addCleanup(shutil.rmtree, path, True)
+    return path
 
 
 def listen(test: TestCase, protocol: type[Protocol]) -> int:
@@ -183,3 +204,26 @@ def verdict(done: subprocess.CompletedProcess[bytes]) -> list[str]:
     """
     lines = done.stderr.decode("utf-8", "replace").splitlines()
     return [line for line in lines if line and not line.lstrip("\x1e").startswith("{")]
+
+
+def waitForCount(process: TwistProcess, count: int, timeout: float = WAIT, **match: Any) -> None:
+    """
+    Read C{process}'s events until C{count} of them match C{match}.
+    """
+    deadline = time.monotonic() + timeout
+
+    def seen() -> int:
+        return sum(all(e.get(k) == v for k, v in match.items()) for e in process.events)
+
+    while seen() < count:
+        if not process._readSome(deadline):
+            raise AssertionError(f"fewer than {count} events matching {match} in {timeout} s")
+
+
+def interruptible() -> None:
+    """
+    For C{preexec_fn}: SIGINT as a terminal delivers it.  A shell starts
+    background jobs (such as a test run) with SIGINT ignored, children
+    inherit that, and Twisted leaves an ignored SIGINT alone.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

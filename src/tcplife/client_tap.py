@@ -268,8 +268,9 @@ def _parseEndpoint(reactor: object, description: str) -> IStreamClientEndpoint:
         return endpoint
     except (ValueError, TypeError, KeyError, IndexError, OSError) as e:
         detail = str(e) or type(e).__name__
-        if isinstance(e, KeyError):
-            detail = f"missing {detail}"
+        if isinstance(e, (KeyError, TypeError)):
+            # The parsers' own words here are Python's, about their arguments.
+            detail = "missing or unknown parameters (for example tcp:HOST:PORT or unix:PATH)"
         raise usage.UsageError(f"--connect {description!r} is not usable: {detail}.") from None
 
 
