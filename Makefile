@@ -7,7 +7,7 @@ RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 PORT ?= 9000
 
-.PHONY: serve test trial lint format bench clean
+.PHONY: serve client test trial lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ $(DEV_STAMP): pyproject.toml twisted/plugins/tcplife_plugins.py | $(BIN)/python
 
 serve: $(RUN_STAMP)
 	$(BIN)/twist tcpecho --port $(PORT)
+
+# One echo through `make serve`'s server; the log goes to stderr, the echo to stdout.
+client: $(RUN_STAMP)
+	$(BIN)/twist --log-file=+ tcpclient --port $(PORT) --message hello
 
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest

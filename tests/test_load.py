@@ -414,8 +414,9 @@ class ProgressTests(SynchronousTestCase):
         for _ in range(8):
             r.echoAll()
             r.clock.advance(0.125)
-        lines = r.progress.getvalue().split("\r")[1:]
+        lines = [line for line in r.progress.getvalue().split("\r") if line]
         self.assertEqual(len(lines), 1)
+        self.assertTrue(r.progress.getvalue().endswith("\x1b[K\r"))
         self.assertIn(" 8 msg/s", lines[0])
         self.assertIn("0.008 MB/s", lines[0])
         r.clock.advance(2.0)

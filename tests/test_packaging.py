@@ -73,6 +73,7 @@ class WheelTests(SynchronousTestCase):
             cwd=work,
         ).stdout
         self.assertIn("tcpecho", help_text)
+        self.assertIn("tcpclient", help_text)
 
         server = TwistProcess(
             "tcpecho",

@@ -566,7 +566,9 @@ class LoadRun:
         self._progress.write(
             f"\r{now - self.startedAt:7.1f} s {perSecond:12,.0f} msg/s "
             f"{perSecond * self.settings.size / 1e6:10.3f} MB/s "
-            f"{len(self.active):7,} open {errors:8,} errors\x1b[K"
+            # Back to the line's start: a log line written meanwhile (twist's
+            # log may share the terminal) overwrites it instead of trailing it.
+            f"{len(self.active):7,} open {errors:8,} errors\x1b[K\r"
         )
         self._progress.flush()
         self._progressShown = True
