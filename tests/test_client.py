@@ -63,6 +63,7 @@ class Exchange:
         *,
         timeout: float | None = 10.0,
         output: Any = None,
+        transport: StringTransport | None = None,
     ) -> None:
         self.clock = MemoryReactorClock()
         self.recorded = RecordedEvents()
@@ -77,7 +78,7 @@ class Exchange:
         connection = self.factory.buildProtocol(SERVER)
         assert isinstance(connection, TrackedConnection)
         self.connection = connection
-        self.transport = HalfClosingTransport(hostAddress=LOCAL, peerAddress=SERVER)
+        self.transport = transport or HalfClosingTransport(hostAddress=LOCAL, peerAddress=SERVER)
         connection.makeConnection(self.transport)
         client = connection.wrappedProtocol
         assert isinstance(client, EchoClient)
@@ -223,6 +224,9 @@ class EchoClientTests(SynchronousTestCase):
         self.assertEqual(
             outcome.describe(), "server closed the connection early: 3 of 6 bytes came back"
         )
+        # The client's FIN went first: it started the end of the connection.
+        [close] = x.recorded.of("close")
+        self.assertEqual((close["initiator"], close["how"]), ("local", "fin"))
 
     def test_resetIsReported(self) -> None:
         """
@@ -304,6 +308,19 @@ class EchoClientTests(SynchronousTestCase):
         rest = x.pump()
         self.assertEqual(firstChunk + rest, payload)
         x.connection.dataReceived(rest)
+        x.serverCloses(Failure(ConnectionDone()))
+        self.assertTrue(x.outcome().ok)
+
+    def test_transportThatCannotHalfCloseStillWorks(self) -> None:
+        """
+        Over a transport without half-close (Twisted's TLS), the request
+        goes out, no half-close is claimed, and the complete echo ends the
+        exchange.
+        """
+        x = Exchange(b"hello\n", transport=StringTransport(hostAddress=LOCAL, peerAddress=SERVER))
+        self.assertEqual(x.pump(), b"hello\n")
+        self.assertEqual(x.recorded.of("half-close"), [])
+        x.connection.dataReceived(b"hello\n")
         x.serverCloses(Failure(ConnectionDone()))
         self.assertTrue(x.outcome().ok)
 

@@ -165,6 +165,9 @@ class LoadOptionTests(SynchronousTestCase):
         self.assertRejected(
             ["-c", "1", "--pattern", "stream", "-s", "100", "-w", "99"], "--window", "'99'"
         )
+        self.assertRejected(
+            ["-c", "1", "--pattern", "stream", "-s", "1", "-w", "1000000"], "--window", "--size"
+        )
         self.assertRejected(["-c", "1", "-m", "x"], "--message", "one-shot")
         self.assertRejected(["-c", "1", "--json", "/nonexistent/r.json"], "--json")
 

@@ -128,6 +128,17 @@ class MessagesTests(SynchronousTestCase):
         stream[100_000] ^= 1
         self.assertFalse(messages.matches(bytes(stream), 0))
 
+    def test_largeMessagesNeedOnlyAFewCopies(self) -> None:
+        """
+        The check ring is one period of the stream plus one longest check,
+        and chunks longer than that are checked piecewise.
+        """
+        messages = Messages(1 << 20)
+        self.assertEqual(len(messages._ring), 3 * (1 << 20) + (1 << 16))
+        stream = b"".join(messages.variants)
+        self.assertTrue(messages.matches(stream[5:], 5))
+        self.assertTrue(messages.matches(stream[-1000:] + stream[:300_000], len(stream) - 1000))
+
     def test_consecutiveMessagesDiffer(self) -> None:
         """
         A server that replays the previous message is caught.
@@ -192,6 +203,8 @@ class RequestResponseTests(SynchronousTestCase):
         connection.connectionLost(Failure(ConnectionLost()))
         self.assertEqual(r.run.errors["mismatch"], 1)
         self.assertEqual(r.run.done, 0)
+        [warning] = [e for e in r.recorded.events if "lifecycle" not in e]
+        self.assertEqual((warning["conn_id"], warning["offset"]), (connection.connId, 0))
         r.clock.advance(0.05)
         self.assertEqual(len(r.open()), 1)
         r.echoAll()

@@ -85,6 +85,19 @@ class OneShotTests(SynchronousTestCase):
         accept = server.waitFor(lifecycle="accept")
         self.assertEqual(accept["peer"], connected["local"])
 
+    def test_ipv6Loopback(self) -> None:
+        """
+        --host ::1 connects over IPv6; the events bracket the addresses.
+        """
+        server = TwistProcess("tcpecho", "--port", "0", "--interface", "::1")
+        self.addCleanup(server.kill)
+        port = int(server.waitFor(lifecycle="listen")["address"].rsplit(":", 1)[1])
+        done, _ = runClient("--host", "::1", "--port", str(port), "-m", "six")
+        self.assertEqual((done.returncode, done.stdout), (0, b"six\n"), verdict(done))
+        [connected] = [e for e in events(done) if e["lifecycle"] == "connected"]
+        self.assertEqual(connected["peer"], f"[::1]:{port}")
+        self.assertTrue(connected["local"].startswith("[::1]:"))
+
     def test_fileFromStandardInput(self) -> None:
         """
         --file - sends standard input (here 1 MiB of binary) and writes

@@ -24,7 +24,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger, LogLevel
+from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -55,8 +55,6 @@ _PACE_INTERVAL = 0.01
 _CLOSE_GRACE = 1.0
 #: The longest pause before reconnecting after consecutive errors.
 _LONGEST_RETRY = 1.0
-
-_log = Logger(namespace="tcplife")
 
 
 @attrs.frozen
@@ -105,9 +103,11 @@ class Messages:
         self.size = size
         self.variants = tuple(base[j : j + size] for j in range(_VARIANTS))
         self.period = _VARIANTS * size
-        repeats = (self.period + _LONGEST_CHECK) // self.period + 1
-        self._ring = b"".join(self.variants) * repeats
-        self._span = len(self._ring) - self.period
+        # The stream, and enough of its start again that a slice of up to
+        # _LONGEST_CHECK bytes from any offset in the period fits.
+        repeats = _LONGEST_CHECK // self.period + 2
+        self._ring = (b"".join(self.variants) * repeats)[: self.period + _LONGEST_CHECK]
+        self._span = _LONGEST_CHECK
 
     def matches(self, data: bytes, offset: int) -> bool:
         """
@@ -506,7 +506,7 @@ class LoadRun:
             self._mismatchLogged = True
             transport = protocol.transport
             connId = transport.connId if isinstance(transport, TrackedConnection) else None
-            _log.warn(
+            self.factory.events.logger.warn(
                 "echo differs from what was sent on #{conn_id}, "
                 "in the read from offset {offset} (further mismatches are only counted)",
                 conn_id=connId,

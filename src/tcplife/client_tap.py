@@ -36,7 +36,10 @@ DEFAULT_PORT = 9000
 DEFAULT_SIZE = 64
 DEFAULT_WINDOW = 1 << 16
 DEFAULT_DURATION = 10.0
-LONGEST_MESSAGE = 1 << 26
+LONGEST_MESSAGE = 1 << 24
+LONGEST_WINDOW = 1 << 26
+#: Messages in flight per connection, at most (each has a send time kept).
+MOST_IN_FLIGHT = 1 << 16
 #: File descriptors kept free for the reactor, logging and the like.
 _SPARE_FILES = 32
 
@@ -61,8 +64,8 @@ def _openFilesAllowed() -> int:
 
 class Options(usage.Options):
     synopsis = (
-        "[--connect ENDPOINT | --host H --port P] (--message TEXT ... | --file PATH)\n"
-        "       or, for load: ... --connections N [--duration S | --count M] [options]"
+        "[--connect ENDPOINT | --host H --port P] "
+        "(--message TEXT ... | --file PATH | --connections N [load options])"
     )
     longdesc = (
         "One-shot mode sends the message(s) or the file, half-closes, and writes "
@@ -245,7 +248,12 @@ class Options(usage.Options):
             return
         if self["pattern"] != STREAM:
             raise usage.UsageError("--window applies to --pattern stream only.")
-        self["window"] = _wholeNumber("--window", window, self["size"], 1 << 30)
+        self["window"] = _wholeNumber("--window", window, self["size"], LONGEST_WINDOW)
+        if self["window"] // self["size"] > MOST_IN_FLIGHT:
+            raise usage.UsageError(
+                f"--window {self['window']} holds more than {MOST_IN_FLIGHT} messages of "
+                f"{self['size']} bytes; raise --size or lower --window."
+            )
 
     def _checkJSON(self) -> None:
         path = self["json"]
