@@ -359,6 +359,22 @@ class ConnectPatternTests(SynchronousTestCase):
         [close] = [e for e in r.recorded.of("close") if e["conn_id"] == first]
         self.assertEqual((close["initiator"], close["bytes_in"]), ("local", 6))
 
+    def test_rateCapsConnectionsPerSecond(self) -> None:
+        """
+        With --rate 20, connect churn opens about 20 connections a second:
+        workers wait for the rate before connecting.
+        """
+        r = Run(connections=5, size=6, duration=1.0, pattern="connect", rate=20.0)
+        r.run.start()
+        for _ in range(100):
+            r.echoAll()
+            r.closeLost()
+            r.clock.advance(0.01)
+        report = r.report()
+        self.assertGreaterEqual(report.connectionsOpened, 19)
+        self.assertLessEqual(report.connectionsOpened, 22)
+        self.assertEqual(report.errorCount, 0)
+
 
 class FailureToStartTests(SynchronousTestCase):
     """
