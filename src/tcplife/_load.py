@@ -161,11 +161,10 @@ class _LoadProtocol(Protocol):
         if self.failure is None:
             self.failure = kind
         transport = self.transport
-        if isinstance(transport, TrackedConnection):
-            if kind == TIMEOUT:
-                transport.timedOut()
-            else:
-                transport.abortConnection()
+        if kind == TIMEOUT and isinstance(transport, TrackedConnection):
+            transport.timedOut()
+        elif transport is not None:
+            transport.abortConnection()  # type: ignore[attr-defined]
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.run.ended(self, self._endedBecause(reason))
