@@ -17,6 +17,7 @@ from twisted.internet.error import ConnectionAborted, ConnectionDone
 from twisted.internet.interfaces import (
     IAddress,
     IConsumer,
+    IDelayedCall,
     IHalfCloseableProtocol,
     ILoggingContext,
     IProducer,
@@ -116,6 +117,11 @@ class TrackedConnection:
         self._backpressure: _OutputBackpressure | None = None
         self._outputBlocked = False
         self._pausedByProtocol = False
+        self._abortLater: IDelayedCall | None = None
+        # Kept by the idle sweeper: bytes moved when it last looked, and
+        # since when that figure has not changed.
+        self.lastMoved = 0
+        self.quietSince = 0.0
 
     def __repr__(self) -> str:
         return f"<TrackedConnection #{self.connId} {self.peer} {self.wrappedProtocol!r}>"
@@ -128,7 +134,7 @@ class TrackedConnection:
         directlyProvides(self, providedBy(transport))
         self.transport = transport
         self.connected = True
-        self.openedAt = self.owner.clock.seconds()
+        self.openedAt = self.quietSince = self.owner.clock.seconds()
         self.peer = describeAddress(transport.getPeer())
         self.local = describeAddress(transport.getHost())
         if IConsumer.providedBy(transport):
@@ -175,6 +181,9 @@ class TrackedConnection:
 
     def connectionLost(self, reason: Failure) -> None:
         self.connected = False
+        if self._abortLater is not None and self._abortLater.active():
+            self._abortLater.cancel()
+        self._abortLater = None
         if self.how is None:
             if reason.check(ConnectionDone):
                 self.how = FIN
@@ -234,6 +243,26 @@ class TrackedConnection:
         self._dropBackpressure()
         assert self.transport is not None
         self.transport.loseConnection()
+
+    def closeGracefully(self, timeout: float | None, how: str | None = None) -> None:
+        """
+        Close gracefully, and abort if the output has not drained (and the
+        connection closed) within C{timeout} seconds.
+
+        @param how: What the C{close} event will say, if not C{fin} (for
+            instance C{"timeout"}); it stays so even if the close ends in an
+            abort.
+        """
+        if how is not None and self.how is None:
+            self.how = how
+        self.loseConnection()
+        if timeout is not None and self.connected and self._abortLater is None:
+            self._abortLater = self.owner.clock.callLater(timeout, self._abortIfStillOpen)
+
+    def _abortIfStillOpen(self) -> None:
+        self._abortLater = None
+        if self.connected:
+            self.abortConnection()
 
     def abortConnection(self) -> None:
         """
