@@ -157,7 +157,7 @@ class DrainTests(SynchronousTestCase):
         """
         server = Server()
         a, ta = server.connect()
-        b, tb = server.connect()
+        b, _ = server.connect()
         done = self.drainer(server).drain()
         self.assertEqual(server.recorded.of("drain")[0]["open"], 2)
         server.clock.advance(4)
@@ -180,7 +180,7 @@ class DrainTests(SynchronousTestCase):
         the grace are aborted; the final event counts each kind.
         """
         server = Server()
-        early, tEarly = server.connect()
+        early, _ = server.connect()
         polite, tPolite = server.connect()
         stuck, tStuck = server.connect()
         done = self.drainer(server).drain()
