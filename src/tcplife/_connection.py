@@ -64,6 +64,8 @@ class _OutputBackpressure:
     but does not read, and the buffer stays bounded.
     """
 
+    __slots__ = ("_connection",)
+
     def __init__(self, connection: TrackedConnection) -> None:
         self._connection = connection
 
@@ -85,8 +87,6 @@ class TrackedConnection:
 
     @ivar connId: Unique within the process; every event of this connection
         carries it as C{conn_id}.
-    @ivar peer: The peer's address, in the form of L{describeAddress}.
-    @ivar local: The local address, in the same form.
     @ivar bytesIn: Bytes received from the peer so far.
     @ivar bytesOut: Bytes the protocol has written so far.
     @ivar openedAt: When the connection was made, on the owner's clock.
@@ -97,6 +97,34 @@ class TrackedConnection:
         reason at close.
     """
 
+    # Slots: a server may hold tens of thousands of these at once.  Every slot
+    # is set in __init__, so __getattr__ (the pass-through to the transport)
+    # never stands in for one of them.
+    __slots__ = (
+        "__provides__",
+        "__weakref__",
+        "_abortLater",
+        "_backpressure",
+        "_outputBlocked",
+        "_pausedByProtocol",
+        "_tracing",
+        "bytesIn",
+        "bytesOut",
+        "connId",
+        "connected",
+        "disconnecting",
+        "how",
+        "initiator",
+        "lastMoved",
+        "openedAt",
+        "owner",
+        "peerFinished",
+        "quietSince",
+        "role",
+        "transport",
+        "wrappedProtocol",
+    )
+
     def __init__(self, owner: ConnectionOwner, wrapped: IProtocol, role: str) -> None:
         self.owner = owner
         self.wrappedProtocol = wrapped
@@ -105,8 +133,6 @@ class TrackedConnection:
         self.transport: ITransport | None = None
         self.connected = False
         self.disconnecting = False
-        self.peer = ""
-        self.local = ""
         self.openedAt = 0.0
         self.bytesIn = 0
         self.bytesOut = 0
@@ -123,6 +149,20 @@ class TrackedConnection:
         self.lastMoved = 0
         self.quietSince = 0.0
 
+    @property
+    def peer(self) -> str:
+        """
+        The peer's address, in the form of L{describeAddress}.
+        """
+        return describeAddress(self.transport.getPeer() if self.transport else None)
+
+    @property
+    def local(self) -> str:
+        """
+        The local address, in the form of L{describeAddress}.
+        """
+        return describeAddress(self.transport.getHost() if self.transport else None)
+
     def __repr__(self) -> str:
         return f"<TrackedConnection #{self.connId} {self.peer} {self.wrappedProtocol!r}>"
 
@@ -135,8 +175,6 @@ class TrackedConnection:
         self.transport = transport
         self.connected = True
         self.openedAt = self.quietSince = self.owner.clock.seconds()
-        self.peer = describeAddress(transport.getPeer())
-        self.local = describeAddress(transport.getHost())
         if IConsumer.providedBy(transport):
             self._backpressure = _OutputBackpressure(self)
             transport.registerProducer(self._backpressure, True)
