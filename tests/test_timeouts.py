@@ -203,3 +203,21 @@ class DrainTests(SynchronousTestCase):
         )
         self.assertEqual(server.closeOf(stuck)["how"], "abort")
         self.assertEqual(server.closeOf(polite)["initiator"], "local")
+
+    def test_endNowBeforeTheDrainAbortsAsSoonAsItBegins(self) -> None:
+        """
+        A second signal while listening is still being stopped makes the drain
+        abort everything the moment it starts.
+        """
+        server = Server()
+        connection, transport = server.connect()
+        drainer = self.drainer(server)
+        drainer.endNow("second SIGTERM")
+        self.assertFalse(transport.disconnected)
+        done = drainer.drain()
+        self.assertTrue(transport.disconnected)
+        finish(connection, transport)
+        self.successResultOf(done)
+        [abort] = server.recorded.of("drain-abort")
+        self.assertEqual(abort["reason"], "second SIGTERM")
+        self.assertEqual(server.recorded.of("drained")[0]["aborted"], 1)

@@ -60,6 +60,7 @@ class Drainer:
         self._closedAtDeadline: set[int] = set()
         self._aborted: set[int] = set()
         self._previousHandlers: dict[int, SignalHandler] = {}
+        self._endAtOnce: str | None = None
 
     def drain(self) -> Deferred[None]:
         """
@@ -68,11 +69,12 @@ class Drainer:
         self._startedAt = self.clock.seconds()
         self._closedBefore = sum(self.factory.closed.values())
         self._done = Deferred()
+        self.trapSecondSignal()
         events = self.factory.events
         events.drain(len(self.factory.connections), self.timeout)
         self._timers = [self.clock.callLater(self.timeout, self._deadline)]
-        if self._handleSignals:
-            self._trapSecondSignal()
+        if self._endAtOnce is not None:
+            self._abortAll(self._endAtOnce)
         self.factory.whenNoConnections().addCallback(self._finished)
         return self._done
 
@@ -116,7 +118,14 @@ class Drainer:
 
     # -- a second signal ends at once ---------------------------------------
 
-    def _trapSecondSignal(self) -> None:
+    def trapSecondSignal(self) -> None:
+        """
+        From now on SIGINT and SIGTERM abort the drain instead of reaching
+        Twisted, whose handler would only log C{ReactorNotRunning}.  Call it as
+        soon as shutdown begins; L{drain} calls it too.
+        """
+        if not self._handleSignals or self._previousHandlers:
+            return
         if threading.current_thread() is not threading.main_thread():
             return
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -126,7 +135,18 @@ class Drainer:
         # Signal handlers run between bytecodes; hand the work to the reactor.
         reason = f"second {signal.Signals(signum).name}"
         if self._callFromThread is not None:
-            self._callFromThread(self._abortAll, reason)
+            self._callFromThread(self.endNow, reason)
+        else:
+            self.endNow(reason)
+
+    def endNow(self, reason: str) -> None:
+        """
+        Abort every open connection now (what a second signal does); before
+        the drain has begun, make it end at once.
+        """
+        if self._done is None:
+            # Listening is still being stopped; the drain will end at once.
+            self._endAtOnce = reason
         else:
             self._abortAll(reason)
 

@@ -66,6 +66,8 @@ class ServerService(Service):
 
     @inlineCallbacks
     def _stop(self) -> Generator[Deferred[Any], Any, None]:
+        if self.drainer is not None:
+            self.drainer.trapSecondSignal()
         yield DeferredList(
             [maybeDeferred(listener.stopService) for listener in self.listeners],
             consumeErrors=True,
