@@ -7,12 +7,13 @@ from __future__ import annotations
 from typing import Any, cast
 
 from twisted.application.service import IService, MultiService
-from twisted.internet.endpoints import TCP4ServerEndpoint, serverFromString
+from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.interfaces import IReactorCore, IReactorTime, IStreamServerEndpoint
 from twisted.internet.protocol import Protocol
 from twisted.python import usage
 from twisted.python.reflect import namedAny
 
+from ._endpoints import serverFromString
 from ._events import LifecycleLog
 from ._listening import Listener
 from ._port import PortReactor
