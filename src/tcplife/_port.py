@@ -30,8 +30,9 @@ from twisted.internet.interfaces import (
     IReactorUNIX,
 )
 from twisted.internet.posixbase import PosixReactorBase
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
+
+from ._tls import HalfCloseableTLSFactory
 
 #: Asked before each burst of accepts: how many more connections may be
 #: accepted now.  Zero pauses accepting (the port stops reading).
@@ -129,8 +130,9 @@ class PortReactor:
                 port, factory, contextFactory, backlog, interface
             )
             return listening
-        # As PosixReactorBase.listenSSL does: TLS in memory over a TCP port.
-        tlsFactory = TLSMemoryBIOFactory(contextFactory, False, factory)
+        # As PosixReactorBase.listenSSL does (TLS in memory over a TCP port),
+        # but a client's close_notify does not cost it its echo.
+        tlsFactory = HalfCloseableTLSFactory(contextFactory, False, factory, self._reactor)
         listening = self.listenTCP(port, tlsFactory, backlog, interface)
         listening._type = "TLS"  # type: ignore[attr-defined]
         return listening
