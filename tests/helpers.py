@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -149,8 +149,9 @@ class TwistProcess:
         cwd: str | None = None,
         stdin: int | None = subprocess.DEVNULL,
         twist: Path = BIN / "twist",
+        launcher: Sequence[str] = (),
     ) -> None:
-        self.args = [str(twist), "--log-format", "json", *args]
+        self.args = [*launcher, str(twist), "--log-format", "json", *args]
         self.process = subprocess.Popen(
             self.args,
             stdin=stdin,
@@ -179,6 +180,12 @@ class TwistProcess:
         for line in complete:
             self.events.extend(parseJSONRecords(line))
         return True
+
+    def poll(self, seconds: float) -> None:
+        """
+        Read what the process logs within C{seconds} (to watch several).
+        """
+        self._readSome(time.monotonic() + seconds)
 
     def waitFor(self, timeout: float = WAIT, **match: Any) -> dict[str, Any]:
         """
