@@ -398,3 +398,23 @@ class TwistedWrapperTests(SynchronousTestCase):
         wrapper.makeConnection(StringTransport(hostAddress=BACKEND, peerAddress=BALANCER))
         self.assertEqual(seen, [(BALANCER, BACKEND)])
         self.assertIsNone(IHalfCloseableProtocol(wrapper, None))
+
+
+class RefusingFactoryTests(SynchronousTestCase):
+    """
+    A factory that refuses a connection is obeyed through the wrapper.
+    """
+
+    def test_refusedConnectionGetsNoWrapper(self) -> None:
+        """
+        When the wrapped factory's buildProtocol returns None, so does the
+        PROXY factory's, and the port closes the connection.
+        """
+
+        class Refusing(Factory):
+            def buildProtocol(self, addr: IAddress) -> None:
+                return None
+
+        self.assertIsNone(
+            ProxyHeaderFactory(Refusing(), MemoryReactorClock()).buildProtocol(BALANCER)
+        )

@@ -19,8 +19,8 @@ from typing import Any
 
 from OpenSSL import SSL
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IHalfCloseableProtocol
-from twisted.internet.protocol import Protocol
+from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import DefaultOpenSSLContextFactory
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -259,6 +259,27 @@ class CloseNotifyTests(SynchronousTestCase):
         tls.clock.advance(1)
         tls.fromServer()
         self.assertEqual((tls.received, tls.closeNotify), (b"", True))
+
+
+class RefusingFactoryTests(SynchronousTestCase):
+    """
+    A factory that refuses a connection is obeyed through TLS.
+    """
+
+    def test_refusedConnectionGetsNoTLSWrapper(self) -> None:
+        """
+        When the wrapped factory's buildProtocol returns None, so does the
+        TLS factory's, and the port closes the connection.
+        """
+
+        class Refusing(Factory):
+            def buildProtocol(self, addr: IAddress) -> None:
+                return None
+
+        certificate = SelfSigned(Path(self.mktemp()))
+        options = DefaultOpenSSLContextFactory(str(certificate.key), str(certificate.cert))
+        factory = HalfCloseableTLSFactory(options, False, Refusing(), Clock())
+        self.assertIsNone(factory.buildProtocol(None))
 
 
 class TwistTLSTests(SynchronousTestCase):

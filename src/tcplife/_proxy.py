@@ -255,6 +255,14 @@ class ProxyHeaderFactory(WrappingFactory[ProxyHeaderProtocol]):
         super().__init__(wrappedFactory)  # type: ignore[no-untyped-call]
         self.clock = clock
 
+    def buildProtocol(self, addr: IAddress | None) -> ProxyHeaderProtocol | None:  # type: ignore[override]
+        # A factory that refuses the connection (returns None) refuses it
+        # here too, instead of leaving a wrapper around nothing.
+        wrapped = self.wrappedFactory.buildProtocol(addr)
+        if wrapped is None:
+            return None
+        return self.protocol(self, wrapped)
+
     def logPrefix(self) -> str:
         prefix = getattr(self.wrappedFactory, "logPrefix", None)
         inner = prefix() if callable(prefix) else type(self.wrappedFactory).__name__

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from OpenSSL.SSL import TLS1_3_VERSION, Error, WantReadError, ZeroReturnError
 from twisted.internet.error import ConnectionLost
-from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 from twisted.python.failure import Failure
@@ -110,3 +110,11 @@ class HalfCloseableTLSFactory(TLSMemoryBIOFactory):
     """
 
     protocol = HalfCloseableTLS
+
+    def buildProtocol(self, addr: IAddress | None) -> HalfCloseableTLS | None:  # type: ignore[override]
+        # A factory that refuses the connection (returns None) refuses it
+        # here too, instead of TLS wrapping nothing.
+        wrapped = self.wrappedFactory.buildProtocol(addr)
+        if wrapped is None:
+            return None
+        return HalfCloseableTLS(self, wrapped)
