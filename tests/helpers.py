@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -150,8 +150,9 @@ class TwistProcess:
         stdin: int | None = subprocess.DEVNULL,
         twist: Path = BIN / "twist",
         preexec_fn: Callable[[], None] | None = None,
+        launcher: Sequence[str] = (),
     ) -> None:
-        self.args = [str(twist), "--log-format", "json", *args]
+        self.args = [*launcher, str(twist), "--log-format", "json", *args]
         self.process = subprocess.Popen(
             self.args,
             stdin=stdin,
@@ -178,6 +179,13 @@ class TwistProcess:
         with self._arrived:
             self._eof = True
             self._arrived.notify_all()
+
+    def poll(self, seconds: float) -> None:
+        """
+        Wait up to C{seconds} for the process to log more (to watch several).
+        """
+        with self._arrived:
+            self._arrived.wait(seconds)
 
     def waitFor(self, timeout: float = WAIT, **match: Any) -> dict[str, Any]:
         """

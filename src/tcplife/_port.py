@@ -35,8 +35,9 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.posixbase import PosixReactorBase
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
+
+from ._tls import HalfCloseableTLSFactory
 
 # accept() failures that mean "out of descriptors or memory": retrying at once
 # would spin, and closing the waiting clients (Twisted's remedy) loses them.
@@ -214,8 +215,9 @@ class PortReactor:
                 port, factory, contextFactory, backlog, interface
             )
             return listening
-        # As PosixReactorBase.listenSSL does: TLS in memory over a TCP port.
-        tlsFactory = TLSMemoryBIOFactory(contextFactory, False, factory)
+        # As PosixReactorBase.listenSSL does, TLS in memory over a TCP port;
+        # tcplife's TLS keeps the echo that a close_notify would lose.
+        tlsFactory = HalfCloseableTLSFactory(contextFactory, False, factory, self._reactor)
         listening = self.listenTCP(port, tlsFactory, backlog, interface)
         listening._type = "TLS"  # type: ignore[attr-defined]
         return listening

@@ -9,13 +9,14 @@ from typing import Any, cast
 
 from prometheus_client.registry import CollectorRegistry
 from twisted.application.service import IService
-from twisted.internet.endpoints import TCP4ServerEndpoint, serverFromString
+from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.interfaces import IReactorCore, IReactorTime, IStreamServerEndpoint
 from twisted.internet.protocol import Protocol
 from twisted.python import usage
 from twisted.python.reflect import namedAny
 
 from ._drain import Drainer
+from ._endpoints import serverFromString
 from ._events import LifecycleLog
 from ._listening import Listener
 from ._metrics import ServerCollector, metricsSite
