@@ -50,4 +50,4 @@ bench: $(DEV_STAMP)
 	$(BIN)/python -m tcplife.bench
 
 clean:
-	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache _trial_temp* tests.*/

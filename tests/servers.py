@@ -208,16 +208,14 @@ def verdict(done: subprocess.CompletedProcess[bytes]) -> list[str]:
 
 def waitForCount(process: TwistProcess, count: int, timeout: float = WAIT, **match: Any) -> None:
     """
-    Read C{process}'s events until C{count} of them match C{match}.
+    Wait until C{count} of C{process}'s events match C{match}.
     """
     deadline = time.monotonic() + timeout
-
-    def seen() -> int:
-        return sum(all(e.get(k) == v for k, v in match.items()) for e in process.events)
-
-    while seen() < count:
-        if not process._readSome(deadline):
+    while len(process.of(**match)) < count:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or process.process.poll() is not None:
             raise AssertionError(f"fewer than {count} events matching {match} in {timeout} s")
+        process.poll(min(remaining, 0.5))
 
 
 def interruptible() -> None:

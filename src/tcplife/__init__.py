@@ -11,13 +11,16 @@ for the client's side of the same story (C{connect}, C{connected}, ...).
 from ._client import EchoClient, EchoOutcome, LifecycleClientFactory
 from ._connection import TrackedConnection
 from ._echo import EchoProtocol
+from ._endpoints import serverFromString
 from ._events import LifecycleLog
 from ._failures import ConnectFailedError
 from ._listening import Listener, ListenFailed
 from ._load import LoadRun, LoadSettings
+from ._proxy import ProxyServerEndpoint
 from ._report import Latency, LoadReport
 from ._server import LifecycleServerFactory
 from ._tcpinfo import AcceptQueue, readAcceptQueue
+from ._tls import HalfCloseableTLSFactory
 
 __all__ = [
     "AcceptQueue",
@@ -25,6 +28,7 @@ __all__ = [
     "EchoClient",
     "EchoOutcome",
     "EchoProtocol",
+    "HalfCloseableTLSFactory",
     "Latency",
     "LifecycleClientFactory",
     "LifecycleLog",
@@ -34,6 +38,8 @@ __all__ = [
     "LoadReport",
     "LoadRun",
     "LoadSettings",
+    "ProxyServerEndpoint",
     "TrackedConnection",
     "readAcceptQueue",
+    "serverFromString",
 ]

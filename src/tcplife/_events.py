@@ -22,6 +22,12 @@ READ: Final = "read"
 WRITE: Final = "write"
 HALF_CLOSE: Final = "half-close"
 CLOSE: Final = "close"
+ACCEPT_PAUSED: Final = "accept-paused"
+ACCEPT_RESUMED: Final = "accept-resumed"
+DRAIN: Final = "drain"
+DRAIN_DEADLINE: Final = "drain-deadline"
+DRAIN_ABORT: Final = "drain-abort"
+DRAINED: Final = "drained"
 
 #: Every phase, in the order a connection lives through them.
 PHASES: Final = (
@@ -34,7 +40,13 @@ PHASES: Final = (
     WRITE,
     HALF_CLOSE,
     CLOSE,
+    ACCEPT_PAUSED,
+    ACCEPT_RESUMED,
     STOP_LISTENING,
+    DRAIN,
+    DRAIN_DEADLINE,
+    DRAIN_ABORT,
+    DRAINED,
 )
 
 #: Who ended a connection (or half of it).
@@ -183,5 +195,86 @@ class LifecycleLog:
             how=how,
             bytes_in=bytesIn,
             bytes_out=bytesOut,
+            duration_s=duration,
+        )
+
+    def acceptPaused(
+        self,
+        address: str,
+        reason: str,
+        openConnections: int,
+        queue: int | None,
+        backlog: int | None,
+    ) -> None:
+        self.logger.emit(
+            LogLevel.warn,
+            "accept-paused on {address} ({reason}): {open} open, "
+            "{queue} waiting in the kernel's queue (backlog {backlog})",
+            lifecycle=ACCEPT_PAUSED,
+            address=address,
+            reason=reason,
+            open=openConnections,
+            queue=queue,
+            backlog=backlog,
+        )
+
+    def acceptResumed(
+        self,
+        address: str,
+        openConnections: int,
+        queue: int | None,
+        backlog: int | None,
+        pausedFor: float,
+    ) -> None:
+        self.logger.emit(
+            _info,
+            "accept-resumed on {address} after {paused_s:.3f} s: {open} open, "
+            "{queue} waiting in the kernel's queue (backlog {backlog})",
+            lifecycle=ACCEPT_RESUMED,
+            address=address,
+            open=openConnections,
+            queue=queue,
+            backlog=backlog,
+            paused_s=pausedFor,
+        )
+
+    def drain(self, openConnections: int, timeout: float) -> None:
+        self.logger.emit(
+            _info,
+            "drain: {open} connections open; waiting up to {timeout_s} s for their peers to finish",
+            lifecycle=DRAIN,
+            open=openConnections,
+            timeout_s=timeout,
+        )
+
+    def drainDeadline(self, openConnections: int, grace: float) -> None:
+        self.logger.emit(
+            LogLevel.warn,
+            "drain-deadline: closing {open} connections; aborting any not drained in {grace_s} s",
+            lifecycle=DRAIN_DEADLINE,
+            open=openConnections,
+            grace_s=grace,
+        )
+
+    def drainAbort(self, openConnections: int, reason: str) -> None:
+        self.logger.emit(
+            LogLevel.warn,
+            "drain-abort: aborting {open} connections ({reason})",
+            lifecycle=DRAIN_ABORT,
+            open=openConnections,
+            reason=reason,
+        )
+
+    def drained(
+        self, endedByPeer: int, closedAtDeadline: int, aborted: int, duration: float
+    ) -> None:
+        self.logger.emit(
+            _info,
+            "drained in {duration_s:.3f} s: {ended_by_peer} ended by their peers, "
+            "{closed_at_deadline} closed at the deadline, {aborted} aborted",
+            lifecycle=DRAINED,
+            ended_by_peer=endedByPeer,
+            closed_at_deadline=closedAtDeadline,
+            aborted=aborted,
             duration_s=duration,
         )
