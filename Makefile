@@ -7,22 +7,28 @@ RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 PORT ?= 9000
 
-.PHONY: serve test trial lint format bench clean
+.PHONY: serve client test trial lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(RUN_STAMP): pyproject.toml | $(BIN)/python
+# The editable install copies the plugin file into site-packages (hatchling's
+# force-include), so a changed plugin file needs a reinstall too.
+$(RUN_STAMP): pyproject.toml twisted/plugins/tcplife_plugins.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(DEV_STAMP): pyproject.toml | $(BIN)/python
+$(DEV_STAMP): pyproject.toml twisted/plugins/tcplife_plugins.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,lint,bench]'
 	touch $@ $(RUN_STAMP)
 
 serve: $(RUN_STAMP)
 	$(BIN)/twist tcpecho --port $(PORT)
+
+# One echo through `make serve`'s server; the log goes to stderr, the echo to stdout.
+client: $(RUN_STAMP)
+	$(BIN)/twist --log-file=+ tcpclient --port $(PORT) --message hello
 
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest
@@ -49,4 +55,4 @@ bench: $(DEV_STAMP)
 	$(BIN)/python -m tcplife.bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache _trial_temp* tests.*/

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +138,8 @@ def parseJSONRecords(raw: bytes) -> Iterator[dict[str, Any]]:
 
 class TwistProcess:
     """
-    C{twist --log-format json ...} in a subprocess, read event by event.
+    C{twist --log-format json ...} in a subprocess, its events read as they
+    come by a thread (so a chatty server never blocks on a full pipe).
     """
 
     def __init__(
@@ -149,8 +149,10 @@ class TwistProcess:
         cwd: str | None = None,
         stdin: int | None = subprocess.DEVNULL,
         twist: Path = BIN / "twist",
+        preexec_fn: Callable[[], None] | None = None,
+        launcher: Sequence[str] = (),
     ) -> None:
-        self.args = [str(twist), "--log-format", "json", *args]
+        self.args = [*launcher, str(twist), "--log-format", "json", *args]
         self.process = subprocess.Popen(
             self.args,
             stdin=stdin,
@@ -158,27 +160,32 @@ class TwistProcess:
             stderr=subprocess.PIPE,
             env=env,
             cwd=cwd,
+            preexec_fn=preexec_fn,
         )
         self.events: list[dict[str, Any]] = []
-        self._buffer = b""
         self.stderr = b""
+        self._arrived = threading.Condition()
+        self._eof = False
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
-    def _readSome(self, deadline: float) -> bool:
+    def _read(self) -> None:
         assert self.process.stdout is not None
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        ready, _, _ = select.select([self.process.stdout], [], [], remaining)
-        if not ready:
-            return False
-        chunk = os.read(self.process.stdout.fileno(), 1 << 16)
-        if not chunk:
-            return False
-        self._buffer += chunk
-        *complete, self._buffer = self._buffer.split(b"\n")
-        for line in complete:
-            self.events.extend(parseJSONRecords(line))
-        return True
+        for line in self.process.stdout:
+            parsed = list(parseJSONRecords(line))
+            with self._arrived:
+                self.events.extend(parsed)
+                self._arrived.notify_all()
+        with self._arrived:
+            self._eof = True
+            self._arrived.notify_all()
+
+    def poll(self, seconds: float) -> None:
+        """
+        Wait up to C{seconds} for the process to log more (to watch several).
+        """
+        with self._arrived:
+            self._arrived.wait(seconds)
 
     def waitFor(self, timeout: float = WAIT, **match: Any) -> dict[str, Any]:
         """
@@ -186,18 +193,27 @@ class TwistProcess:
         C{match}; fails after C{timeout} seconds.
         """
         deadline = time.monotonic() + timeout
-        seen = 0
-        while True:
-            for event in self.events[seen:]:
-                if _matches(event, match):
-                    return event
-            seen = len(self.events)
-            if not self._readSome(deadline):
-                raise AssertionError(
-                    f"no event matching {match} within {timeout} s; "
-                    f"exit status {self.process.poll()}, stderr {self.stderr_text()!r}, "
-                    f"events {[e.get('lifecycle') or e.get('log_format') for e in self.events]}"
-                )
+        with self._arrived:
+            while True:
+                for event in self.events:
+                    if _matches(event, match):
+                        return event
+                remaining = deadline - time.monotonic()
+                if self._eof or remaining <= 0:
+                    break
+                self._arrived.wait(remaining)
+        raise AssertionError(
+            f"no event matching {match} within {timeout} s; "
+            f"exit status {self.process.poll()}, stderr {self.stderr_text()!r}, "
+            f"events {[e.get('lifecycle') or e.get('log_format') for e in self.events]}"
+        )
+
+    def of(self, **match: Any) -> list[dict[str, Any]]:
+        """
+        Every event read so far whose fields include C{match}.
+        """
+        with self._arrived:
+            return [event for event in self.events if _matches(event, match)]
 
     def stderr_text(self) -> str:
         if self.process.poll() is not None and self.process.stderr is not None:
@@ -213,17 +229,34 @@ class TwistProcess:
         return self.finish(timeout)
 
     def finish(self, timeout: float = WAIT) -> int:
-        deadline = time.monotonic() + timeout
-        while self._readSome(deadline):
-            pass
-        status = self.process.wait(max(0.1, deadline - time.monotonic()))
+        status = self.process.wait(timeout)
+        self._reader.join(timeout)
         self.stderr_text()
         return status
+
+    def cpuSeconds(self) -> float:
+        """
+        CPU time (user and system) the process has used so far.
+        """
+        with open(f"/proc/{self.process.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rssBytes(self) -> int:
+        """
+        The process's resident set size now.
+        """
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        raise AssertionError("no VmRSS line")
 
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(WAIT)
+        self._reader.join(WAIT)
         for stream in (self.process.stdout, self.process.stderr):
             if stream is not None:
                 stream.close()

@@ -24,8 +24,9 @@ class WheelTests(SynchronousTestCase):
 
     def test_wheelInstallListsAndRunsTcpecho(self) -> None:
         """
-        Build the wheel and sdist, install the wheel into a new virtualenv,
-        and from there twist --help lists tcpecho and tcpecho echoes.
+        Build the wheel and sdist (with the systemd units), install the wheel
+        into a new virtualenv, and from there twist --help lists tcpecho and
+        tcpecho echoes.
         """
         work = Path(self.mktemp()).absolute()
         dist = work / "dist"
@@ -42,6 +43,9 @@ class WheelTests(SynchronousTestCase):
         ).stdout
         self.assertIn("twisted/plugins/tcplife_plugins.py", listing)
         self.assertIn("twisted/plugins/tcplife_reactors.py", listing)
+        # The systemd units the README tells users to copy.
+        self.assertIn("contrib/tcpecho.socket", listing)
+        self.assertIn("contrib/tcpecho.service", listing)
 
         env_dir = work / "venv"
         venv.EnvBuilder(with_pip=True).create(env_dir)
@@ -77,6 +81,7 @@ class WheelTests(SynchronousTestCase):
         self.assertIn("tcpecho", help_text)
         # The reactor list may wrap inside the name.
         self.assertIn("tcplife-direct", "".join(help_text.split()))
+        self.assertIn("tcpclient", help_text)
 
         server = TwistProcess(
             "--reactor",

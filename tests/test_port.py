@@ -14,7 +14,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tcplife import LifecycleServerFactory
-from tcplife._port import LifecyclePort, LifecycleUNIXPort, PortReactor
+from tcplife._port import LifecyclePort, LifecycleUNIXPort, PolicedPort, PortReactor
 
 from .helpers import WAIT, RecordedEvents, callInThread, echoWithHalfClose
 
@@ -90,6 +90,32 @@ class EndpointPortTests(TestCase):
         self.assertEqual(echoed, b"adopted")
 
 
+class CappedPolicy:
+    """
+    An accept policy that allows C{cap} open connections and records what
+    the port tells it.
+    """
+
+    def __init__(self, cap: int, factory: LifecycleServerFactory) -> None:
+        self.cap = cap
+        self.factory = factory
+        self.watched: list[PolicedPort] = []
+        self.exhausted: list[int] = []
+        self.refusals = 0
+
+    def watch(self, port: PolicedPort) -> None:
+        self.watched.append(port)
+
+    def acceptBudget(self) -> int:
+        return self.cap - len(self.factory.connections)
+
+    def acceptsExhausted(self, port: PolicedPort, error: int) -> None:
+        self.exhausted.append(error)
+
+    def refused(self, port: PolicedPort) -> None:
+        self.refusals += 1
+
+
 class AcceptBudgetTests(TestCase):
     """
     The accept budget bounds each burst; the rest wait in the kernel.
@@ -103,12 +129,7 @@ class AcceptBudgetTests(TestCase):
         """
         recorded = RecordedEvents()
         factory = LifecycleServerFactory(clock=reactor, events=recorded.log)
-        budget = [2]
-
-        def acceptBudget() -> int:
-            return budget[0] - len(factory.connections)
-
-        ports = PortReactor(reactor, acceptBudget)
+        ports = PortReactor(reactor, CappedPolicy(2, factory))
         port = ports.listenTCP(0, factory, backlog=10, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         port.stopReading()  # type: ignore[attr-defined]

@@ -559,3 +559,33 @@ class AcceptTests(TestCase):
         accept = yield recorded.when(lifecycle="accept")
         self.assertEqual(accept["local"], f"[::1]:{number}")
         self.assertTrue(accept["peer"].startswith("[::1]:"))
+
+
+class KernelQueueTests(DirectTestCase):
+    """
+    loseConnection closes at once only when the kernel has nothing unsent.
+    """
+
+    @inlineCallbacks
+    def test_unsentBytesAreSeenWhileThePeerDoesNotRead(self) -> Deferred[None]:
+        """
+        With a peer that does not read, the kernel holds unsent bytes once
+        its window is full, and loseConnection then waits for a writable
+        event as Twisted's does instead of closing at once.
+        """
+        port = self.listen()
+        accepted = self.recorded.when(lifecycle="accept")
+        client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        self.addCleanup(client.close)
+        event = yield accepted
+        transport = self.transportOf(event["conn_id"])
+        self.assertEqual(transport._kernelUnsent(), 0)
+        # Written straight to the transport: the peer's window fills, the
+        # rest waits in Twisted's buffer, and both hold unsent bytes.
+        transport.write(pattern(32 << 20))
+        self.assertGreater(transport._kernelUnsent(), 0)
+        transport.dataBuffer, transport._tempDataBuffer, transport._tempDataLen = b"", [], 0
+        transport.loseConnection()
+        self.assertIn(transport, reactor.getWriters())  # type: ignore[attr-defined]
+        transport.abortConnection()
+        yield self.recorded.when(lifecycle="close")

@@ -100,7 +100,10 @@ class TcpechoProcessTests(SynchronousTestCase):
         rest, _ = process.communicate(timeout=WAIT)
         events = list(eventsFromJSONLogFile(io.StringIO((head + rest).decode())))
         phases = [e["lifecycle"] for e in events if "lifecycle" in e]
-        self.assertEqual(phases, ["listen", "accept", "half-close", "close", "stop-listening"])
+        self.assertEqual(
+            phases,
+            ["listen", "accept", "half-close", "close", "stop-listening", "drain", "drained"],
+        )
 
     def test_textFormatIsOneShortLinePerEvent(self) -> None:
         """

@@ -17,6 +17,7 @@ from twisted.internet.error import ConnectionAborted, ConnectionDone
 from twisted.internet.interfaces import (
     IAddress,
     IConsumer,
+    IDelayedCall,
     IHalfCloseableProtocol,
     ILoggingContext,
     IProducer,
@@ -29,7 +30,7 @@ from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
 from ._address import describeAddress
-from ._events import ABORT, FIN, LOCAL, PEER, RESET, LifecycleLog
+from ._events import ABORT, FIN, LOCAL, PEER, RESET, TIMEOUT, LifecycleLog
 
 if TYPE_CHECKING:
     from typing import Protocol as _TypingProtocol
@@ -63,7 +64,6 @@ class _OutputBackpressure:
     but does not read, and the buffer stays bounded.
     """
 
-    # One per open connection: no instance dictionary.
     __slots__ = ("_connection",)
 
     def __init__(self, connection: TrackedConnection) -> None:
@@ -87,8 +87,6 @@ class TrackedConnection:
 
     @ivar connId: Unique within the process; every event of this connection
         carries it as C{conn_id}.
-    @ivar peer: The peer's address, in the form of L{describeAddress}.
-    @ivar local: The local address, in the same form.
     @ivar bytesIn: Bytes received from the peer so far.
     @ivar bytesOut: Bytes the protocol has written so far.
     @ivar openedAt: When the connection was made, on the owner's clock.
@@ -99,6 +97,34 @@ class TrackedConnection:
         reason at close.
     """
 
+    # Slots: a server may hold tens of thousands of these at once.  Every slot
+    # is set in __init__, so __getattr__ (the pass-through to the transport)
+    # never stands in for one of them.
+    __slots__ = (
+        "__provides__",
+        "__weakref__",
+        "_abortLater",
+        "_backpressure",
+        "_outputBlocked",
+        "_pausedByProtocol",
+        "_tracing",
+        "bytesIn",
+        "bytesOut",
+        "connId",
+        "connected",
+        "disconnecting",
+        "how",
+        "initiator",
+        "lastMoved",
+        "openedAt",
+        "owner",
+        "peerFinished",
+        "quietSince",
+        "role",
+        "transport",
+        "wrappedProtocol",
+    )
+
     def __init__(self, owner: ConnectionOwner, wrapped: IProtocol, role: str) -> None:
         self.owner = owner
         self.wrappedProtocol = wrapped
@@ -107,8 +133,6 @@ class TrackedConnection:
         self.transport: ITransport | None = None
         self.connected = False
         self.disconnecting = False
-        self.peer = ""
-        self.local = ""
         self.openedAt = 0.0
         self.bytesIn = 0
         self.bytesOut = 0
@@ -119,6 +143,25 @@ class TrackedConnection:
         self._backpressure: _OutputBackpressure | None = None
         self._outputBlocked = False
         self._pausedByProtocol = False
+        self._abortLater: IDelayedCall | None = None
+        # Kept by the idle sweeper: bytes moved when it last looked, and
+        # since when that figure has not changed.
+        self.lastMoved = 0
+        self.quietSince = 0.0
+
+    @property
+    def peer(self) -> str:
+        """
+        The peer's address, in the form of L{describeAddress}.
+        """
+        return describeAddress(self.transport.getPeer() if self.transport else None)
+
+    @property
+    def local(self) -> str:
+        """
+        The local address, in the form of L{describeAddress}.
+        """
+        return describeAddress(self.transport.getHost() if self.transport else None)
 
     def __repr__(self) -> str:
         return f"<TrackedConnection #{self.connId} {self.peer} {self.wrappedProtocol!r}>"
@@ -131,9 +174,7 @@ class TrackedConnection:
         directlyProvides(self, providedBy(transport))
         self.transport = transport
         self.connected = True
-        self.openedAt = self.owner.clock.seconds()
-        self.peer = describeAddress(transport.getPeer())
-        self.local = describeAddress(transport.getHost())
+        self.openedAt = self.quietSince = self.owner.clock.seconds()
         if IConsumer.providedBy(transport):
             self._backpressure = _OutputBackpressure(self)
             transport.registerProducer(self._backpressure, True)
@@ -178,6 +219,9 @@ class TrackedConnection:
 
     def connectionLost(self, reason: Failure) -> None:
         self.connected = False
+        if self._abortLater is not None and self._abortLater.active():
+            self._abortLater.cancel()
+        self._abortLater = None
         if self.how is None:
             # isinstance, not Failure.check: the same answer for these
             # classes, without formatting their qualified names per close.
@@ -240,6 +284,26 @@ class TrackedConnection:
         assert self.transport is not None
         self.transport.loseConnection()
 
+    def closeGracefully(self, timeout: float | None, how: str | None = None) -> None:
+        """
+        Close gracefully, and abort if the output has not drained (and the
+        connection closed) within C{timeout} seconds.
+
+        @param how: What the C{close} event will say, if not C{fin} (for
+            instance C{"timeout"}); it stays so even if the close ends in an
+            abort.
+        """
+        if how is not None and self.how is None:
+            self.how = how
+        self.loseConnection()
+        if timeout is not None and self.connected and self._abortLater is None:
+            self._abortLater = self.owner.clock.callLater(timeout, self._abortIfStillOpen)
+
+    def _abortIfStillOpen(self) -> None:
+        self._abortLater = None
+        if self.connected:
+            self.abortConnection()
+
     def abortConnection(self) -> None:
         """
         Close at once: unsent output is discarded and the peer gets a RST.
@@ -255,10 +319,26 @@ class TrackedConnection:
     def loseWriteConnection(self) -> None:
         """
         Send FIN after what is written so far, and keep reading.
+
+        Whoever half-closes first started the end of the connection, even if
+        the peer's FIN is what finally closes it.  A transport that cannot
+        half-close (Twisted's TLS client) raises L{AttributeError} and no event
+        is emitted.
         """
-        self.owner.events.halfClose(self.connId, LOCAL)
         assert self.transport is not None
         self.transport.loseWriteConnection()  # type: ignore[attr-defined]
+        if self.initiator is None:
+            self.initiator = LOCAL
+        self.owner.events.halfClose(self.connId, LOCAL)
+
+    def timedOut(self) -> None:
+        """
+        Abort because the peer was silent for too long; the close event says
+        C{how=timeout}.
+        """
+        if self.how is None:
+            self.how = TIMEOUT
+        self.abortConnection()
 
     def getPeer(self) -> IAddress:
         assert self.transport is not None

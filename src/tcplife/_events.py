@@ -23,6 +23,12 @@ READ: Final = "read"
 WRITE: Final = "write"
 HALF_CLOSE: Final = "half-close"
 CLOSE: Final = "close"
+ACCEPT_PAUSED: Final = "accept-paused"
+ACCEPT_RESUMED: Final = "accept-resumed"
+DRAIN: Final = "drain"
+DRAIN_DEADLINE: Final = "drain-deadline"
+DRAIN_ABORT: Final = "drain-abort"
+DRAINED: Final = "drained"
 
 #: Every phase, in the order a connection lives through them.
 PHASES: Final = (
@@ -35,7 +41,13 @@ PHASES: Final = (
     WRITE,
     HALF_CLOSE,
     CLOSE,
+    ACCEPT_PAUSED,
+    ACCEPT_RESUMED,
     STOP_LISTENING,
+    DRAIN,
+    DRAIN_DEADLINE,
+    DRAIN_ABORT,
+    DRAINED,
 )
 
 #: Who ended a connection (or half of it).
@@ -49,7 +61,6 @@ ABORT: Final = "abort"
 TIMEOUT: Final = "timeout"
 
 _info = LogLevel.info
-_warn = LogLevel.warn
 
 
 def _literal(text: str) -> str:
@@ -65,20 +76,26 @@ class LifecycleLog:
     """
     Emits lifecycle events to a L{Logger}'s observer.
 
-    Each event is the dictionary C{Logger.emit} would build, with the same
-    keys in the same order, handed straight to the logger's observer.  Its
-    C{log_format} is the message already rendered (braces escaped), so
-    observers that render or flatten the format (C{twist}'s text and JSON
-    file observers) have no fields to look up: that work, not the event,
-    was most of the CPU an accepted connection cost.  Every structured field
-    is there as before; select events on C{lifecycle}, not on C{log_format}.
+    Each per-connection event (C{accept} through C{close}) is the
+    dictionary C{Logger.emit} would build, with the same keys in the same
+    order, handed straight to the logger's observer.  Its C{log_format} is
+    the message already rendered (braces escaped), so observers that render
+    or flatten the format (C{twist}'s text and JSON file observers) have no
+    fields to look up: that work, not the event, was most of the CPU an
+    accepted connection cost.  Every structured field is there as before;
+    select events on C{lifecycle}, not on C{log_format}.
 
     @ivar trace: Whether per-read and per-write events are emitted.  Callers on
         the hot path test this flag themselves so that, when it is off, a read
         or a write costs no call at all.
-    @ivar level: The lowest level any observer keeps, when known (C{twist
-        --log-level}); events below it are not built at all.  L{None}: emit
-        everything.
+    @ivar level: The level of every per-connection event (C{accept} through
+        C{close}).  A load generator opening thousands of connections a
+        second passes C{LogLevel.debug}, so that they stay out of a log at
+        the default level.  C{connect-failed} is a warning at the default
+        level, and at C{level} otherwise.
+    @ivar threshold: The lowest level any observer keeps, when known
+        (C{twist --log-level}); per-connection events below it are not built
+        at all.  L{None}: build and emit every event.
     """
 
     def __init__(
@@ -86,22 +103,40 @@ class LifecycleLog:
         logger: Logger | None = None,
         *,
         trace: bool = False,
-        level: LogLevel | None = None,
+        level: LogLevel = LogLevel.info,
+        threshold: LogLevel | None = None,
     ) -> None:
         self.logger = logger if logger is not None else Logger(namespace="tcplife")
         self.trace = trace
-        self.level = level
+        self._level = level
+        self._threshold = threshold
+        self._update()
 
     @property
-    def level(self) -> LogLevel | None:
+    def level(self) -> LogLevel:
         return self._level
 
     @level.setter
-    def level(self, level: LogLevel | None) -> None:
+    def level(self, level: LogLevel) -> None:
         self._level = level
-        # Tested on every per-connection event: a plain attribute, not a
-        # comparison of constants.
-        self._info = level is None or level <= _info
+        self._update()
+
+    @property
+    def threshold(self) -> LogLevel | None:
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, threshold: LogLevel | None) -> None:
+        self._threshold = threshold
+        self._update()
+
+    def _update(self) -> None:
+        level, threshold = self._level, self._threshold
+        self._failureLevel = LogLevel.warn if level is LogLevel.info else level
+        # Tested on every per-connection event: plain attributes, not
+        # comparisons of constants.
+        self._enabled = threshold is None or level >= threshold
+        self._failureEnabled = threshold is None or self._failureLevel >= threshold
 
     def _emit(self, level: LogLevel, message: str, event: dict[str, object]) -> None:
         # Logger.emit's own fields, in its order, without its per-call
@@ -116,33 +151,27 @@ class LifecycleLog:
         logger.observer(event)
 
     def listen(self, address: str, backlog: int | None, endpoint: str) -> None:
-        if self._info:
-            self._emit(
-                _info,
-                f"listen on {_literal(address)} (backlog {backlog})",
-                {
-                    "lifecycle": LISTEN,
-                    "address": address,
-                    "backlog": backlog,
-                    "endpoint": endpoint,
-                },
-            )
+        self.logger.emit(
+            _info,
+            "listen on {address} (backlog {backlog})",
+            lifecycle=LISTEN,
+            address=address,
+            backlog=backlog,
+            endpoint=endpoint,
+        )
 
     def stopListening(self, address: str) -> None:
-        if self._info:
-            self._emit(
-                _info,
-                f"stop-listening on {_literal(address)}",
-                {
-                    "lifecycle": STOP_LISTENING,
-                    "address": address,
-                },
-            )
+        self.logger.emit(
+            _info,
+            "stop-listening on {address}",
+            lifecycle=STOP_LISTENING,
+            address=address,
+        )
 
     def accept(self, connId: int, peer: str, local: str) -> None:
-        if self._info:
+        if self._enabled:
             self._emit(
-                _info,
+                self._level,
                 f"accept #{connId} from {_literal(peer)} on {_literal(local)}",
                 {
                     "lifecycle": ACCEPT,
@@ -154,9 +183,9 @@ class LifecycleLog:
             )
 
     def connect(self, target: str) -> None:
-        if self._info:
+        if self._enabled:
             self._emit(
-                _info,
+                self._level,
                 f"connect to {_literal(target)}",
                 {
                     "lifecycle": CONNECT,
@@ -166,9 +195,9 @@ class LifecycleLog:
             )
 
     def connected(self, connId: int, local: str, peer: str) -> None:
-        if self._info:
+        if self._enabled:
             self._emit(
-                _info,
+                self._level,
                 f"connected #{connId} from {_literal(local)} to {_literal(peer)}",
                 {
                     "lifecycle": CONNECTED,
@@ -180,9 +209,9 @@ class LifecycleLog:
             )
 
     def connectFailed(self, target: str, reason: str) -> None:
-        if self.level is None or self.level <= _warn:
+        if self._failureEnabled:
             self._emit(
-                _warn,
+                self._failureLevel,
                 f"connect-failed to {_literal(target)}: {_literal(reason)}",
                 {
                     "lifecycle": CONNECT_FAILED,
@@ -193,9 +222,9 @@ class LifecycleLog:
             )
 
     def read(self, connId: int, nbytes: int) -> None:
-        if self._info:
+        if self._enabled:
             self._emit(
-                _info,
+                self._level,
                 f"read #{connId} {nbytes} bytes",
                 {
                     "lifecycle": READ,
@@ -205,9 +234,9 @@ class LifecycleLog:
             )
 
     def write(self, connId: int, nbytes: int) -> None:
-        if self._info:
+        if self._enabled:
             self._emit(
-                _info,
+                self._level,
                 f"write #{connId} {nbytes} bytes",
                 {
                     "lifecycle": WRITE,
@@ -217,9 +246,9 @@ class LifecycleLog:
             )
 
     def halfClose(self, connId: int, initiator: str) -> None:
-        if self._info:
+        if self._enabled:
             self._emit(
-                _info,
+                self._level,
                 f"half-close #{connId} by {initiator}",
                 {
                     "lifecycle": HALF_CLOSE,
@@ -238,9 +267,9 @@ class LifecycleLog:
         bytesOut: int,
         duration: float,
     ) -> None:
-        if self._info:
+        if self._enabled:
             self._emit(
-                _info,
+                self._level,
                 f"close #{connId} by {initiator} ({how}): "
                 f"{bytesIn} bytes in, {bytesOut} bytes out, {duration:.3f} s",
                 {
@@ -254,3 +283,87 @@ class LifecycleLog:
                     "duration_s": duration,
                 },
             )
+
+    # Events that happen once in a while, not per connection: plain
+    # Logger.emit with a format template.
+
+    def acceptPaused(
+        self,
+        address: str,
+        reason: str,
+        openConnections: int,
+        queue: int | None,
+        backlog: int | None,
+    ) -> None:
+        self.logger.emit(
+            LogLevel.warn,
+            "accept-paused on {address} ({reason}): {open} open, "
+            "{queue} waiting in the kernel's queue (backlog {backlog})",
+            lifecycle=ACCEPT_PAUSED,
+            address=address,
+            reason=reason,
+            open=openConnections,
+            queue=queue,
+            backlog=backlog,
+        )
+
+    def acceptResumed(
+        self,
+        address: str,
+        openConnections: int,
+        queue: int | None,
+        backlog: int | None,
+        pausedFor: float,
+    ) -> None:
+        self.logger.emit(
+            _info,
+            "accept-resumed on {address} after {paused_s:.3f} s: {open} open, "
+            "{queue} waiting in the kernel's queue (backlog {backlog})",
+            lifecycle=ACCEPT_RESUMED,
+            address=address,
+            open=openConnections,
+            queue=queue,
+            backlog=backlog,
+            paused_s=pausedFor,
+        )
+
+    def drain(self, openConnections: int, timeout: float) -> None:
+        self.logger.emit(
+            _info,
+            "drain: {open} connections open; waiting up to {timeout_s} s for their peers to finish",
+            lifecycle=DRAIN,
+            open=openConnections,
+            timeout_s=timeout,
+        )
+
+    def drainDeadline(self, openConnections: int, grace: float) -> None:
+        self.logger.emit(
+            LogLevel.warn,
+            "drain-deadline: closing {open} connections; aborting any not drained in {grace_s} s",
+            lifecycle=DRAIN_DEADLINE,
+            open=openConnections,
+            grace_s=grace,
+        )
+
+    def drainAbort(self, openConnections: int, reason: str) -> None:
+        self.logger.emit(
+            LogLevel.warn,
+            "drain-abort: aborting {open} connections ({reason})",
+            lifecycle=DRAIN_ABORT,
+            open=openConnections,
+            reason=reason,
+        )
+
+    def drained(
+        self, endedByPeer: int, closedAtDeadline: int, aborted: int, duration: float
+    ) -> None:
+        self.logger.emit(
+            _info,
+            "drained in {duration_s:.3f} s: {ended_by_peer} ended by their peers, "
+            "{closed_at_deadline} closed at the deadline, {aborted} aborted",
+            lifecycle=DRAINED,
+            ended_by_peer=endedByPeer,
+            closed_at_deadline=closedAtDeadline,
+            aborted=aborted,
+            duration_s=duration,
+        )

@@ -5,7 +5,6 @@ Listening: the textbook's C{socket}, C{bind} and C{listen}, as a service.
 from __future__ import annotations
 
 import errno
-import os
 import socket
 import sys
 
@@ -23,6 +22,7 @@ from twisted.python.failure import Failure
 
 from ._address import describeAddress
 from ._events import LifecycleLog
+from ._exit import exitNow as _exitNow
 from ._tcpinfo import readAcceptQueue
 
 _HINTS = {
@@ -71,7 +71,7 @@ def listeningSocket(port: IListeningPort) -> socket.socket | None:
 class Listener(Service):
     """
     Listens on one endpoint with one factory, and reports C{listen} and
-    C{stop-listening}.
+    C{stop-listening} (or, without C{events}, one plain log line).
 
     Unlike L{twisted.application.internet.StreamServerEndpointService}, a
     failure to listen is not merely logged: it raises L{ListenFailed} (when
@@ -89,7 +89,7 @@ class Listener(Service):
         endpoint: IStreamServerEndpoint,
         factory: IProtocolFactory,
         description: str,
-        events: LifecycleLog,
+        events: LifecycleLog | None,
         reactor: IReactorCore,
         backlog: int | None = None,
     ) -> None:
@@ -124,7 +124,14 @@ class Listener(Service):
                 # The kernel's own figure: listen() silently caps the request
                 # at net.core.somaxconn.
                 backlog = queue.backlog
-        self.events.listen(self.address, backlog, self.description)
+        if self.events is not None:
+            self.events.listen(self.address, backlog, self.description)
+        else:
+            self._log.info(
+                "{description} listening on {address}",
+                description=self.description,
+                address=self.address,
+            )
         return port
 
     def _failedLater(self, failure: Failure) -> None:
@@ -142,12 +149,7 @@ class Listener(Service):
                 self._starting.cancel()
             return None
         stopped: Deferred[object] = maybeDeferred(port.stopListening)
-        return stopped.addCallback(lambda _: self.events.stopListening(self.address))
-
-
-def _exitNow(status: int) -> None:
-    # After the reactor has shut down there is nothing left to clean up, and
-    # twist would otherwise exit 0.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
+        if self.events is None:
+            return stopped.addCallback(lambda _: None)
+        events = self.events
+        return stopped.addCallback(lambda _: events.stopListening(self.address))

@@ -4,9 +4,12 @@ use them.
 
 Twisted's C{tcp.Port} accepts up to C{numberAccepts} connections (100 at
 first, growing) each time the listening socket is readable, and nothing
-outside the port can bound that burst.  L{LifecyclePort} asks an accept budget
-before each burst, so a connection cap holds even when many clients arrive at
-once; those it does not accept stay in the kernel's accept queue.
+outside the port can bound that burst; when the process runs out of file
+descriptors it accepts and closes the waiting clients.  A L{LifecyclePort}
+with an L{AcceptPolicy} instead asks the policy how many it may accept before
+each burst, and tells it when descriptors run out; either way the clients it
+does not accept stay in the kernel's accept queue, as the textbook's
+C{listen()} describes.
 
 Endpoint strings (C{tcp:}, C{ssl:}, C{haproxy:tcp:}, C{systemd:}, C{unix:})
 call C{listenTCP}, C{listenSSL}, C{adoptStreamPort} or C{listenUNIX} on the
@@ -16,9 +19,10 @@ tcplife ports and passes everything else through to the real reactor.
 
 from __future__ import annotations
 
+import errno
 import socket
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from socket import socket as Socket  # noqa: N812 (the type, beside the module)
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet import tcp, unix
 from twisted.internet.interfaces import (
@@ -30,55 +34,135 @@ from twisted.internet.interfaces import (
     IReactorUNIX,
 )
 from twisted.internet.posixbase import PosixReactorBase
-from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.logger import Logger
 from zope.interface import implementer
 
-from ._transport import DirectAccepts, DirectServer
+from ._tls import HalfCloseableTLSFactory
+from ._transport import DirectAccepts, DirectServer, acceptSocket
 
-#: Asked before each burst of accepts: how many more connections may be
-#: accepted now.  Zero pauses accepting (the port stops reading).
-AcceptBudget = Callable[[], int]
+# accept() failures that mean "out of descriptors or memory": retrying at once
+# would spin, and closing the waiting clients (Twisted's remedy) loses them.
+_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_NOTHING_WAITING = frozenset({errno.EAGAIN, errno.EWOULDBLOCK})
 
 
-class _BudgetedAccepts:
+class AcceptPolicy(Protocol):
     """
-    Bounds each burst of C{accept()} calls by an L{AcceptBudget}.
+    Decides how many connections a port may accept, and hears when it cannot.
     """
 
-    acceptBudget: AcceptBudget | None = None
-    numberAccepts: int
+    def watch(self, port: PolicedPort) -> None:
+        """
+        C{port} has started listening under this policy.
+        """
+
+    def acceptBudget(self) -> int:
+        """
+        How many more connections may be accepted now; 0 pauses accepting.
+        """
+
+    def acceptsExhausted(self, port: PolicedPort, error: int) -> None:
+        """
+        C{accept()} failed with C{error} (EMFILE, ENFILE, ...): the port has
+        stopped reading and waits to be resumed.
+        """
+
+    def refused(self, port: PolicedPort) -> None:
+        """
+        The factory declined an accepted connection (buildProtocol gave None).
+        """
+
+
+class PolicedPort:
+    """
+    Accepts under an L{AcceptPolicy}; without one, exactly as C{tcp.Port}.
+    """
+
+    acceptPolicy: AcceptPolicy | None = None
+    _log = Logger()
 
     if TYPE_CHECKING:
+        numberAccepts: int
+        sessionno: int
+        socket: Socket
+        addressFamily: Any
+        factory: Any
+        reactor: Any
+        transport: Any
 
+        def _buildAddr(self, address: Any) -> Any: ...
+        def startReading(self) -> None: ...
         def stopReading(self) -> None: ...
+        def getHost(self) -> Any: ...
 
     def doRead(self) -> None:
-        budget = self.acceptBudget
-        if budget is not None:
-            allowed = budget()
-            if allowed <= 0:
-                # Whoever set the budget resumes reading when it grows again;
-                # meanwhile new clients wait in the kernel's queue.
-                self.stopReading()
-                return
-            if self.numberAccepts > allowed:
-                self.numberAccepts = allowed
-        super().doRead()  # type: ignore[misc]
+        policy = self.acceptPolicy
+        if policy is None:
+            super().doRead()  # type: ignore[misc]
+            return
+        allowed = policy.acceptBudget()
+        if allowed <= 0:
+            # The policy resumes reading when its budget grows again;
+            # meanwhile new clients wait in the kernel's queue.
+            self.stopReading()
+            return
+        limit = min(self.numberAccepts, allowed)
+        accepted = 0
+        try:
+            while accepted < limit:
+                try:
+                    client, address = acceptSocket(self.socket, self.addressFamily)
+                except OSError as e:
+                    if e.errno in _NOTHING_WAITING:
+                        break
+                    if e.errno == errno.EPERM:  # netfilter refused it
+                        continue
+                    if e.errno in _EXHAUSTED:
+                        self.stopReading()
+                        policy.acceptsExhausted(self, e.errno or 0)
+                        break
+                    if e.errno == errno.ECONNABORTED:  # gone before we got to it
+                        continue
+                    raise
+                accepted += 1
+                self._serve(client, address, policy)
+        except BaseException:
+            self._log.failure("Unexpected error while accepting on {port}", port=self)
+        # Scale the next burst as tcp.Port does, within the policy's budget.
+        if accepted == limit:
+            self.numberAccepts = limit + 20
+        else:
+            self.numberAccepts = max(1, accepted)
+
+    def _serve(self, client: Socket, address: Any, policy: AcceptPolicy) -> None:
+        if len(address) == 4:
+            # IPv6: keep the scope id, in numeric form, as tcp.Port does.
+            host = socket.getnameinfo(address, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)
+            address = (host[0], *address[1:])
+        protocol = self.factory.buildProtocol(self._buildAddr(address))
+        if protocol is None:
+            client.close()
+            policy.refused(self)
+            return
+        session = self.sessionno
+        self.sessionno = session + 1
+        transport = self.transport(client, protocol, address, self, session, self.reactor)
+        protocol.makeConnection(transport)
 
 
-class LifecyclePort(_BudgetedAccepts, DirectAccepts, tcp.Port):
+class LifecyclePort(PolicedPort, DirectAccepts, tcp.Port):
     """
-    A TCP listening port whose accept bursts respect an accept budget, with
-    a flat accept loop (L{DirectAccepts}) and connections that write at once
+    A TCP listening port that accepts under an L{AcceptPolicy} (without one,
+    in L{DirectAccepts}' flat loop), and whose connections write at once
     (L{DirectServer}).
     """
 
     transport = DirectServer
 
 
-class LifecycleUNIXPort(_BudgetedAccepts, unix.Port):
+class LifecycleUNIXPort(PolicedPort, unix.Port):
     """
-    A UNIX listening port whose accept bursts respect an accept budget.
+    A UNIX listening port that accepts under an L{AcceptPolicy}.
     """
 
 
@@ -91,23 +175,25 @@ class PortReactor:
     On a reactor without real sockets (a test's C{MemoryReactor}), listening
     calls pass straight through.
 
-    @ivar acceptBudget: Given to every port this adapter makes.
+    @ivar acceptPolicy: Given to every port this adapter makes.
     @ivar ports: Every port this adapter made, in order.
     """
 
-    def __init__(self, reactor: Any, acceptBudget: AcceptBudget | None = None) -> None:
+    def __init__(self, reactor: Any, acceptPolicy: AcceptPolicy | None = None) -> None:
         self._reactor = reactor
         self._real = isinstance(reactor, PosixReactorBase)
-        self.acceptBudget = acceptBudget
+        self.acceptPolicy = acceptPolicy
         self.ports: list[IListeningPort] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._reactor, name)
 
-    def _started(self, port: _BudgetedAccepts) -> IListeningPort:
-        port.acceptBudget = self.acceptBudget
+    def _started(self, port: PolicedPort) -> IListeningPort:
+        port.acceptPolicy = self.acceptPolicy
         port.startListening()  # type: ignore[attr-defined]
         self.ports.append(port)  # type: ignore[arg-type]
+        if self.acceptPolicy is not None:
+            self.acceptPolicy.watch(port)
         return port  # type: ignore[return-value]
 
     def listenTCP(
@@ -135,8 +221,9 @@ class PortReactor:
                 port, factory, contextFactory, backlog, interface
             )
             return listening
-        # As PosixReactorBase.listenSSL does: TLS in memory over a TCP port.
-        tlsFactory = TLSMemoryBIOFactory(contextFactory, False, factory)
+        # As PosixReactorBase.listenSSL does, TLS in memory over a TCP port;
+        # tcplife's TLS keeps the echo that a close_notify would lose.
+        tlsFactory = HalfCloseableTLSFactory(contextFactory, False, factory, self._reactor)
         listening = self.listenTCP(port, tlsFactory, backlog, interface)
         listening._type = "TLS"  # type: ignore[attr-defined]
         return listening
@@ -174,7 +261,7 @@ class PortReactor:
             )
             return listening
         if addressFamily == socket.AF_UNIX:
-            port: _BudgetedAccepts = LifecycleUNIXPort._fromListeningDescriptor(  # type: ignore[no-untyped-call]
+            port: PolicedPort = LifecycleUNIXPort._fromListeningDescriptor(  # type: ignore[no-untyped-call]
                 self._reactor, fileDescriptor, factory
             )
         else:

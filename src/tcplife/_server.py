@@ -4,12 +4,17 @@ The server factory: shared state of every connection it serves.
 
 from __future__ import annotations
 
+from collections import Counter
+
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import ServerFactory
 
+from ._admission import AcceptGate
 from ._connection import TrackedConnection
 from ._echo import EchoProtocol
 from ._events import LifecycleLog
+from ._idle import IdleSweeper
 
 
 class LifecycleServerFactory(ServerFactory):
@@ -18,19 +23,36 @@ class LifecycleServerFactory(ServerFactory):
 
     Any protocol works, not only L{EchoProtocol}: each one is wrapped in a
     L{TrackedConnection} that emits C{accept}, C{half-close} and C{close}
-    events and counts bytes, so the protocol needs no special hooks.  The
-    protocol's C{factory} attribute is this factory, as usual.
+    events, counts bytes and applies backpressure, so the protocol needs no
+    special hooks.  The protocol's C{factory} attribute is this factory, as
+    usual.
 
-    Subclasses may override L{connectionOpened} and L{connectionClosed} (call
-    up) to keep their own books.
+    Settings are class attributes (a subclass may change them) and keyword
+    arguments.  Subclasses may override L{connectionOpened} and
+    L{connectionClosed} (call up) to keep their own books.
+
+    @cvar maxConnections: Stop accepting while this many are open (new
+        clients wait in the kernel's accept queue); L{None}: no cap.
+    @cvar idleTimeout: Close connections that moved no byte for this many
+        seconds (C{how=timeout}); L{None}: never.
+    @cvar closeTimeout: Abort a connection whose graceful close has not
+        finished within this many seconds.
 
     @ivar connections: The open connections, by connection id.
     @ivar events: Where lifecycle events go.
-    @ivar clock: Times each connection's duration.
+    @ivar clock: Times connections and timeouts.
+    @ivar gate: Admission control: when to accept.
+    @ivar accepted: Connections accepted so far.
+    @ivar closed: Connections closed so far, by C{how}.
+    @ivar bytesInClosed: Bytes received on connections now closed.
+    @ivar bytesOutClosed: Bytes sent on connections now closed.
     """
 
     protocol = EchoProtocol
     noisy = False
+    maxConnections: int | None = None
+    idleTimeout: float | None = None
+    closeTimeout: float = 5.0
 
     def __init__(
         self,
@@ -38,6 +60,9 @@ class LifecycleServerFactory(ServerFactory):
         trace: bool = False,
         clock: IReactorTime | None = None,
         events: LifecycleLog | None = None,
+        maxConnections: int | None = None,
+        idleTimeout: float | None = None,
+        closeTimeout: float | None = None,
     ) -> None:
         if clock is None:
             from twisted.internet import reactor as clock
@@ -46,7 +71,22 @@ class LifecycleServerFactory(ServerFactory):
         self.events = events if events is not None else LifecycleLog(trace=trace)
         if trace:
             self.events.trace = True
+        if maxConnections is not None:
+            self.maxConnections = maxConnections
+        if idleTimeout is not None:
+            self.idleTimeout = idleTimeout
+        if closeTimeout is not None:
+            self.closeTimeout = closeTimeout
         self.connections: dict[int, TrackedConnection] = {}
+        self._whenEmpty: list[Deferred[None]] = []
+        self.accepted = 0
+        self.closed: Counter[str] = Counter()
+        self.bytesInClosed = 0
+        self.bytesOutClosed = 0
+        self.gate = AcceptGate(self.events, clock, self.connections.__len__, self.maxConnections)
+        self.sweeper: IdleSweeper | None = None
+        if self.idleTimeout is not None:
+            self.sweeper = IdleSweeper(self.connections, clock, self.idleTimeout, self.closeTimeout)
 
     def buildProtocol(self, addr: IAddress | None) -> TrackedConnection | None:
         wrapped = super().buildProtocol(addr)
@@ -60,7 +100,11 @@ class LifecycleServerFactory(ServerFactory):
         C{connectionMade}.
         """
         self.connections[connection.connId] = connection
+        self.accepted += 1
         self.events.accept(connection.connId, connection.peer, connection.local)
+        self.gate.connectionOpened()
+        if self.sweeper is not None:
+            self.sweeper.start()
 
     def connectionClosed(self, connection: TrackedConnection) -> None:
         """
@@ -68,6 +112,26 @@ class LifecycleServerFactory(ServerFactory):
         protocol's C{connectionLost}.
         """
         del self.connections[connection.connId]
+        self.closed[connection.how or "fin"] += 1
+        self.bytesInClosed += connection.bytesIn
+        self.bytesOutClosed += connection.bytesOut
+        self.gate.connectionClosed()
+        if not self.connections:
+            if self.sweeper is not None:
+                self.sweeper.stop()
+            waiting, self._whenEmpty = self._whenEmpty, []
+            for waiter in waiting:
+                waiter.callback(None)
+
+    def whenNoConnections(self) -> Deferred[None]:
+        """
+        A Deferred that fires once no connection is open (at once if none is).
+        """
+        if not self.connections:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._whenEmpty.append(waiter)
+        return waiter
 
     def logPrefix(self) -> str:
         return self.protocol.__name__

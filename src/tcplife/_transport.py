@@ -15,8 +15,11 @@ code working on Twisted's own buffer state, untouched.
 from __future__ import annotations
 
 import socket
+import struct
 from collections.abc import Callable, Iterable
 from errno import EAGAIN, ENOBUFS
+from fcntl import ioctl
+from termios import TIOCOUTQ
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import abstract, main, tcp
@@ -33,6 +36,11 @@ _TCP_NODELAY = socket.TCP_NODELAY
 _CONNECTION_DONE = main.CONNECTION_DONE
 _CONNECTION_LOST = main.CONNECTION_LOST
 _UNINITIALIZED = tcp.Connection.logstr
+# SIOCOUTQ, the socket's unsent (and unacknowledged) byte count, shares its
+# number with the terminal ioctl TIOCOUTQ on Linux.
+_SIOCOUTQ = TIOCOUTQ
+_INT_BUFFER = bytes(4)
+_unpackInt = struct.Struct("i").unpack
 # One Failure for every orderly close, as the reactor itself does.
 _DONE = Failure(main.CONNECTION_DONE)
 
@@ -236,15 +244,29 @@ class DirectServer(tcp.Server):
             or self._writeDisconnected
             or self.disconnecting
             or not self.connected
+            or self._kernelUnsent()
         ):
             super().loseConnection()  # type: ignore[no-untyped-call]
             return
-        # Nothing to flush: Twisted would start writing only to learn that
-        # on the next wake-up (two epoll_ctl calls and an event); close on
-        # the next pass instead, still never from inside the caller.
+        # Nothing to flush, here or in the kernel: Twisted would start
+        # writing only to learn that on the next wake-up (two epoll_ctl calls
+        # and an event); close on the next pass instead, still never from
+        # inside the caller.
         self.stopReading()  # type: ignore[no-untyped-call]
         self.disconnecting = 1
         self.reactor.callLater(0, self._closeFlushed)  # type: ignore[attr-defined]
+
+    def _kernelUnsent(self) -> int:
+        """
+        Bytes the kernel still holds to send, or has sent without the peer
+        acknowledging them (C{SIOCOUTQ}).  While there are any, closing
+        waits for a writable event as Twisted's does, so a peer that stopped
+        reading is still caught by whatever times the close out.
+        """
+        try:
+            return int(_unpackInt(ioctl(self.socket.fileno(), _SIOCOUTQ, _INT_BUFFER))[0])
+        except OSError:
+            return 1
 
     def _closeFlushed(self) -> None:
         if not self.connected or self._aborting:
@@ -256,6 +278,15 @@ class DirectServer(tcp.Server):
             self.startWriting()  # type: ignore[no-untyped-call]
             return
         self.connectionLost(_DONE)
+
+
+def acceptSocket(listener: socket.socket, family: int) -> tuple[socket.socket, Any]:
+    """
+    C{listener.accept()}, without its conversion of the listener's family
+    and type to enums on every call: C{family} is the port's, known already.
+    """
+    fd, address = listener._accept()  # type: ignore[attr-defined]
+    return socket.socket(family, _SOCK_STREAM, 0, fd), address
 
 
 class DirectAccepts:
@@ -283,7 +314,7 @@ class DirectAccepts:
 
     def doRead(self) -> None:
         numAccepts = self.numberAccepts
-        accept = self.socket._accept
+        listener = self.socket
         family = self.addressFamily
         factory = self.factory
         makeTransport = self.transport
@@ -291,14 +322,13 @@ class DirectAccepts:
         accepted = 0
         while accepted < numAccepts:
             try:
-                fd, address = accept()
+                skt, address = acceptSocket(listener, family)
             except BlockingIOError:
                 break
             except OSError:
                 tcp.Port.doRead(self)  # type: ignore[arg-type]
                 return
             accepted += 1
-            skt = socket.socket(family, _SOCK_STREAM, 0, fd)
             try:
                 if len(address) == 4:
                     # IPv6: keep the scope id, as Twisted does.

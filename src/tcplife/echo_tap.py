@@ -4,21 +4,27 @@ C{twist tcpecho}: the RFC 862 echo server, every lifecycle step logged.
 
 from __future__ import annotations
 
+import math
 from typing import Any, cast
 
-from twisted.application.service import IService, MultiService
-from twisted.internet.endpoints import TCP4ServerEndpoint, serverFromString
+from prometheus_client.registry import CollectorRegistry
+from twisted.application.service import IService
+from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.interfaces import IReactorCore, IReactorTime, IStreamServerEndpoint
 from twisted.internet.protocol import Protocol
 from twisted.logger import LogLevel
 from twisted.python import usage
 from twisted.python.reflect import namedAny
 
+from ._drain import Drainer
+from ._endpoints import serverFromString
 from ._events import LifecycleLog
 from ._listening import Listener
+from ._metrics import ServerCollector, metricsSite
 from ._port import PortReactor
 from ._reuseport import ReusePortEndpoint
 from ._server import LifecycleServerFactory
+from ._service import ServerService
 
 DEFAULT_PORT = 9000
 DEFAULT_BACKLOG = 128
@@ -33,6 +39,17 @@ def _wholeNumber(option: str, text: str, lowest: int, highest: int) -> int:
         raise usage.UsageError(
             f"{option} must be a whole number from {lowest} to {highest}, not {text!r}."
         )
+    return value
+
+
+def _seconds(option: str, text: str, *, allowZero: bool = False) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allowZero):
+        lowest = "0 or more" if allowZero else "more than 0"
+        raise usage.UsageError(f"{option} must be a number of seconds, {lowest}, not {text!r}.")
     return value
 
 
@@ -96,6 +113,37 @@ class Options(usage.Options):
             None,
             "Serve with this LifecycleServerFactory subclass (a dotted name).",
         ],
+        [
+            "max-connections",
+            None,
+            None,
+            "Stop accepting while this many connections are open; new clients "
+            "wait in the kernel's accept queue (default: no cap).",
+        ],
+        [
+            "idle-timeout",
+            None,
+            None,
+            "Close a connection that moved no byte for this many seconds (default: never).",
+        ],
+        [
+            "close-timeout",
+            None,
+            "5",
+            "Abort a connection whose graceful close has not finished in this many seconds.",
+        ],
+        [
+            "shutdown-timeout",
+            None,
+            "10",
+            "On SIGTERM/SIGINT, wait this many seconds for open connections to finish.",
+        ],
+        [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus metrics at /metrics on this endpoint (e.g. tcp:9100).",
+        ],
     ]
     compData = usage.Completions(optActions={"interface": usage.CompleteNetInterfaces()})
 
@@ -128,6 +176,18 @@ class Options(usage.Options):
             raise usage.UsageError("--reuse-port applies to --port; give --port too.")
         for description in self["listen"]:
             _parseEndpoint(_reactor(), description)
+        if self["max-connections"] is not None:
+            self["max-connections"] = _wholeNumber(
+                "--max-connections", self["max-connections"], 1, 10_000_000
+            )
+        if self["idle-timeout"] is not None:
+            self["idle-timeout"] = _seconds("--idle-timeout", self["idle-timeout"])
+        self["close-timeout"] = _seconds("--close-timeout", self["close-timeout"])
+        self["shutdown-timeout"] = _seconds(
+            "--shutdown-timeout", self["shutdown-timeout"], allowZero=True
+        )
+        if self["metrics"] is not None:
+            _parseEndpoint(_reactor(), self["metrics"], option="--metrics")
         if self["protocol"] is not None and self["factory"] is not None:
             raise usage.UsageError("Give --protocol or --factory, not both.")
         if self["protocol"] is not None:
@@ -136,7 +196,9 @@ class Options(usage.Options):
             self["factory"] = _loadClass("--factory", self["factory"], LifecycleServerFactory)
 
 
-def _parseEndpoint(reactor: object, description: str) -> IStreamServerEndpoint:
+def _parseEndpoint(
+    reactor: object, description: str, option: str = "--listen"
+) -> IStreamServerEndpoint:
     try:
         endpoint: IStreamServerEndpoint = serverFromString(reactor, description)
         return endpoint
@@ -144,7 +206,7 @@ def _parseEndpoint(reactor: object, description: str) -> IStreamServerEndpoint:
         detail = str(e) or type(e).__name__
         if isinstance(e, IndexError) and description.startswith("systemd:"):
             detail = "no such inherited socket (is the process socket-activated?)"
-        raise usage.UsageError(f"--listen {description!r} is not usable: {detail}.") from None
+        raise usage.UsageError(f"{option} {description!r} is not usable: {detail}.") from None
 
 
 def _twistLogLevel(options: usage.Options) -> LogLevel | None:
@@ -162,9 +224,15 @@ def makeFactory(options: Options, reactor: IReactorCore) -> LifecycleServerFacto
     """
     The factory the options ask for, with its settings applied.
     """
-    events = LifecycleLog(trace=bool(options["trace"]), level=_twistLogLevel(options))
+    events = LifecycleLog(trace=bool(options["trace"]), threshold=_twistLogLevel(options))
     factoryClass = options["factory"] or LifecycleServerFactory
-    factory: LifecycleServerFactory = factoryClass(clock=cast(IReactorTime, reactor), events=events)
+    factory: LifecycleServerFactory = factoryClass(
+        clock=cast(IReactorTime, reactor),
+        events=events,
+        maxConnections=options["max-connections"],
+        idleTimeout=options["idle-timeout"],
+        closeTimeout=options["close-timeout"],
+    )
     if options["protocol"] is not None:
         factory.protocol = options["protocol"]
     return factory
@@ -172,14 +240,16 @@ def makeFactory(options: Options, reactor: IReactorCore) -> LifecycleServerFacto
 
 def makeService(options: Options, reactor: IReactorCore | None = None) -> IService:
     """
-    One listener per endpoint (and one for --port), all serving one factory.
+    One listener per endpoint (and one for --port), all serving one factory;
+    metrics if asked; a graceful drain on SIGTERM/SIGINT.
     """
     if reactor is None:
         reactor = _reactor()
     factory = makeFactory(options, reactor)
-    # Endpoints listen through this adapter, so every port is a tcplife port.
-    ports = PortReactor(reactor)
-    service = MultiService()
+    # Endpoints listen through this adapter, so every port is a tcplife port
+    # under the factory's admission control.
+    ports = PortReactor(reactor, factory.gate)
+    listeners = []
     if options["port"] is not None:
         backlog = options["backlog"]
         interface = options["interface"]
@@ -192,8 +262,27 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
             endpoint = TCP4ServerEndpoint(ports, options["port"], backlog, interface)
         host = interface or "0.0.0.0"
         where = f"[{host}]:{options['port']}" if ":" in host else f"{host}:{options['port']}"
-        service.addService(Listener(endpoint, factory, where, factory.events, reactor, backlog))
+        listeners.append(Listener(endpoint, factory, where, factory.events, reactor, backlog))
     for description in options["listen"]:
         endpoint = _parseEndpoint(ports, description)
-        service.addService(Listener(endpoint, factory, description, factory.events, reactor))
-    return service
+        listeners.append(Listener(endpoint, factory, description, factory.events, reactor))
+    metrics = None
+    if options["metrics"] is not None:
+        registry = CollectorRegistry(auto_describe=True)
+        registry.register(ServerCollector(factory, lambda: ports.ports))
+        metrics = Listener(
+            _parseEndpoint(reactor, options["metrics"], option="--metrics"),
+            metricsSite(registry),
+            f"metrics {options['metrics']}",
+            None,
+            reactor,
+        )
+    drainer = Drainer(
+        factory,
+        cast(IReactorTime, reactor),
+        timeout=options["shutdown-timeout"],
+        grace=options["close-timeout"],
+        handleSignals=True,
+        callFromThread=getattr(reactor, "callFromThread", None),
+    )
+    return ServerService(factory, listeners, drainer, metrics, raiseDescriptorLimit=True)

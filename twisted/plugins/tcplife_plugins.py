@@ -6,3 +6,10 @@ tcpecho = ServiceMaker(
     "RFC 862 echo server that logs every step of each connection's lifecycle.",
     "tcpecho",
 )
+
+tcpclient = ServiceMaker(
+    "tcplife echo client",
+    "tcplife.client_tap",
+    "Echo client and load generator that checks every byte and logs each connection's lifecycle.",
+    "tcpclient",
+)

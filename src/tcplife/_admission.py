@@ -1,0 +1,202 @@
+"""
+Admission control on the kernel's backlog.
+
+When the server may take no more connections (the cap is reached, or the
+process is out of file descriptors) it stops reading its listening sockets
+and keeps them open.  New clients then complete the handshake and wait in the
+kernel's accept queue, up to the backlog, exactly as the textbook's
+C{listen()} queue; accepting resumes when a connection closes.  This differs
+from L{twisted.protocols.policies.LimitTotalConnectionsFactory}, which accepts
+and then drops.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+from ._address import describeAddress
+from ._events import LifecycleLog
+from ._port import PolicedPort
+from ._tcpinfo import readAcceptQueue
+
+#: Why accepting paused.
+MAX_CONNECTIONS = "max-connections"
+FD_LIMIT = "fd-limit"
+
+# With no cap, any burst size is allowed; tcp.Port's own scaling still applies.
+_UNBOUNDED = 1 << 30
+
+
+class AcceptGate:
+    """
+    Decides when tcplife ports accept; an L{AcceptPolicy
+    <tcplife._port.AcceptPolicy>} for L{PolicedPort}s.
+
+    @ivar maxConnections: The cap on open connections, or L{None}.
+    @ivar paused: Why accepting is paused (L{MAX_CONNECTIONS},
+        L{FD_LIMIT}), or L{None} while accepting.
+    @ivar refusedByFactory: Connections accepted and then declined because
+        the factory's C{buildProtocol} returned L{None}.
+    @ivar exhaustions: Times C{accept()} failed for want of descriptors or
+        memory.
+    """
+
+    #: After running out of descriptors, try again this soon (seconds), then
+    #: back off, even if none of our own connections close meanwhile.
+    retryAfter = 1.0
+    maxRetryAfter = 30.0
+
+    def __init__(
+        self,
+        events: LifecycleLog,
+        clock: IReactorTime,
+        openConnections: Callable[[], int],
+        maxConnections: int | None = None,
+    ) -> None:
+        self.events = events
+        self.clock = clock
+        self.maxConnections = maxConnections
+        self.paused: str | None = None
+        self.refusedByFactory = 0
+        self.exhaustions = 0
+        self.ports: list[PolicedPort] = []
+        self._openConnections = openConnections
+        self._pausedAt = 0.0
+        self._retry: IDelayedCall | None = None
+        self._retryDelay = self.retryAfter
+
+    def watch(self, port: PolicedPort) -> None:
+        """
+        Govern C{port} from now on.
+        """
+        self.ports.append(port)
+        if self.paused is not None:
+            port.stopReading()
+
+    # -- AcceptPolicy -----------------------------------------------------
+
+    def acceptBudget(self) -> int:
+        if self.paused is not None:
+            return 0
+        if self.maxConnections is None:
+            return _UNBOUNDED
+        return self.maxConnections - self._openConnections()
+
+    def acceptsExhausted(self, port: PolicedPort, error: int) -> None:
+        self.exhaustions += 1
+        if self.paused is None:
+            self._pause(f"{FD_LIMIT} ({errno.errorcode.get(error, error)})")
+        if self._retry is None or not self._retry.active():
+            self._retry = self.clock.callLater(self._retryDelay, self._retryAfterExhaustion)
+            self._retryDelay = min(self._retryDelay * 2, self.maxRetryAfter)
+
+    def refused(self, port: PolicedPort) -> None:
+        self.refusedByFactory += 1
+
+    # -- what the factory tells us ---------------------------------------
+
+    def connectionOpened(self) -> None:
+        cap = self.maxConnections
+        if cap is not None and self.paused is None and self._openConnections() >= cap:
+            self._pause(MAX_CONNECTIONS)
+
+    def connectionClosed(self) -> None:
+        if self.paused is None:
+            return
+        # A closed connection freed a descriptor too, so an fd-limit pause
+        # ends here as well (unless the cap still holds).
+        self._retryDelay = self.retryAfter
+        self._resumeIfBelowCap()
+
+    def stop(self) -> None:
+        """
+        The server is shutting down: no retries any more.
+        """
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+
+    # -- internals ----------------------------------------------------------
+
+    def _retryAfterExhaustion(self) -> None:
+        self._retry = None
+        self._resumeIfBelowCap()
+
+    def _resumeIfBelowCap(self) -> None:
+        if self.maxConnections is not None and self._openConnections() >= self.maxConnections:
+            self.paused = MAX_CONNECTIONS
+            return
+        self._resume()
+
+    def _listening(self) -> list[PolicedPort]:
+        return [
+            port
+            for port in self.ports
+            if getattr(port, "connected", False) and not getattr(port, "disconnecting", False)
+        ]
+
+    def _pause(self, reason: str) -> None:
+        self.paused = reason
+        self._pausedAt = self.clock.seconds()
+        openConnections = self._openConnections()
+        for port in self._listening():
+            port.stopReading()
+            queue = readAcceptQueue(port.socket)
+            self.events.acceptPaused(
+                describeAddress(port.getHost()),
+                reason,
+                openConnections,
+                queue.depth if queue else None,
+                queue.backlog if queue else None,
+            )
+
+    def _resume(self) -> None:
+        if self.paused is None:
+            return
+        self.paused = None
+        pausedFor = self.clock.seconds() - self._pausedAt
+        openConnections = self._openConnections()
+        for port in self._listening():
+            queue = readAcceptQueue(port.socket)
+            self.events.acceptResumed(
+                describeAddress(port.getHost()),
+                openConnections,
+                queue.depth if queue else None,
+                queue.backlog if queue else None,
+                pausedFor,
+            )
+            port.startReading()
+
+
+def raiseDescriptorLimit() -> tuple[int, int, int]:
+    """
+    Raise the soft RLIMIT_NOFILE to the hard limit.
+
+    @return: The soft limit before, the soft limit now, and the hard limit.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard
+    if hard == resource.RLIM_INFINITY:
+        # "Unlimited" is not a value setrlimit accepts for the soft limit on
+        # Linux; the kernel's own ceiling is.
+        target = _kernelDescriptorCeiling(soft)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            target = soft
+    return soft, max(soft, target), hard
+
+
+def _kernelDescriptorCeiling(fallback: int) -> int:
+    try:
+        with open("/proc/sys/fs/nr_open") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return max(fallback, os.sysconf("SC_OPEN_MAX"))

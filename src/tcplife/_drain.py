@@ -1,0 +1,156 @@
+"""
+Graceful drain on shutdown: let open connections finish before exiting.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+from ._server import LifecycleServerFactory
+
+SignalHandler = Callable[[int, FrameType | None], Any] | int | None
+
+
+class Drainer:
+    """
+    Waits for a factory's open connections to end, within limits.
+
+    Listening has already stopped when L{drain} is called.  Each connection
+    runs on until its peer closes or half-closes and has its echo in full.
+    At C{timeout} seconds, those left are closed gracefully; those still
+    open C{grace} seconds later are aborted.  A second SIGINT or SIGTERM
+    during the drain aborts everything at once.
+
+    @ivar endedByPeer: Connections that ended before the deadline.
+    @ivar closedAtDeadline: Connections closed gracefully at the deadline.
+    @ivar aborted: Connections aborted (after the grace, or on a second
+        signal).
+    """
+
+    def __init__(
+        self,
+        factory: LifecycleServerFactory,
+        clock: IReactorTime,
+        timeout: float,
+        grace: float,
+        *,
+        handleSignals: bool = False,
+        callFromThread: Callable[..., Any] | None = None,
+    ) -> None:
+        self.factory = factory
+        self.clock = clock
+        self.timeout = timeout
+        self.grace = grace
+        self.endedByPeer = 0
+        self.closedAtDeadline = 0
+        self.aborted = 0
+        self._handleSignals = handleSignals
+        self._callFromThread = callFromThread
+        self._startedAt = 0.0
+        self._closedBefore = 0
+        self._done: Deferred[None] | None = None
+        self._timers: list[IDelayedCall] = []
+        self._closedAtDeadline: set[int] = set()
+        self._aborted: set[int] = set()
+        self._previousHandlers: dict[int, SignalHandler] = {}
+        self._endAtOnce: str | None = None
+
+    def drain(self) -> Deferred[None]:
+        """
+        Start draining; the Deferred fires once no connection is open.
+        """
+        self._startedAt = self.clock.seconds()
+        self._closedBefore = sum(self.factory.closed.values())
+        self._done = Deferred()
+        self.trapSecondSignal()
+        events = self.factory.events
+        events.drain(len(self.factory.connections), self.timeout)
+        self._timers = [self.clock.callLater(self.timeout, self._deadline)]
+        if self._endAtOnce is not None:
+            self._abortAll(self._endAtOnce)
+        self.factory.whenNoConnections().addCallback(self._finished)
+        return self._done
+
+    def _deadline(self) -> None:
+        left = list(self.factory.connections.values())
+        self.factory.events.drainDeadline(len(left), self.grace)
+        for connection in left:
+            self._closedAtDeadline.add(connection.connId)
+            connection.loseConnection()
+        self._timers.append(self.clock.callLater(self.grace, self._abortAll, "not drained"))
+
+    def _abortAll(self, reason: str) -> None:
+        left = list(self.factory.connections.values())
+        if not left:
+            return
+        self.factory.events.drainAbort(len(left), reason)
+        for connection in left:
+            self._aborted.add(connection.connId)
+            connection.abortConnection()
+
+    def _finished(self, _: object) -> None:
+        for timer in self._timers:
+            if timer.active():
+                timer.cancel()
+        self._restoreSignals()
+        self.aborted = len(self._aborted)
+        self.closedAtDeadline = len(self._closedAtDeadline - self._aborted)
+        closedBy = self.aborted + self.closedAtDeadline
+        self.endedByPeer = self._countClosedSinceStart() - closedBy
+        self.factory.events.drained(
+            self.endedByPeer,
+            self.closedAtDeadline,
+            self.aborted,
+            self.clock.seconds() - self._startedAt,
+        )
+        assert self._done is not None
+        self._done.callback(None)
+
+    def _countClosedSinceStart(self) -> int:
+        return sum(self.factory.closed.values()) - self._closedBefore
+
+    # -- a second signal ends at once ---------------------------------------
+
+    def trapSecondSignal(self) -> None:
+        """
+        From now on SIGINT and SIGTERM abort the drain instead of reaching
+        Twisted, whose handler would only log C{ReactorNotRunning}.  Call it as
+        soon as shutdown begins; L{drain} calls it too.
+        """
+        if not self._handleSignals or self._previousHandlers:
+            return
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previousHandlers[signum] = signal.signal(signum, self._secondSignal)
+
+    def _secondSignal(self, signum: int, frame: FrameType | None) -> None:
+        # Signal handlers run between bytecodes; hand the work to the reactor.
+        reason = f"second {signal.Signals(signum).name}"
+        if self._callFromThread is not None:
+            self._callFromThread(self.endNow, reason)
+        else:
+            self.endNow(reason)
+
+    def endNow(self, reason: str) -> None:
+        """
+        Abort every open connection now (what a second signal does); before
+        the drain has begun, make it end at once.
+        """
+        if self._done is None:
+            # Listening is still being stopped; the drain will end at once.
+            self._endAtOnce = reason
+        else:
+            self._abortAll(reason)
+
+    def _restoreSignals(self) -> None:
+        for signum, handler in self._previousHandlers.items():
+            signal.signal(signum, handler)
+        self._previousHandlers.clear()

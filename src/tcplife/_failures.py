@@ -1,0 +1,118 @@
+"""
+The kinds of failure a client meets, each with one line a user can act on.
+
+The kinds are a public contract: the load report counts errors by them, and
+its JSON form uses them as keys.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import Final
+
+from twisted.internet import error
+from twisted.internet.defer import CancelledError
+from twisted.python.failure import Failure
+
+REFUSED: Final = "refused"
+UNREACHABLE: Final = "unreachable"
+DNS: Final = "dns"
+TIMEOUT: Final = "timeout"
+RESET: Final = "reset"
+CLOSED_EARLY: Final = "closed-early"
+MISMATCH: Final = "mismatch"
+OTHER: Final = "other"
+#: We gave up on purpose (Ctrl-C, the end of a load run): not an error.
+CANCELLED: Final = "cancelled"
+
+#: The kinds every load report lists, even at zero.
+REPORTED_KINDS: Final = (REFUSED, RESET, TIMEOUT, MISMATCH)
+
+_UNREACHABLE_ERRNOS = frozenset(
+    {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN}
+)
+
+#: What to try next, by kind, for the one line a failed connect prints.
+HINTS: Final = {
+    REFUSED: "is a server listening there?",
+    UNREACHABLE: "check the address and the route to it",
+    DNS: "check the host name",
+    TIMEOUT: "nothing answered; is the host up, or a firewall dropping packets?",
+}
+
+
+#: The exit status of C{twist tcpclient} for each kind (sysexits.h values).
+EXIT_STATUS: Final = {
+    REFUSED: os.EX_UNAVAILABLE,
+    UNREACHABLE: os.EX_UNAVAILABLE,
+    DNS: os.EX_NOHOST,
+    TIMEOUT: os.EX_TEMPFAIL,
+    MISMATCH: os.EX_DATAERR,
+    CLOSED_EARLY: os.EX_PROTOCOL,
+    RESET: os.EX_PROTOCOL,
+    OTHER: 1,
+}
+
+
+class ConnectFailedError(Exception):
+    """
+    A connection could not be made.
+
+    @ivar target: What we tried to connect to, as the user named it.
+    @ivar kind: One of the kinds above.
+    @ivar reason: A short phrase, as in the C{connect-failed} event.
+    """
+
+    def __init__(self, target: str, kind: str, reason: str) -> None:
+        super().__init__(target, kind, reason)
+        self.target = target
+        self.kind = kind
+        self.reason = reason
+
+    def __str__(self) -> str:
+        hint = HINTS.get(self.kind)
+        line = f"cannot connect to {self.target}: {self.reason}"
+        return f"{line} ({hint})" if hint else line
+
+
+class ConnectTimeoutError(Exception):
+    """
+    No connection within the client's timeout.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(f"no connection within {timeout:g} s")
+        self.timeout = timeout
+
+
+def connectFailureKind(failure: Failure) -> tuple[str, str]:
+    """
+    The kind of a failed connect and a short phrase for it.
+    """
+    e = failure.value
+    if isinstance(e, ConnectTimeoutError):
+        return TIMEOUT, f"no connection within {e.timeout:g} s"
+    if isinstance(e, error.ConnectionRefusedError):
+        return REFUSED, "connection refused"
+    if isinstance(e, (error.DNSLookupError, error.UnknownHostError)):
+        return DNS, "host name not found"
+    if isinstance(e, (error.TimeoutError, error.TCPTimedOutError)):
+        return TIMEOUT, "connection timed out"
+    if isinstance(e, (CancelledError, error.ConnectingCancelledError)):
+        return CANCELLED, "cancelled"
+    if isinstance(e, error.ConnectError):
+        number = e.osError if isinstance(e.osError, int) else None
+        if isinstance(e, error.NoRouteError) or number in _UNREACHABLE_ERRNOS:
+            return UNREACHABLE, os.strerror(number or errno.ENETUNREACH).lower()
+        if number is not None:
+            return OTHER, os.strerror(number).lower()
+        return OTHER, str(e.args[0] if e.args and e.args[0] else e).strip().rstrip(".")
+    return OTHER, str(e) or type(e).__name__
+
+
+def lostConnectionKind(reason: Failure) -> str:
+    """
+    The kind of a connection lost before its echo was complete.
+    """
+    return CLOSED_EARLY if reason.check(error.ConnectionDone) else RESET

@@ -1,0 +1,79 @@
+"""
+A tcplife server as one service: listeners, metrics, and a graceful drain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, maybeDeferred
+from twisted.logger import Logger
+
+from ._admission import raiseDescriptorLimit
+from ._drain import Drainer
+from ._listening import Listener
+from ._server import LifecycleServerFactory
+
+
+class ServerService(Service):
+    """
+    Starts metrics (if any), then the listeners; on stop, closes the
+    listeners (C{stop-listening}), drains the open connections, and only then
+    stops serving metrics, so a scrape can watch the drain.
+
+    @ivar raiseDescriptorLimit: Raise the soft RLIMIT_NOFILE to the hard
+        limit at start, so the server can hold as many connections as the
+        system allows.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        factory: LifecycleServerFactory,
+        listeners: Sequence[Listener],
+        drainer: Drainer | None = None,
+        metrics: Listener | None = None,
+        raiseDescriptorLimit: bool = False,
+    ) -> None:
+        self.factory = factory
+        self.listeners = list(listeners)
+        self.drainer = drainer
+        self.metrics = metrics
+        self.raiseDescriptorLimit = raiseDescriptorLimit
+
+    def startService(self) -> None:
+        Service.startService(self)
+        if self.raiseDescriptorLimit:
+            before, soft, hard = raiseDescriptorLimit()
+            self._log.info(
+                "file descriptors: soft limit {nofile_soft} (was {nofile_soft_before}), "
+                "hard limit {nofile_hard}",
+                nofile_soft=soft,
+                nofile_soft_before=before,
+                nofile_hard=hard,
+            )
+        if self.metrics is not None:
+            self.metrics.startService()
+        for listener in self.listeners:
+            listener.startService()
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)
+        return self._stop()
+
+    @inlineCallbacks
+    def _stop(self) -> Generator[Deferred[Any], Any, None]:
+        if self.drainer is not None:
+            self.drainer.trapSecondSignal()
+        yield DeferredList(
+            [maybeDeferred(listener.stopService) for listener in self.listeners],
+            consumeErrors=True,
+        )
+        self.factory.gate.stop()
+        if self.drainer is not None:
+            yield self.drainer.drain()
+        if self.metrics is not None:
+            yield maybeDeferred(self.metrics.stopService)

@@ -1,0 +1,120 @@
+"""
+TLS server connections that keep the echo when the client stops sending.
+
+Twisted's L{BufferingTLSTransport} treats the peer's TLS C{close_notify} as
+the end of the whole connection: it answers with its own C{close_notify} and
+closes TCP at once.  Two things are lost that way:
+
+  - Its writes are gathered and sent on the next reactor pass, so output the
+    protocol wrote for data that came in the same read as the
+    C{close_notify} is dropped (measured: a client that sends and then
+    C{SSL_shutdown()}s over TLS 1.3 gets none of its echo back).
+  - TLS 1.3 (RFC 8446 6.1) made C{close_notify} a half-close: "This does not
+    have any effect on its read side of the connection."  A client that has
+    finished sending may still read its answer, as after a TCP FIN.
+
+L{HalfCloseableTLS} sends what was written before anything else, and under
+TLS 1.3 passes C{close_notify} to the protocol as C{readConnectionLost} (the
+C{half-close} event); our own C{close_notify} follows when the protocol
+closes.  Under TLS 1.2 and older, RFC 5246 7.2.1 asks for an immediate reply
+and close, which stays as Twisted does it (after the flush).
+
+A TCP FIN without C{close_notify} may be a truncation attack, so the protocol
+still learns of it as a lost connection (C{ConnectionLost}, the C{close}
+event's C{how=reset}), but what it had written is sent before the close
+instead of being dropped.
+"""
+
+from __future__ import annotations
+
+from OpenSSL.SSL import TLS1_3_VERSION, Error, WantReadError, ZeroReturnError
+from twisted.internet.error import ConnectionLost
+from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol
+from twisted.protocols.policies import ProtocolWrapper
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+
+@implementer(IHalfCloseableProtocol)
+class HalfCloseableTLS(BufferingTLSTransport):
+    """
+    A TLS connection on which the peer's C{close_notify} (TLS 1.3) or FIN
+    ends its input without discarding our output.
+    """
+
+    #: The peer's close_notify has arrived: it sends nothing more, and
+    #: anything that follows is ignored (RFC 8446 6.1).
+    _peerClosedTLS = False
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._peerClosedTLS:
+            return
+        super().dataReceived(data)  # type: ignore[no-untyped-call]
+
+    def _flushReceiveBIO(self) -> None:
+        # TLSMemoryBIOProtocol's loop, except for what a close_notify does.
+        while not (self._lostTLSConnection or self._peerClosedTLS):
+            try:
+                data = self._tlsConnection.recv(2**15)
+            except WantReadError:
+                break
+            except ZeroReturnError:
+                self._closeNotifyReceived()
+            except Error:
+                self._tlsShutdownFinished(Failure())  # type: ignore[no-untyped-call]
+            else:
+                if not self._aborted:
+                    ProtocolWrapper.dataReceived(self, data)
+        self._flushSendBIO()  # type: ignore[no-untyped-call]
+
+    def _closeNotifyReceived(self) -> None:
+        self._peerClosedTLS = True
+        # What the protocol wrote in answer to the data before the
+        # close_notify goes out before anything that ends the connection.
+        self._aggregator.flush()
+        if self._tlsConnection.get_protocol_version() < TLS1_3_VERSION:
+            self._shutdownTLS()  # type: ignore[no-untyped-call]
+            self._tlsShutdownFinished(None)  # type: ignore[no-untyped-call]
+            return
+        halfCloseable = IHalfCloseableProtocol(self.wrappedProtocol, None)
+        if halfCloseable is not None:
+            halfCloseable.readConnectionLost()
+        else:
+            self.loseConnection()
+
+    def readConnectionLost(self) -> None:
+        """
+        TCP FIN.  After a close_notify it only confirms it; without one, the
+        connection is lost as Twisted reports it, after our output is sent.
+        """
+        if self._peerClosedTLS or self._lostTLSConnection:
+            return
+        self._aggregator.flush()
+        self._tlsConnection.bio_shutdown()
+        # OpenSSL now reports the unexpected EOF, which ends TLS with
+        # ConnectionLost and closes TCP once our output is written.
+        self._flushReceiveBIO()
+        if not (self._lostTLSConnection or self._peerClosedTLS):
+            self._tlsShutdownFinished(Failure(ConnectionLost()))  # type: ignore[no-untyped-call]
+
+    def writeConnectionLost(self) -> None:
+        halfCloseable = IHalfCloseableProtocol(self.wrappedProtocol, None)
+        if halfCloseable is not None:
+            halfCloseable.writeConnectionLost()
+
+
+class HalfCloseableTLSFactory(TLSMemoryBIOFactory):
+    """
+    Wraps each connection in L{HalfCloseableTLS}.
+    """
+
+    protocol = HalfCloseableTLS
+
+    def buildProtocol(self, addr: IAddress | None) -> HalfCloseableTLS | None:  # type: ignore[override]
+        # A factory that refuses the connection (returns None) refuses it
+        # here too, instead of TLS wrapping nothing.
+        wrapped = self.wrappedFactory.buildProtocol(addr)
+        if wrapped is None:
+            return None
+        return HalfCloseableTLS(self, wrapped)

@@ -1,0 +1,250 @@
+"""
+Admission control on the kernel's backlog: the connection cap, bursts, and
+running out of file descriptors.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from tcplife import LifecycleServerFactory, readAcceptQueue
+from tcplife._admission import FD_LIMIT, MAX_CONNECTIONS, AcceptGate
+from tcplife._port import PortReactor
+
+from .helpers import WAIT, RecordedEvents, callInThread
+
+
+class FakePort:
+    """
+    Just enough of a listening port for the gate: reading on or off.
+    """
+
+    connected = True
+    disconnecting = False
+    socket = socket.socket()
+
+    def __init__(self) -> None:
+        self.reading = True
+
+    def stopReading(self) -> None:
+        self.reading = False
+
+    def startReading(self) -> None:
+        self.reading = True
+
+    def getHost(self) -> IPv4Address:
+        return IPv4Address("TCP", "127.0.0.1", 9000)
+
+
+class GateTests(SynchronousTestCase):
+    """
+    The gate pauses and resumes ports as connections come and go.
+    """
+
+    def setUp(self) -> None:
+        self.open = 0
+        self.clock = MemoryReactorClock()
+        self.recorded = RecordedEvents()
+        self.gate = AcceptGate(self.recorded.log, self.clock, lambda: self.open, 2)
+        self.port = FakePort()
+        self.gate.watch(self.port)  # type: ignore[arg-type]
+        self.addCleanup(FakePort.socket.close)
+
+    def opened(self) -> None:
+        self.open += 1
+        self.gate.connectionOpened()
+
+    def closed(self) -> None:
+        self.open -= 1
+        self.gate.connectionClosed()
+
+    def test_budgetIsRoomBelowTheCap(self) -> None:
+        """
+        The budget is the cap minus the open connections.
+        """
+        self.assertEqual(self.gate.acceptBudget(), 2)
+        self.opened()
+        self.assertEqual(self.gate.acceptBudget(), 1)
+
+    def test_pausesAtTheCapAndSaysSo(self) -> None:
+        """
+        Reaching the cap stops reading the port and emits accept-paused.
+        """
+        self.opened()
+        self.assertTrue(self.port.reading)
+        self.opened()
+        self.assertFalse(self.port.reading)
+        self.assertEqual(self.gate.acceptBudget(), 0)
+        [paused] = self.recorded.of("accept-paused")
+        self.assertEqual(
+            (paused["reason"], paused["open"], paused["address"]),
+            (MAX_CONNECTIONS, 2, "127.0.0.1:9000"),
+        )
+        # Not a listening socket: the kernel's queue is not known.
+        self.assertIsNone(paused["queue"])
+
+    def test_resumesBelowTheCap(self) -> None:
+        """
+        A close below the cap resumes reading and emits accept-resumed with
+        how long accepting was paused.
+        """
+        self.opened()
+        self.opened()
+        self.clock.advance(3)
+        self.closed()
+        self.assertTrue(self.port.reading)
+        [resumed] = self.recorded.of("accept-resumed")
+        self.assertEqual((resumed["open"], resumed["paused_s"]), (1, 3))
+
+    def test_noCapMeansNoPause(self) -> None:
+        """
+        Without a cap the gate never pauses for connections.
+        """
+        gate = AcceptGate(self.recorded.log, self.clock, lambda: 10**6, None)
+        gate.connectionOpened()
+        self.assertGreater(gate.acceptBudget(), 10**6)
+        self.assertIsNone(gate.paused)
+
+    def test_exhaustionPausesThenRetriesWithBackoff(self) -> None:
+        """
+        EMFILE pauses accepting; the gate retries after 1 s, then 2 s, and
+        counts each exhaustion.
+        """
+        self.gate.acceptsExhausted(self.port, errno.EMFILE)  # type: ignore[arg-type]
+        self.assertFalse(self.port.reading)
+        self.assertTrue(self.gate.paused and self.gate.paused.startswith(FD_LIMIT))
+        self.assertIn("EMFILE", self.recorded.of("accept-paused")[0]["reason"])
+        self.clock.advance(1)
+        self.assertTrue(self.port.reading)
+        self.gate.acceptsExhausted(self.port, errno.EMFILE)  # type: ignore[arg-type]
+        self.clock.advance(1)
+        self.assertFalse(self.port.reading)
+        self.clock.advance(1)
+        self.assertTrue(self.port.reading)
+        self.assertEqual(self.gate.exhaustions, 2)
+
+    def test_closingConnectionEndsExhaustionPause(self) -> None:
+        """
+        A connection closing frees a descriptor, so accepting resumes at once.
+        """
+        self.opened()
+        self.gate.acceptsExhausted(self.port, errno.EMFILE)  # type: ignore[arg-type]
+        self.closed()
+        self.assertTrue(self.port.reading)
+        self.assertIsNone(self.gate.paused)
+
+    def test_stoppedPortsAreLeftAlone(self) -> None:
+        """
+        A port that stopped listening is not started again.
+        """
+        self.port.connected = False
+        self.opened()
+        self.opened()
+        self.closed()
+        self.assertTrue(self.port.reading)
+        self.assertEqual(self.recorded.of("accept-resumed"), [])
+
+
+def connectAll(port: int, count: int) -> list[socket.socket]:
+    clients = []
+    for n in range(count):
+        client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        client.sendall(b"client %d\n" % n)
+        clients.append(client)
+    return clients
+
+
+def readLine(client: socket.socket) -> bytes:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = client.recv(100)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+class CapOnLoopbackTests(TestCase):
+    """
+    The cap holds on real sockets; waiting clients sit in the kernel's queue.
+    """
+
+    def serve(self, cap: int, backlog: int) -> tuple[LifecycleServerFactory, Any, int]:
+        self.recorded = RecordedEvents()
+        factory = LifecycleServerFactory(
+            clock=reactor, events=self.recorded.log, maxConnections=cap
+        )
+        port = PortReactor(reactor, factory.gate).listenTCP(
+            0, factory, backlog=backlog, interface="127.0.0.1"
+        )
+        self.addCleanup(port.stopListening)
+        return factory, port, port.getHost().port  # type: ignore[attr-defined]
+
+    @inlineCallbacks
+    def test_twoServedFiveQueuedAndEchoedLater(self) -> Deferred[None]:
+        """
+        With --max-connections 2 --backlog 4: two clients are served, five
+        more complete the handshake and wait in the kernel's queue, and their
+        bytes are echoed once the first two close.
+        """
+        factory, port, number = self.serve(2, 4)
+        served = yield callInThread(connectAll, number, 2)
+        self.addCleanup(lambda: [c.close() for c in served])
+        echoes = yield callInThread(lambda: [readLine(c) for c in served])
+        self.assertEqual(echoes, [b"client 0\n", b"client 1\n"])
+        yield self.recorded.when(lifecycle="accept-paused")
+
+        waiting = yield callInThread(connectAll, number, 5)
+        self.addCleanup(lambda: [c.close() for c in waiting])
+        queue = readAcceptQueue(port.socket)
+        assert queue is not None
+        self.assertEqual((queue.depth, queue.backlog), (5, 4))
+        self.assertEqual(len(self.recorded.of("accept")), 2)
+        self.assertEqual(len(factory.connections), 2)
+
+        for client in served:
+            client.close()
+        echoes = yield callInThread(lambda: [readLine(c) for c in waiting[:2]])
+        self.assertEqual(echoes, [b"client 0\n", b"client 1\n"])
+        self.assertEqual(len(factory.connections), 2)
+        for client in waiting[:2]:
+            client.close()
+        echoes = yield callInThread(lambda: [readLine(c) for c in waiting[2:4]])
+        self.assertEqual(echoes, [b"client 2\n", b"client 3\n"])
+        self.assertEqual(len(factory.connections), 2)
+        waiting[2].close()
+        last = yield callInThread(readLine, waiting[4])
+        self.assertEqual(last, b"client 4\n")
+        self.assertEqual(len(self.recorded.of("accept")), 7)
+        self.assertGreaterEqual(len(self.recorded.of("accept-resumed")), 2)
+
+    @inlineCallbacks
+    def test_burstFindsAtMostTheCapServed(self) -> Deferred[None]:
+        """
+        Thirty clients arriving in one burst (accepting paused while they
+        connect) find exactly three served; the rest stay queued.
+        """
+        factory, port, number = self.serve(3, 64)
+        port.stopReading()
+        clients = yield callInThread(connectAll, number, 30)
+        self.addCleanup(lambda: [c.close() for c in clients])
+        port.startReading()
+        yield self.recorded.when(lifecycle="accept-paused")
+        # Let any further wake-ups of the listening socket happen.
+        for _ in range(5):
+            d: Deferred[None] = Deferred()
+            reactor.callLater(0.02, d.callback, None)  # type: ignore[attr-defined]
+            yield d
+        self.assertEqual(len(factory.connections), 3)
+        self.assertEqual(len(self.recorded.of("accept")), 3)
+        queue = readAcceptQueue(port.socket)
+        assert queue is not None
+        self.assertEqual(queue.depth, 27)

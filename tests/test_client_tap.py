@@ -1,0 +1,239 @@
+"""
+C{twist tcpclient}'s options and the service they build.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+from io import BytesIO, StringIO
+from typing import Any
+
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python.usage import UsageError
+from twisted.trial.unittest import SynchronousTestCase
+
+from tcplife._loadservice import LoadService
+from tcplife._oneshot import OneShot
+from tcplife.client_tap import Options, makeEndpoint, makeService
+
+from .servers import temporaryDirectory
+
+
+def parse(*argv: str, stdin: bytes | None = None) -> Options:
+    options = Options()
+    if stdin is not None:
+        options.stdin = BytesIO(stdin)
+    options.parseOptions(list(argv))
+    return options
+
+
+class OneShotOptionTests(SynchronousTestCase):
+    """
+    One-shot options: where to connect and what to send.
+    """
+
+    def test_defaults(self) -> None:
+        """
+        Without a target the client connects to 127.0.0.1:9000 with a 10 s
+        timeout; each --message is one line.
+        """
+        options = parse("--message", "hello", "-m", "wörld")
+        self.assertEqual((options["host"], options["port"]), ("127.0.0.1", 9000))
+        self.assertEqual(options["timeout"], 10.0)
+        self.assertFalse(options["load"])
+        self.assertEqual(options["request"], "hello\nwörld\n".encode())
+
+    def test_fileIsSentAsIs(self) -> None:
+        """
+        --file sends the file's bytes, unchanged.
+        """
+        path = temporaryDirectory(self) / "payload"
+        path.write_bytes(b"\x00\x01no newline")
+        self.assertEqual(parse("--file", str(path))["request"], b"\x00\x01no newline")
+
+    def test_dashReadsStandardInput(self) -> None:
+        """
+        --file - reads standard input to its end.
+        """
+        self.assertEqual(parse("--file", "-", stdin=b"piped\n")["request"], b"piped\n")
+
+    def test_connectTakesAnyEndpoint(self) -> None:
+        """
+        --connect takes a Twisted client endpoint string.
+        """
+        options = parse("--connect", "unix:/tmp/echo.sock", "-m", "x")
+        self.assertEqual(options["connect"], "unix:/tmp/echo.sock")
+
+    def test_protocolLoadsAnEchoClientSubclass(self) -> None:
+        """
+        --protocol names an EchoClient subclass by its dotted name.
+        """
+        options = parse("--protocol", "tcplife.EchoClient", "-m", "x")
+        self.assertEqual(options["protocol"].__name__, "EchoClient")
+
+    def assertRejected(self, argv: list[str], *fragments: str) -> None:
+        error = self.assertRaises(UsageError, parse, *argv)
+        message = str(error)
+        self.assertNotIn("\n", message)
+        for fragment in fragments:
+            self.assertIn(fragment, message)
+
+    def test_badValuesAreOneSentence(self) -> None:
+        """
+        Each bad value is rejected with one sentence naming the option and
+        the value.
+        """
+        self.assertRejected(["--port", "0", "-m", "x"], "--port", "1 to 65535", "'0'")
+        self.assertRejected(["--port", "http", "-m", "x"], "--port", "'http'")
+        self.assertRejected(["--host", " ", "-m", "x"], "--host")
+        self.assertRejected(["--timeout", "-1", "-m", "x"], "--timeout", "'-1'")
+        self.assertRejected(["--timeout", "soon", "-m", "x"], "--timeout", "'soon'")
+        self.assertRejected(["--connect", "tcp:h:1", "--port", "2", "-m", "x"], "not both")
+        self.assertRejected(["--connect", "bogus:1", "-m", "x"], "--connect", "'bogus:1'")
+        self.assertRejected(["--connect", "tcp:host", "-m", "x"], "'tcp:host'", "tcp:HOST:PORT")
+        self.assertRejected(["-m", "x", "--file", "f"], "--message or --file")
+        self.assertRejected([], "--message", "--file", "--connections")
+        self.assertRejected(["--file", "/nonexistent/x"], "'/nonexistent/x'", "No such file")
+        self.assertRejected(["--protocol", "no.such.Thing", "-m", "x"], "--protocol")
+        self.assertRejected(
+            ["--protocol", "tests.servers.Corrupting", "-m", "x"], "not a subclass", "EchoClient"
+        )
+
+    def test_loadOptionsNeedLoadMode(self) -> None:
+        """
+        Load-mode options without load mode are refused, naming how to get
+        load mode.
+        """
+        for option, value in [("--size", "10"), ("--rate", "5"), ("--json", "-")]:
+            self.assertRejected([option, value, "-m", "x"], option, "--connections")
+
+
+class LoadOptionTests(SynchronousTestCase):
+    """
+    Load-mode options and their defaults.
+    """
+
+    def test_anyOfConnectionsDurationCountMeansLoad(self) -> None:
+        """
+        --connections, --duration or --count selects load mode; the rest
+        default to 1 connection, 10 s, 64-byte rr messages.
+        """
+        for argv in (["-c", "1"], ["-d", "10"]):
+            options = parse(*argv)
+            self.assertTrue(options["load"])
+            self.assertEqual(
+                (
+                    options["connections"],
+                    options["duration"],
+                    options["count"],
+                    options["size"],
+                    options["pattern"],
+                ),
+                (1, 10.0, None, 64, "rr"),
+            )
+        self.assertEqual(parse("--count", "5")["count"], 5)
+        self.assertIsNone(parse("--count", "5")["duration"])
+
+    def test_streamWindowDefaultsToSixtyFourKibibytes(self) -> None:
+        """
+        The stream window defaults to 64 KiB, or one message if larger.
+        """
+        self.assertEqual(parse("-c", "1", "--pattern", "stream")["window"], 65536)
+        self.assertEqual(parse("-c", "1", "--pattern", "stream", "-s", "100000")["window"], 100000)
+
+    def assertRejected(self, argv: list[str], *fragments: str) -> None:
+        error = self.assertRaises(UsageError, parse, *argv)
+        message = str(error)
+        self.assertNotIn("\n", message)
+        for fragment in fragments:
+            self.assertIn(fragment, message)
+
+    def test_badLoadValues(self) -> None:
+        """
+        Each bad load value is one sentence naming the option.
+        """
+        self.assertRejected(["-c", "0"], "--connections", "'0'")
+        self.assertRejected(["-c", "2", "-d", "1", "-n", "5"], "--duration or --count")
+        self.assertRejected(["-d", "0"], "--duration", "'0'")
+        self.assertRejected(["-n", "many"], "--count", "'many'")
+        self.assertRejected(["-c", "1", "-s", "0"], "--size", "'0'")
+        self.assertRejected(["-c", "1", "-r", "-3"], "--rate", "'-3'")
+        self.assertRejected(["-c", "1", "--pattern", "pingpong"], "rr, stream or connect")
+        self.assertRejected(["-c", "1", "--window", "100"], "--pattern stream")
+        self.assertRejected(
+            ["-c", "1", "--pattern", "stream", "-s", "100", "-w", "99"], "--window", "'99'"
+        )
+        self.assertRejected(
+            ["-c", "1", "--pattern", "stream", "-s", "1", "-w", "1000000"], "--window", "--size"
+        )
+        self.assertRejected(["-c", "1", "-m", "x"], "--message", "one-shot")
+        self.assertRejected(["-c", "1", "--json", "/nonexistent/r.json"], "--json")
+
+    def test_connectionsBeyondTheOpenFileLimitAreRefused(self) -> None:
+        """
+        More connections than the process may open files is refused up
+        front, with what to do about it.
+        """
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self.assertRejected(["-c", str(soft)], "--connections", "ulimit -n")
+
+
+class ServiceTests(SynchronousTestCase):
+    """
+    makeService builds the exchange or the run the options describe.
+    """
+
+    def build(self, *argv: str) -> Any:
+        return makeService(parse(*argv), MemoryReactorClock(), stdout=BytesIO(), stderr=StringIO())
+
+    def test_oneShotService(self) -> None:
+        """
+        One-shot options build a OneShot whose factory sends the request.
+        """
+        service = self.build("--host", "::1", "--port", "7", "-m", "x", "-t", "2")
+        self.assertIsInstance(service, OneShot)
+        self.assertEqual(service.target, "[::1]:7")
+        self.assertEqual((service.factory.request, service.factory.timeout), (b"x\n", 2.0))
+
+    def test_loadService(self) -> None:
+        """
+        Load options build a LoadService with the settings given.
+        """
+        service = self.build("-c", "3", "-n", "7", "--pattern", "connect", "-s", "9")
+        self.assertIsInstance(service, LoadService)
+        settings = service.run.settings
+        self.assertEqual(
+            (settings.connections, settings.count, settings.pattern, settings.size),
+            (3, 7, "connect", 9),
+        )
+
+    def test_endpointsByTarget(self) -> None:
+        """
+        An IPv4 or IPv6 address connects directly; a name is resolved by
+        HostnameEndpoint (every address, IPv6 and IPv4).
+        """
+        reactor = MemoryReactorClock()
+        cases = [
+            ("127.0.0.1", TCP4ClientEndpoint, "127.0.0.1:9000"),
+            ("::1", TCP6ClientEndpoint, "[::1]:9000"),
+            ("localhost", HostnameEndpoint, "localhost:9000"),
+        ]
+        for host, kind, target in cases:
+            endpoint, named = makeEndpoint(parse("--host", host, "-m", "x"), reactor)
+            self.assertIsInstance(endpoint, kind)
+            self.assertEqual(named, target)
+
+    def test_jsonPathMustBeWritable(self) -> None:
+        """
+        --json accepts a new file in an existing directory, and refuses a
+        directory.
+        """
+        directory = temporaryDirectory(self)
+        self.assertEqual(
+            parse("-c", "1", "--json", str(directory / "r.json"))["json"],
+            str(directory / "r.json"),
+        )
+        self.assertRaises(UsageError, parse, "-c", "1", "--json", str(directory))
+        self.assertFalse(os.path.exists(directory / "r.json"))

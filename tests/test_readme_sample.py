@@ -1,0 +1,67 @@
+"""
+The README's captured JSON log is what tcpecho writes today.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from .helpers import TwistProcess, echoWithHalfClose
+from .test_readme import README
+
+#: Fields whose values depend on the run (addresses, times), not the code.
+RUN_SPECIFIC = {"address", "endpoint", "peer", "local", "log_time", "duration_s", "log_flattened"}
+
+
+def readmeSample() -> list[dict[str, Any]]:
+    text = README.read_text(encoding="utf-8")
+    match = re.search(r"<!-- sample: json-log -->\s*```json\n(.*?)```", text, re.DOTALL)
+    assert match is not None, "README has no json-log sample"
+    return [json.loads(line) for line in match.group(1).splitlines() if line.strip()]
+
+
+class JSONSampleTests(SynchronousTestCase):
+    """
+    The sample in the README's Lifecycle events section is real.
+    """
+
+    def test_sampleMatchesALiveSession(self) -> None:
+        """
+        The session the README describes (nc sends 'hello' and half-closes,
+        then SIGTERM), run now, logs the same lifecycle records with the same
+        fields and, apart from addresses and times, the same values.
+        """
+        sample = readmeSample()
+        self.assertEqual(
+            [r["lifecycle"] for r in sample],
+            ["listen", "accept", "half-close", "close", "stop-listening", "drain", "drained"],
+        )
+        server = TwistProcess("tcpecho", "--port", "0", "--interface", "127.0.0.1")
+        self.addCleanup(server.kill)
+        port = int(server.waitFor(lifecycle="listen")["address"].rsplit(":", 1)[1])
+        self.assertEqual(echoWithHalfClose(port, b"hello\n"), b"hello\n")
+        server.waitFor(lifecycle="close")
+        server.signal(signal.SIGTERM)
+        server.waitFor(lifecycle="drained")
+        live = [e for e in server.events if "lifecycle" in e]
+        self.assertEqual([e["lifecycle"] for e in live], [r["lifecycle"] for r in sample])
+        for documented, actual in zip(sample, live, strict=True):
+            self.assertEqual(sorted(documented), sorted(actual))
+            self.assertEqual(
+                sorted(documented.get("log_flattened", {})),
+                sorted(actual.get("log_flattened", {})),
+            )
+            # A per-connection event's log_format is its rendered message,
+            # addresses and times included; a template is compared as is.
+            varying = RUN_SPECIFIC
+            if "{" not in documented["log_format"]:
+                varying = RUN_SPECIFIC | {"log_format"}
+            self.assertEqual(
+                {k: v for k, v in documented.items() if k not in varying},
+                {k: v for k, v in actual.items() if k not in varying},
+            )

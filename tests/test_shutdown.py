@@ -1,0 +1,144 @@
+"""
+Graceful drain on SIGTERM/SIGINT, with C{twist tcpecho} as a user runs it.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from .helpers import WAIT, TwistProcess
+
+
+def portOf(event: dict[str, object]) -> int:
+    return int(str(event["address"]).rsplit(":", 1)[1])
+
+
+def recvExactly(client: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = client.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def recvUntilEOF(client: socket.socket) -> bytes:
+    data = b""
+    while chunk := client.recv(65536):
+        data += chunk
+    return data
+
+
+class DrainTests(SynchronousTestCase):
+    """
+    A signal stops listening at once and lets open connections finish.
+    """
+
+    def start(self, *args: str) -> tuple[TwistProcess, int]:
+        server = TwistProcess("tcpecho", "--port", "0", "--interface", "127.0.0.1", *args)
+        self.addCleanup(server.kill)
+        return server, portOf(server.waitFor(lifecycle="listen"))
+
+    def connect(self, port: int) -> socket.socket:
+        client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        self.addCleanup(client.close)
+        return client
+
+    def test_openConnectionFinishesAfterSigterm(self) -> None:
+        """
+        After SIGTERM new clients are refused, an open client still gets its
+        echo in full when it half-closes, and the process then exits as twist
+        does after a signal, counting it as ended by its peer.
+        """
+        server, port = self.start()
+        client = self.connect(port)
+        client.sendall(b"before ")
+        self.assertEqual(recvExactly(client, 7), b"before ")
+
+        server.process.send_signal(signal.SIGTERM)
+        server.waitFor(lifecycle="stop-listening")
+        self.assertEqual(server.waitFor(lifecycle="drain")["open"], 1)
+        with self.assertRaises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=WAIT).close()
+
+        client.sendall(b"after" * 10_000)
+        client.shutdown(socket.SHUT_WR)
+        self.assertEqual(recvUntilEOF(client), b"after" * 10_000)
+        drained = server.waitFor(lifecycle="drained")
+        self.assertEqual(
+            (drained["ended_by_peer"], drained["closed_at_deadline"], drained["aborted"]),
+            (1, 0, 0),
+        )
+        self.assertIn(server.finish(), (-signal.SIGTERM, 128 + signal.SIGTERM))
+
+    def test_sigintDrainsToo(self) -> None:
+        """
+        SIGINT (Ctrl-C) drains like SIGTERM.
+        """
+        server, port = self.start()
+        client = self.connect(port)
+        client.sendall(b"x")
+        recvExactly(client, 1)
+        server.process.send_signal(signal.SIGINT)
+        server.waitFor(lifecycle="drain")
+        client.close()
+        server.waitFor(lifecycle="drained")
+        self.assertIn(server.finish(), (-signal.SIGINT, 128 + signal.SIGINT))
+
+    def test_deadlineClosesIdlePeersAndAbortsUndrained(self) -> None:
+        """
+        At --shutdown-timeout, a quiet client is closed gracefully (it reads
+        EOF) and one that never reads its echo is aborted after the grace.
+        """
+        server, port = self.start("--shutdown-timeout", "0.5", "--close-timeout", "0.5")
+        quiet = self.connect(port)
+        hog = self.connect(port)
+        hog.setblocking(False)
+        sent = 0
+        # Fill every buffer on the way back: the server cannot flush to hog.
+        for _ in range(10_000):
+            try:
+                sent += hog.send(b"z" * 65536)
+            except BlockingIOError:
+                break
+        server.waitFor(
+            lifecycle="accept", conn_id=server.waitFor(lifecycle="accept")["conn_id"] + 1
+        )
+
+        server.process.send_signal(signal.SIGTERM)
+        self.assertEqual(server.waitFor(lifecycle="drain")["open"], 2)
+        self.assertEqual(server.waitFor(lifecycle="drain-deadline")["open"], 2)
+        self.assertEqual(recvUntilEOF(quiet), b"")
+        self.assertEqual(server.waitFor(lifecycle="drain-abort")["open"], 1)
+        drained = server.waitFor(lifecycle="drained")
+        self.assertEqual(
+            (drained["ended_by_peer"], drained["closed_at_deadline"], drained["aborted"]),
+            (0, 1, 1),
+        )
+        hows = sorted(event["how"] for event in server.of(lifecycle="close"))
+        self.assertEqual(hows, ["abort", "fin"])
+        self.assertGreater(sent, 0)
+        self.assertIn(server.finish(), (-signal.SIGTERM, 128 + signal.SIGTERM))
+
+    def test_secondSignalEndsAtOnce(self) -> None:
+        """
+        A second SIGTERM during a long drain aborts what is open and exits
+        without waiting for the deadline.
+        """
+        server, port = self.start("--shutdown-timeout", "600")
+        client = self.connect(port)
+        client.sendall(b"x")
+        recvExactly(client, 1)
+        server.process.send_signal(signal.SIGTERM)
+        server.waitFor(lifecycle="drain")
+        server.process.send_signal(signal.SIGTERM)
+        abort = server.waitFor(lifecycle="drain-abort")
+        self.assertEqual((abort["open"], abort["reason"]), (1, "second SIGTERM"))
+        self.assertEqual(server.waitFor(lifecycle="drained")["aborted"], 1)
+        self.assertIn(server.finish(), (-signal.SIGTERM, 128 + signal.SIGTERM))
+        self.assertEqual([e for e in server.events if "log_failure" in e], [])
+        self.assertNotIn("ReactorNotRunning", server.stderr_text())
