@@ -96,6 +96,9 @@ class LifecycleLog:
     @ivar threshold: The lowest level any observer keeps, when known
         (C{twist --log-level}); per-connection events below it are not built
         at all.  L{None}: build and emit every event.
+    @ivar enabled: Whether per-connection events are built at all (their
+        C{level} is at or above C{threshold}); a caller whose arguments are
+        costly to compute may test it first.
     """
 
     def __init__(
@@ -135,7 +138,7 @@ class LifecycleLog:
         self._failureLevel = LogLevel.warn if level is LogLevel.info else level
         # Tested on every per-connection event: plain attributes, not
         # comparisons of constants.
-        self._enabled = threshold is None or level >= threshold
+        self.enabled = threshold is None or level >= threshold
         self._failureEnabled = threshold is None or self._failureLevel >= threshold
 
     def _emit(self, level: LogLevel, message: str, event: dict[str, object]) -> None:
@@ -169,7 +172,7 @@ class LifecycleLog:
         )
 
     def accept(self, connId: int, peer: str, local: str) -> None:
-        if self._enabled:
+        if self.enabled:
             self._emit(
                 self._level,
                 f"accept #{connId} from {_literal(peer)} on {_literal(local)}",
@@ -183,7 +186,7 @@ class LifecycleLog:
             )
 
     def connect(self, target: str) -> None:
-        if self._enabled:
+        if self.enabled:
             self._emit(
                 self._level,
                 f"connect to {_literal(target)}",
@@ -195,7 +198,7 @@ class LifecycleLog:
             )
 
     def connected(self, connId: int, local: str, peer: str) -> None:
-        if self._enabled:
+        if self.enabled:
             self._emit(
                 self._level,
                 f"connected #{connId} from {_literal(local)} to {_literal(peer)}",
@@ -222,7 +225,7 @@ class LifecycleLog:
             )
 
     def read(self, connId: int, nbytes: int) -> None:
-        if self._enabled:
+        if self.enabled:
             self._emit(
                 self._level,
                 f"read #{connId} {nbytes} bytes",
@@ -234,7 +237,7 @@ class LifecycleLog:
             )
 
     def write(self, connId: int, nbytes: int) -> None:
-        if self._enabled:
+        if self.enabled:
             self._emit(
                 self._level,
                 f"write #{connId} {nbytes} bytes",
@@ -246,7 +249,7 @@ class LifecycleLog:
             )
 
     def halfClose(self, connId: int, initiator: str) -> None:
-        if self._enabled:
+        if self.enabled:
             self._emit(
                 self._level,
                 f"half-close #{connId} by {initiator}",
@@ -267,7 +270,7 @@ class LifecycleLog:
         bytesOut: int,
         duration: float,
     ) -> None:
-        if self._enabled:
+        if self.enabled:
             self._emit(
                 self._level,
                 f"close #{connId} by {initiator} ({how}): "

@@ -101,7 +101,9 @@ class LifecycleServerFactory(ServerFactory):
         """
         self.connections[connection.connId] = connection
         self.accepted += 1
-        self.events.accept(connection.connId, connection.peer, connection.local)
+        if self.events.enabled:
+            # peer and local cost a system call each: only for a built event.
+            self.events.accept(connection.connId, connection.peer, connection.local)
         self.gate.connectionOpened()
         if self.sweeper is not None:
             self.sweeper.start()
