@@ -115,6 +115,49 @@ def echoWithHalfClose(port: int, payload: bytes, host: str = "127.0.0.1") -> byt
         return b"".join(received)
 
 
+def portOf(address: str) -> int:
+    """
+    The port of an event's C{host:port} address (IPv6 hosts bracketed).
+    """
+    return int(address.rsplit(":", 1)[1])
+
+
+def readLine(client: socket.socket) -> bytes:
+    """
+    Read up to and including the next newline, or until EOF.
+    """
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = client.recv(100)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def recvExactly(client: socket.socket, size: int) -> bytes:
+    """
+    Read C{size} bytes, or fewer if EOF comes first.
+    """
+    data = b""
+    while len(data) < size:
+        chunk = client.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def recvUntilEOF(client: socket.socket) -> bytes:
+    """
+    Read everything until the peer's FIN.
+    """
+    data = b""
+    while chunk := client.recv(65536):
+        data += chunk
+    return data
+
+
 def freePort() -> int:
     """
     A TCP port on 127.0.0.1 that was free a moment ago.

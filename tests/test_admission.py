@@ -19,7 +19,7 @@ from tcplife import LifecycleServerFactory, readAcceptQueue
 from tcplife._admission import FD_LIMIT, MAX_CONNECTIONS, AcceptGate
 from tcplife._port import PortReactor
 
-from .helpers import WAIT, RecordedEvents, callInThread
+from .helpers import WAIT, RecordedEvents, callInThread, readLine
 
 
 class FakePort:
@@ -160,16 +160,6 @@ def connectAll(port: int, count: int) -> list[socket.socket]:
         client.sendall(b"client %d\n" % n)
         clients.append(client)
     return clients
-
-
-def readLine(client: socket.socket) -> bytes:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = client.recv(100)
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 class CapOnLoopbackTests(TestCase):

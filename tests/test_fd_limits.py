@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from .helpers import WAIT, TwistProcess
+from .helpers import WAIT, TwistProcess, readLine
 
 
 def limitDescriptors(soft: int, hard: int) -> Callable[[], None]:
@@ -19,16 +19,6 @@ def limitDescriptors(soft: int, hard: int) -> Callable[[], None]:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
     return setLimit
-
-
-def readLine(client: socket.socket) -> bytes:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = client.recv(100)
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 class DescriptorLimitTests(SynchronousTestCase):

@@ -9,7 +9,7 @@ import socket
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from .helpers import WAIT, TwistProcess
+from .helpers import WAIT, TwistProcess, portOf
 from .test_metrics import scrape
 
 CONNECTIONS = 15_000
@@ -24,10 +24,6 @@ def allowDescriptors() -> None:
     """
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def portOf(event: dict[str, object]) -> int:
-    return int(str(event["address"]).rsplit(":", 1)[1])
 
 
 class ManyConnectionsTests(SynchronousTestCase):
@@ -61,8 +57,10 @@ class ManyConnectionsTests(SynchronousTestCase):
             preexec_fn=allowDescriptors,
         )
         self.addCleanup(server.kill)
-        port = portOf(server.waitFor(lifecycle="listen"))
-        metricsPort = portOf(server.waitFor(description="metrics tcp:0:interface=127.0.0.1"))
+        port = portOf(server.waitFor(lifecycle="listen")["address"])
+        metricsPort = portOf(
+            server.waitFor(description="metrics tcp:0:interface=127.0.0.1")["address"]
+        )
         clients: list[socket.socket] = []
         self.addCleanup(lambda: [c.close() for c in clients])
         for _ in range(CONNECTIONS):

@@ -9,28 +9,7 @@ import socket
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from .helpers import WAIT, TwistProcess
-
-
-def portOf(event: dict[str, object]) -> int:
-    return int(str(event["address"]).rsplit(":", 1)[1])
-
-
-def recvExactly(client: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = client.recv(size - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def recvUntilEOF(client: socket.socket) -> bytes:
-    data = b""
-    while chunk := client.recv(65536):
-        data += chunk
-    return data
+from .helpers import WAIT, TwistProcess, portOf, recvExactly, recvUntilEOF
 
 
 class DrainTests(SynchronousTestCase):
@@ -41,7 +20,7 @@ class DrainTests(SynchronousTestCase):
     def start(self, *args: str) -> tuple[TwistProcess, int]:
         server = TwistProcess("tcpecho", "--port", "0", "--interface", "127.0.0.1", *args)
         self.addCleanup(server.kill)
-        return server, portOf(server.waitFor(lifecycle="listen"))
+        return server, portOf(server.waitFor(lifecycle="listen")["address"])
 
     def connect(self, port: int) -> socket.socket:
         client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)

@@ -33,11 +33,7 @@ from tcplife import LifecycleServerFactory
 from tcplife._tls import HalfCloseableTLSFactory
 
 from .certs import SelfSigned
-from .helpers import WAIT, RecordedEvents, TwistProcess, pattern
-
-
-def portOf(address: str) -> int:
-    return int(address.rsplit(":", 1)[1])
+from .helpers import WAIT, RecordedEvents, TwistProcess, pattern, portOf
 
 
 @implementer(IHalfCloseableProtocol)

@@ -13,11 +13,7 @@ import subprocess
 from twisted.logger import eventsFromJSONLogFile
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from .helpers import WAIT, TwistProcess, echoWithHalfClose, freePort, pattern, runTwist
-
-
-def portOf(address: str) -> int:
-    return int(address.rsplit(":", 1)[1])
+from .helpers import WAIT, TwistProcess, echoWithHalfClose, freePort, pattern, portOf, runTwist
 
 
 class TcpechoProcessTests(SynchronousTestCase):

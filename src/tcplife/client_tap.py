@@ -29,7 +29,7 @@ from ._exit import stopAndExit
 from ._load import PATTERNS, STREAM, LoadRun, LoadSettings
 from ._loadservice import LoadService
 from ._oneshot import OneShot
-from .echo_tap import _loadClass, _reactor, _wholeNumber
+from ._options import globalReactor, loadClass, wholeNumber
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9000
@@ -151,14 +151,14 @@ class Options(usage.Options):
         if self["connect"] is not None:
             if self["host"] is not None or self["port"] is not None:
                 raise usage.UsageError("Give --connect or --host/--port, not both.")
-            _parseEndpoint(_reactor(), self["connect"])
+            _parseEndpoint(globalReactor(), self["connect"])
             return
         host = self["host"] if self["host"] is not None else DEFAULT_HOST
         if not host.strip():
             raise usage.UsageError("--host must name a host or an address, not ''.")
         self["host"] = host.strip().strip("[]")
         port = self["port"]
-        self["port"] = DEFAULT_PORT if port is None else _wholeNumber("--port", port, 1, 65535)
+        self["port"] = DEFAULT_PORT if port is None else wholeNumber("--port", port, 1, 65535)
 
     def _checkOneShot(self) -> None:
         for name in _LOAD_ONLY:
@@ -178,7 +178,7 @@ class Options(usage.Options):
                 "or --connections/--duration/--count for load mode."
             )
         if self["protocol"] is not None:
-            self["protocol"] = _loadClass("--protocol", self["protocol"], EchoClient)
+            self["protocol"] = loadClass("--protocol", self["protocol"], EchoClient)
 
     def _read(self, path: str) -> bytes:
         try:
@@ -204,7 +204,7 @@ class Options(usage.Options):
         allowed = _openFilesAllowed() - _SPARE_FILES
         connections = self["connections"]
         self["connections"] = (
-            1 if connections is None else _wholeNumber("--connections", connections, 1, 1 << 20)
+            1 if connections is None else wholeNumber("--connections", connections, 1, 1 << 20)
         )
         if self["connections"] > allowed:
             raise usage.UsageError(
@@ -217,12 +217,12 @@ class Options(usage.Options):
         if self["duration"] is not None:
             self["duration"] = _positiveNumber("--duration", self["duration"])
         elif self["count"] is not None:
-            self["count"] = _wholeNumber("--count", self["count"], 1, 1 << 62)
+            self["count"] = wholeNumber("--count", self["count"], 1, 1 << 62)
         else:
             self["duration"] = DEFAULT_DURATION
         size = self["size"]
         self["size"] = (
-            DEFAULT_SIZE if size is None else _wholeNumber("--size", size, 1, LONGEST_MESSAGE)
+            DEFAULT_SIZE if size is None else wholeNumber("--size", size, 1, LONGEST_MESSAGE)
         )
         if self["rate"] is not None:
             try:
@@ -248,7 +248,7 @@ class Options(usage.Options):
             return
         if self["pattern"] != STREAM:
             raise usage.UsageError("--window applies to --pattern stream only.")
-        self["window"] = _wholeNumber("--window", window, self["size"], LONGEST_WINDOW)
+        self["window"] = wholeNumber("--window", window, self["size"], LONGEST_WINDOW)
         if self["window"] // self["size"] > MOST_IN_FLIGHT:
             raise usage.UsageError(
                 f"--window {self['window']} holds more than {MOST_IN_FLIGHT} messages of "
@@ -326,7 +326,7 @@ def makeService(
     @param stderr: Where the one-line verdicts and the progress line go.
     """
     if reactor is None:
-        reactor = _reactor()
+        reactor = globalReactor()
     realReactor = reactor
     if stdout is None:
         stdout = _realStream(sys.__stdout__).buffer

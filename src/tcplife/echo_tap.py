@@ -4,8 +4,7 @@ C{twist tcpecho}: the RFC 862 echo server, every lifecycle step logged.
 
 from __future__ import annotations
 
-import math
-from typing import Any, cast
+from typing import cast
 
 from prometheus_client.registry import CollectorRegistry
 from twisted.application.service import IService
@@ -14,13 +13,13 @@ from twisted.internet.interfaces import IReactorCore, IReactorTime, IStreamServe
 from twisted.internet.protocol import Protocol
 from twisted.logger import LogLevel
 from twisted.python import usage
-from twisted.python.reflect import namedAny
 
 from ._drain import Drainer
 from ._endpoints import serverFromString
 from ._events import LifecycleLog
 from ._listening import Listener
 from ._metrics import ServerCollector, metricsSite
+from ._options import globalReactor, loadClass, seconds, wholeNumber
 from ._port import PortReactor
 from ._reuseport import ReusePortEndpoint
 from ._server import LifecycleServerFactory
@@ -28,47 +27,6 @@ from ._service import ServerService
 
 DEFAULT_PORT = 9000
 DEFAULT_BACKLOG = 128
-
-
-def _wholeNumber(option: str, text: str, lowest: int, highest: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value is None or not lowest <= value <= highest:
-        raise usage.UsageError(
-            f"{option} must be a whole number from {lowest} to {highest}, not {text!r}."
-        )
-    return value
-
-
-def _seconds(option: str, text: str, *, allowZero: bool = False) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allowZero):
-        lowest = "0 or more" if allowZero else "more than 0"
-        raise usage.UsageError(f"{option} must be a number of seconds, {lowest}, not {text!r}.")
-    return value
-
-
-def _loadClass(option: str, name: str, base: type) -> Any:
-    try:
-        found = namedAny(name)
-    except (ImportError, AttributeError, ValueError) as e:
-        raise usage.UsageError(f"{option} {name!r} cannot be imported: {e}.") from None
-    if not (isinstance(found, type) and issubclass(found, base)):
-        raise usage.UsageError(
-            f"{option} {name!r} is not a subclass of {base.__module__}.{base.__name__}."
-        )
-    return found
-
-
-def _reactor() -> IReactorCore:
-    from twisted.internet import reactor
-
-    return cast(IReactorCore, reactor)
 
 
 class Options(usage.Options):
@@ -167,33 +125,33 @@ class Options(usage.Options):
         self["listen"].append(description)
 
     def postOptions(self) -> None:
-        self["backlog"] = _wholeNumber("--backlog", self["backlog"], 1, 65535)
+        self["backlog"] = wholeNumber("--backlog", self["backlog"], 1, 65535)
         if self["port"] is not None:
-            self["port"] = _wholeNumber("--port", self["port"], 0, 65535)
+            self["port"] = wholeNumber("--port", self["port"], 0, 65535)
         elif not self["listen"]:
             self["port"] = DEFAULT_PORT
         if self["reuse-port"] and self["port"] is None:
             raise usage.UsageError("--reuse-port applies to --port; give --port too.")
         for description in self["listen"]:
-            _parseEndpoint(_reactor(), description)
+            _parseEndpoint(globalReactor(), description)
         if self["max-connections"] is not None:
-            self["max-connections"] = _wholeNumber(
+            self["max-connections"] = wholeNumber(
                 "--max-connections", self["max-connections"], 1, 10_000_000
             )
         if self["idle-timeout"] is not None:
-            self["idle-timeout"] = _seconds("--idle-timeout", self["idle-timeout"])
-        self["close-timeout"] = _seconds("--close-timeout", self["close-timeout"])
-        self["shutdown-timeout"] = _seconds(
+            self["idle-timeout"] = seconds("--idle-timeout", self["idle-timeout"])
+        self["close-timeout"] = seconds("--close-timeout", self["close-timeout"])
+        self["shutdown-timeout"] = seconds(
             "--shutdown-timeout", self["shutdown-timeout"], allowZero=True
         )
         if self["metrics"] is not None:
-            _parseEndpoint(_reactor(), self["metrics"], option="--metrics")
+            _parseEndpoint(globalReactor(), self["metrics"], option="--metrics")
         if self["protocol"] is not None and self["factory"] is not None:
             raise usage.UsageError("Give --protocol or --factory, not both.")
         if self["protocol"] is not None:
-            self["protocol"] = _loadClass("--protocol", self["protocol"], Protocol)
+            self["protocol"] = loadClass("--protocol", self["protocol"], Protocol)
         if self["factory"] is not None:
-            self["factory"] = _loadClass("--factory", self["factory"], LifecycleServerFactory)
+            self["factory"] = loadClass("--factory", self["factory"], LifecycleServerFactory)
 
 
 def _parseEndpoint(
@@ -244,7 +202,7 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
     metrics if asked; a graceful drain on SIGTERM/SIGINT.
     """
     if reactor is None:
-        reactor = _reactor()
+        reactor = globalReactor()
     factory = makeFactory(options, reactor)
     # Endpoints listen through this adapter, so every port is a tcplife port
     # under the factory's admission control.

@@ -1,0 +1,54 @@
+"""
+Option values shared by the tcpecho and tcpclient taps: one clear sentence
+for every bad value, as twist prints it (C{Error: ...}, exit 64).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, cast
+
+from twisted.internet.interfaces import IReactorCore
+from twisted.python import usage
+from twisted.python.reflect import namedAny
+
+
+def wholeNumber(option: str, text: str, lowest: int, highest: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not lowest <= value <= highest:
+        raise usage.UsageError(
+            f"{option} must be a whole number from {lowest} to {highest}, not {text!r}."
+        )
+    return value
+
+
+def seconds(option: str, text: str, *, allowZero: bool = False) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allowZero):
+        lowest = "0 or more" if allowZero else "more than 0"
+        raise usage.UsageError(f"{option} must be a number of seconds, {lowest}, not {text!r}.")
+    return value
+
+
+def loadClass(option: str, name: str, base: type) -> Any:
+    try:
+        found = namedAny(name)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise usage.UsageError(f"{option} {name!r} cannot be imported: {e}.") from None
+    if not (isinstance(found, type) and issubclass(found, base)):
+        raise usage.UsageError(
+            f"{option} {name!r} is not a subclass of {base.__module__}.{base.__name__}."
+        )
+    return found
+
+
+def globalReactor() -> IReactorCore:
+    from twisted.internet import reactor
+
+    return cast(IReactorCore, reactor)
