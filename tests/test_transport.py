@@ -518,15 +518,26 @@ class AcceptTests(TestCase):
     The flat accept loop keeps tcp.Port's behaviour.
     """
 
-    @inlineCallbacks
     def test_refusedAndBrokenConnectionsDoNotStopThePort(self) -> Deferred[None]:
         """
         A connection the factory refuses is closed, one whose factory raises
         is logged and dropped, and the next one is served.
         """
+        return self.refusedAndBroken(withPolicy=False)
+
+    def test_refusedAndBrokenConnectionsUnderAnAcceptPolicy(self) -> Deferred[None]:
+        """
+        The same holds for a port under admission control (as twist tcpecho
+        runs), and the gate counts the refusal.
+        """
+        return self.refusedAndBroken(withPolicy=True)
+
+    @inlineCallbacks
+    def refusedAndBroken(self, withPolicy: bool) -> Deferred[None]:
         recorded = RecordedEvents()
         factory = RefusingFactory(clock=reactor, events=recorded.log)
-        port = PortReactor(reactor).listenTCP(0, factory, 50, "127.0.0.1")
+        ports = PortReactor(reactor, factory.gate if withPolicy else None)
+        port = ports.listenTCP(0, factory, 50, "127.0.0.1")
         self.addCleanup(port.stopListening)
         number = port.getHost().port  # type: ignore[attr-defined]
         # Nothing sent: closing a socket with unread input would be a reset.
@@ -538,6 +549,7 @@ class AcceptTests(TestCase):
         served = yield callInThread(echoWithHalfClose, number, b"third")
         self.assertEqual(served, b"third")
         self.assertEqual(len(recorded.of("accept")), 1)
+        self.assertEqual(factory.gate.refusedByFactory, 1 if withPolicy else 0)
 
     @inlineCallbacks
     def test_ipv6PeerIsReportedWithBrackets(self) -> Deferred[None]:

@@ -139,14 +139,23 @@ class PolicedPort:
             # IPv6: keep the scope id, in numeric form, as tcp.Port does.
             host = socket.getnameinfo(address, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)
             address = (host[0], *address[1:])
-        protocol = self.factory.buildProtocol(self._buildAddr(address))
+        try:
+            protocol = self.factory.buildProtocol(self._buildAddr(address))
+            if protocol is not None:
+                session = self.sessionno
+                self.sessionno = session + 1
+                transport = self.transport(client, protocol, address, self, session, self.reactor)
+        except BaseException:
+            # A broken factory: close this client now (rather than leave its
+            # socket to the garbage collector, with the client hanging) and
+            # let the burst go on.
+            client.close()
+            self._log.failure("Factory failed to build a protocol on {port}", port=self)
+            return
         if protocol is None:
             client.close()
             policy.refused(self)
             return
-        session = self.sessionno
-        self.sessionno = session + 1
-        transport = self.transport(client, protocol, address, self, session, self.reactor)
         protocol.makeConnection(transport)
 
 
