@@ -7,7 +7,7 @@ RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 PORT ?= 9000
 
-.PHONY: serve client test trial lint format bench clean
+.PHONY: serve client test trial lint format bench bench-limits clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,19 +40,23 @@ trial: $(DEV_STAMP)
 	$(BIN)/python -m twisted.trial --reactor tcplife-direct tests
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check src tests twisted
-	$(BIN)/ruff format --check src tests twisted
+	$(BIN)/ruff check src tests twisted bench
+	$(BIN)/ruff format --check src tests twisted bench
 	$(BIN)/mypy
 
 format: $(DEV_STAMP)
-	$(BIN)/ruff format src tests twisted
-	$(BIN)/ruff check --fix src tests twisted
+	$(BIN)/ruff format src tests twisted bench
+	$(BIN)/ruff check --fix src tests twisted bench
 
 # tcplife against asyncio, uvloop and bare Twisted (about 2.5 minutes).
 # More options: make bench BENCH_ARGS="--json bench.json --chart bench.png"
 BENCH_ARGS ?=
 bench: $(DEV_STAMP)
 	$(BIN)/python -m tcplife.bench $(BENCH_ARGS)
+
+# Server memory against clients that never read, and per idle connection.
+bench-limits: $(DEV_STAMP)
+	$(BIN)/python bench/limits.py
 
 clean:
 	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache _trial_temp* tests.*/
