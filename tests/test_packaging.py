@@ -98,3 +98,22 @@ class WheelTests(SynchronousTestCase):
         port = int(server.waitFor(lifecycle="listen")["address"].rsplit(":", 1)[1])
         self.assertEqual(echoWithHalfClose(port, b"from the wheel"), b"from the wheel")
         server.waitFor(lifecycle="close")
+
+        # The client role from the same install: a one-shot echo through it.
+        client = subprocess.run(
+            [
+                str(env_dir / "bin" / "twist"),
+                "--log-file=+",
+                "tcpclient",
+                "--port",
+                str(port),
+                "--message",
+                "client from the wheel",
+            ],
+            capture_output=True,
+            timeout=WAIT,
+            cwd=work,
+            stdin=subprocess.DEVNULL,
+        )
+        self.assertEqual(client.returncode, 0, client.stderr[-2000:])
+        self.assertEqual(client.stdout, b"client from the wheel\n")  # --message adds the newline
