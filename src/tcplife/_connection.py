@@ -31,6 +31,7 @@ from zope.interface import directlyProvides, implementer, providedBy
 
 from ._address import describeAddress
 from ._events import ABORT, FIN, LOCAL, PEER, RESET, TIMEOUT, LifecycleLog
+from ._halfclose import passReadConnectionLost, passWriteConnectionLost
 
 if TYPE_CHECKING:
     from typing import Protocol as _TypingProtocol
@@ -204,18 +205,10 @@ class TrackedConnection:
         # No more input to pace, and resuming a reader after EOF would only
         # report the EOF a second time.
         self._dropBackpressure()
-        halfCloseable = IHalfCloseableProtocol(self.wrappedProtocol, None)
-        if halfCloseable is not None:
-            halfCloseable.readConnectionLost()
-        else:
-            # Twisted would call connectionLost at once and drop whatever the
-            # protocol still has buffered; deliver it, then close.
-            self.loseConnection()
+        passReadConnectionLost(self.wrappedProtocol, self.loseConnection)
 
     def writeConnectionLost(self) -> None:
-        halfCloseable = IHalfCloseableProtocol(self.wrappedProtocol, None)
-        if halfCloseable is not None:
-            halfCloseable.writeConnectionLost()
+        passWriteConnectionLost(self.wrappedProtocol)
 
     def connectionLost(self, reason: Failure) -> None:
         self.connected = False

@@ -45,6 +45,7 @@ from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
 from ._address import describeAddress
+from ._halfclose import passReadConnectionLost, passWriteConnectionLost
 
 # A v2 header is recognised by its 12-byte signature and needs 16 bytes before
 # its length is known; a v1 header starts with "PROXY ".
@@ -195,16 +196,11 @@ class ProxyHeaderProtocol(ProtocolWrapper):
         if self.proxyInfo is None:
             self._reject("closed before the PROXY header")
             return
-        halfCloseable = IHalfCloseableProtocol(self.wrappedProtocol, None)
-        if halfCloseable is not None:
-            halfCloseable.readConnectionLost()
-        else:
-            self.loseConnection()
+        passReadConnectionLost(self.wrappedProtocol, self.loseConnection)
 
     def writeConnectionLost(self) -> None:
-        halfCloseable = IHalfCloseableProtocol(self.wrappedProtocol, None)
-        if self.proxyInfo is not None and halfCloseable is not None:
-            halfCloseable.writeConnectionLost()
+        if self.proxyInfo is not None:
+            passWriteConnectionLost(self.wrappedProtocol)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._cancelTimeout()

@@ -35,6 +35,8 @@ from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ._halfclose import passReadConnectionLost, passWriteConnectionLost
+
 
 @implementer(IHalfCloseableProtocol)
 class HalfCloseableTLS(BufferingTLSTransport):
@@ -77,11 +79,7 @@ class HalfCloseableTLS(BufferingTLSTransport):
             self._shutdownTLS()  # type: ignore[no-untyped-call]
             self._tlsShutdownFinished(None)  # type: ignore[no-untyped-call]
             return
-        halfCloseable = IHalfCloseableProtocol(self.wrappedProtocol, None)
-        if halfCloseable is not None:
-            halfCloseable.readConnectionLost()
-        else:
-            self.loseConnection()
+        passReadConnectionLost(self.wrappedProtocol, self.loseConnection)
 
     def readConnectionLost(self) -> None:
         """
@@ -99,9 +97,7 @@ class HalfCloseableTLS(BufferingTLSTransport):
             self._tlsShutdownFinished(Failure(ConnectionLost()))  # type: ignore[no-untyped-call]
 
     def writeConnectionLost(self) -> None:
-        halfCloseable = IHalfCloseableProtocol(self.wrappedProtocol, None)
-        if halfCloseable is not None:
-            halfCloseable.writeConnectionLost()
+        passWriteConnectionLost(self.wrappedProtocol)
 
 
 class HalfCloseableTLSFactory(TLSMemoryBIOFactory):
