@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
-    IAddress,
     IHalfCloseableProtocol,
     IReactorTime,
     IStreamClientEndpoint,
@@ -23,7 +22,7 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ._connection import TrackedConnection
+from ._connection import ConnectionTracking, TrackedConnection
 from ._events import LifecycleLog
 from ._failures import (
     CLOSED_EARLY,
@@ -284,7 +283,7 @@ class EchoClient(Protocol, TimeoutMixin):
         self.transport.abortConnection()  # type: ignore[attr-defined]
 
 
-class LifecycleClientFactory(Factory):
+class LifecycleClientFactory(ConnectionTracking, Factory):
     """
     Makes client connections and makes each one's lifecycle visible.
 
@@ -310,6 +309,7 @@ class LifecycleClientFactory(Factory):
 
     protocol: type[Protocol] = EchoClient
     noisy = False
+    role = "client"
 
     def __init__(
         self,
@@ -321,24 +321,11 @@ class LifecycleClientFactory(Factory):
         clock: IReactorTime | None = None,
         events: LifecycleLog | None = None,
     ) -> None:
-        if clock is None:
-            from twisted.internet import reactor as clock
-        assert clock is not None
-        self.clock = clock
+        self.startTracking(clock, events, trace)
         self.request = request
         self.timeout = timeout
         self.output = output
-        self.events = events if events is not None else LifecycleLog(trace=trace)
-        if trace:
-            self.events.trace = True
-        self.connections: dict[int, TrackedConnection] = {}
         self.opened = 0
-
-    def buildProtocol(self, addr: IAddress | None) -> TrackedConnection | None:
-        wrapped = super().buildProtocol(addr)
-        if wrapped is None:
-            return None
-        return TrackedConnection(self, wrapped, role="client")
 
     def connectionOpened(self, connection: TrackedConnection) -> None:
         """
@@ -348,13 +335,6 @@ class LifecycleClientFactory(Factory):
         self.connections[connection.connId] = connection
         self.opened += 1
         self.events.connected(connection.connId, connection.local, connection.peer)
-
-    def connectionClosed(self, connection: TrackedConnection) -> None:
-        """
-        A connection is gone; called after its C{close} event and before its
-        protocol's C{connectionLost}.
-        """
-        del self.connections[connection.connId]
 
     def connect(self, endpoint: IStreamClientEndpoint, target: str) -> Deferred[Protocol]:
         """
@@ -380,9 +360,6 @@ class LifecycleClientFactory(Factory):
             return Failure(ConnectFailedError(target, kind, reason))
 
         return connecting.addCallbacks(connected, failed)
-
-    def logPrefix(self) -> str:
-        return self.protocol.__name__
 
 
 def _connectTimedOut(result: object, timeout: float) -> object:

@@ -408,3 +408,56 @@ class TrackedConnection:
         if self._outputBlocked:
             self._outputBlocked = False
             self._updateReading()
+
+
+class ConnectionTracking:
+    """
+    What tcplife's server and client factories share: a clock, the events,
+    the registry of open connections, and a L{TrackedConnection} around every
+    protocol they build.  Mix in before a Twisted C{Factory} class.
+
+    @cvar role: C{"server"} or C{"client"}, as the events say.
+    """
+
+    role = "server"
+
+    clock: IReactorTime
+    events: LifecycleLog
+    connections: dict[int, TrackedConnection]
+
+    def startTracking(
+        self, clock: IReactorTime | None, events: LifecycleLog | None, trace: bool
+    ) -> None:
+        """
+        Set the clock (default: the global reactor), the events (default: a
+        new L{LifecycleLog}) and an empty registry.
+        """
+        if clock is None:
+            from twisted.internet import reactor as clock
+        assert clock is not None
+        self.clock = clock
+        self.events = events if events is not None else LifecycleLog(trace=trace)
+        if trace:
+            self.events.trace = True
+        self.connections = {}
+
+    def connectionOpened(self, connection: TrackedConnection) -> None:
+        """
+        A connection was made; subclasses add their event and books.
+        """
+        self.connections[connection.connId] = connection
+
+    def connectionClosed(self, connection: TrackedConnection) -> None:
+        """
+        A connection is gone (after its C{close} event).
+        """
+        del self.connections[connection.connId]
+
+    def buildProtocol(self, addr: IAddress | None) -> TrackedConnection | None:
+        wrapped: IProtocol | None = super().buildProtocol(addr)  # type: ignore[misc]
+        if wrapped is None:
+            return None
+        return TrackedConnection(self, wrapped, role=self.role)
+
+    def logPrefix(self) -> str:
+        return str(self.protocol.__name__)  # type: ignore[attr-defined]

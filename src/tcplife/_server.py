@@ -7,17 +7,17 @@ from __future__ import annotations
 from collections import Counter
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import ServerFactory
 
 from ._admission import AcceptGate
-from ._connection import TrackedConnection
+from ._connection import ConnectionTracking, TrackedConnection
 from ._echo import EchoProtocol
 from ._events import LifecycleLog
 from ._idle import IdleSweeper
 
 
-class LifecycleServerFactory(ServerFactory):
+class LifecycleServerFactory(ConnectionTracking, ServerFactory):
     """
     Serves C{protocol} and makes each connection's lifecycle visible.
 
@@ -64,35 +64,26 @@ class LifecycleServerFactory(ServerFactory):
         idleTimeout: float | None = None,
         closeTimeout: float | None = None,
     ) -> None:
-        if clock is None:
-            from twisted.internet import reactor as clock
-        assert clock is not None
-        self.clock = clock
-        self.events = events if events is not None else LifecycleLog(trace=trace)
-        if trace:
-            self.events.trace = True
+        self.startTracking(clock, events, trace)
         if maxConnections is not None:
             self.maxConnections = maxConnections
         if idleTimeout is not None:
             self.idleTimeout = idleTimeout
         if closeTimeout is not None:
             self.closeTimeout = closeTimeout
-        self.connections: dict[int, TrackedConnection] = {}
         self._whenEmpty: list[Deferred[None]] = []
         self.accepted = 0
         self.closed: Counter[str] = Counter()
         self.bytesInClosed = 0
         self.bytesOutClosed = 0
-        self.gate = AcceptGate(self.events, clock, self.connections.__len__, self.maxConnections)
+        self.gate = AcceptGate(
+            self.events, self.clock, self.connections.__len__, self.maxConnections
+        )
         self.sweeper: IdleSweeper | None = None
         if self.idleTimeout is not None:
-            self.sweeper = IdleSweeper(self.connections, clock, self.idleTimeout, self.closeTimeout)
-
-    def buildProtocol(self, addr: IAddress | None) -> TrackedConnection | None:
-        wrapped = super().buildProtocol(addr)
-        if wrapped is None:
-            return None
-        return TrackedConnection(self, wrapped, role="server")
+            self.sweeper = IdleSweeper(
+                self.connections, self.clock, self.idleTimeout, self.closeTimeout
+            )
 
     def connectionOpened(self, connection: TrackedConnection) -> None:
         """
@@ -134,6 +125,3 @@ class LifecycleServerFactory(ServerFactory):
         waiter: Deferred[None] = Deferred()
         self._whenEmpty.append(waiter)
         return waiter
-
-    def logPrefix(self) -> str:
-        return self.protocol.__name__
