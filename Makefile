@@ -40,13 +40,13 @@ trial: $(DEV_STAMP)
 	$(BIN)/python -m twisted.trial --reactor tcplife-direct tests
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check src tests twisted bench
-	$(BIN)/ruff format --check src tests twisted bench
+	$(BIN)/ruff check src tests twisted
+	$(BIN)/ruff format --check src tests twisted
 	$(BIN)/mypy
 
 format: $(DEV_STAMP)
-	$(BIN)/ruff format src tests twisted bench
-	$(BIN)/ruff check --fix src tests twisted bench
+	$(BIN)/ruff format src tests twisted
+	$(BIN)/ruff check --fix src tests twisted
 
 # tcplife against asyncio, uvloop and bare Twisted (about 2.5 minutes).
 # More options: make bench BENCH_ARGS="--json bench.json --chart bench.png"
@@ -56,7 +56,7 @@ bench: $(DEV_STAMP)
 
 # Server memory against clients that never read, and per idle connection.
 bench-limits: $(DEV_STAMP)
-	$(BIN)/python bench/limits.py
+	$(BIN)/python -m tcplife.bench.limits
 
 clean:
 	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache _trial_temp* tests.*/

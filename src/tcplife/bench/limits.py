@@ -2,7 +2,7 @@
 Server memory under hostile and heavy load: clients that send and never read,
 and many idle connections.  Prints a table; --json writes it as JSON.
 
-    python bench/limits.py [--json PATH]
+    python -m tcplife.bench.limits [--json PATH]
 
 Each scenario starts a fresh server (tcplife's `twist tcpecho`, and bare
 Twisted `wire.Echo` for comparison) and reads its RSS from /proc.  Figures are
@@ -89,7 +89,9 @@ def server(kind: str) -> Iterator[tuple[int, int]]:
         process.wait()
 
 
-def pushWithoutReading(port: int, clients: int, perClient: int, seconds: float, pid: int) -> dict:
+def pushWithoutReading(
+    port: int, clients: int, perClient: int, seconds: float, pid: int
+) -> dict[str, int]:
     """
     C{clients} connections each try to push C{perClient} bytes and never
     read; stops when all are sent, or nobody could send for 2 s, or after
@@ -129,7 +131,7 @@ def pushWithoutReading(port: int, clients: int, perClient: int, seconds: float, 
     return {"pushed_bytes": sum(sent.values()), "peak_rss": peak}
 
 
-def idleConnections(port: int, count: int, pid: int) -> dict:
+def idleConnections(port: int, count: int, pid: int) -> dict[str, int]:
     clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(count)]
     for n, client in enumerate(clients):
         client.sendall(b"%08d" % n)
@@ -148,7 +150,7 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=15_000, help="idle connections to hold")
     args = parser.parse_args()
     allowDescriptors()
-    results: dict[str, dict] = {}
+    results: dict[str, dict[str, float]] = {}
     for kind in ("tcplife", "bare-twisted"):
         row: dict[str, float] = {}
         with server(kind) as (pid, port):
