@@ -305,6 +305,32 @@ class TwistProcess:
                 stream.close()
 
 
+def startTcpecho(test: Any, *args: str, **kwargs: Any) -> tuple[TwistProcess, int]:
+    """
+    C{twist tcpecho} on 127.0.0.1, port 0, with C{args}; killed when C{test}
+    ends.  Returns the process and the port its C{listen} event names.
+    """
+    server = TwistProcess("tcpecho", "--port", "0", "--interface", "127.0.0.1", *args, **kwargs)
+    test.addCleanup(server.kill)
+    return server, portOf(server.waitFor(lifecycle="listen")["address"])
+
+
+def readUntilReset(port: int, request: bytes = b"go") -> tuple[int, bool]:
+    """
+    Send C{request} and read until EOF or a reset; how many bytes came, and
+    whether it ended in a reset.  Blocking: run it in a thread.
+    """
+    received = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as client:
+        client.sendall(request)
+        try:
+            while chunk := client.recv(1 << 20):
+                received += len(chunk)
+        except ConnectionResetError:
+            return received, True
+    return received, False
+
+
 def runTwist(*args: str, timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
     """
     Run C{twist} to completion (for commands that should exit by themselves).

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from .helpers import WAIT, TwistProcess, readLine
+from .helpers import WAIT, TwistProcess, readLine, startTcpecho
 
 
 def limitDescriptors(soft: int, hard: int) -> Callable[[], None]:
@@ -27,19 +27,7 @@ class DescriptorLimitTests(SynchronousTestCase):
     """
 
     def start(self, soft: int, hard: int) -> tuple[TwistProcess, int]:
-        server = TwistProcess(
-            "tcpecho",
-            "--port",
-            "0",
-            "--interface",
-            "127.0.0.1",
-            "--backlog",
-            "256",
-            preexec_fn=limitDescriptors(soft, hard),
-        )
-        self.addCleanup(server.kill)
-        listen = server.waitFor(lifecycle="listen")
-        return server, int(listen["address"].rsplit(":", 1)[1])
+        return startTcpecho(self, "--backlog", "256", preexec_fn=limitDescriptors(soft, hard))
 
     def test_softLimitRaisedToHardAndLogged(self) -> None:
         """

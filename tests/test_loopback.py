@@ -16,7 +16,7 @@ from twisted.trial.unittest import TestCase
 
 from tcplife import LifecycleServerFactory, readAcceptQueue
 
-from .helpers import WAIT, RecordedEvents, callInThread, echoWithHalfClose, pattern
+from .helpers import WAIT, RecordedEvents, callInThread, echoWithHalfClose, pattern, readUntilReset
 
 
 class Aborter(Protocol):
@@ -101,18 +101,7 @@ class AbortAndResetTests(LoopbackTestCase):
         """
         port = self.listen(Aborter)
 
-        def client() -> tuple[int, bool]:
-            received = 0
-            with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as s:
-                s.sendall(b"go")
-                try:
-                    while chunk := s.recv(1 << 16):
-                        received += len(chunk)
-                except ConnectionResetError:
-                    return received, True
-            return received, False
-
-        received, reset = yield callInThread(client)
+        received, reset = yield callInThread(readUntilReset, port)
         self.assertTrue(reset, "the client saw an orderly EOF, not a reset")
         self.assertLess(received, 1_000_000)
         close = yield self.recorded.when(lifecycle="close")

@@ -9,7 +9,7 @@ import socket
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from .helpers import WAIT, TwistProcess, portOf
+from .helpers import WAIT, portOf, startTcpecho
 from .test_metrics import scrape
 
 CONNECTIONS = 15_000
@@ -44,20 +44,14 @@ class ManyConnectionsTests(SynchronousTestCase):
         15,000 clients connect and stay connected; then each sends its own
         number and gets exactly that back, and the server counts them open.
         """
-        server = TwistProcess(
-            "tcpecho",
-            "--port",
-            "0",
-            "--interface",
-            "127.0.0.1",
+        server, port = startTcpecho(
+            self,
             "--backlog",
             "4096",
             "--metrics",
             "tcp:0:interface=127.0.0.1",
             preexec_fn=allowDescriptors,
         )
-        self.addCleanup(server.kill)
-        port = portOf(server.waitFor(lifecycle="listen")["address"])
         metricsPort = portOf(
             server.waitFor(description="metrics tcp:0:interface=127.0.0.1")["address"]
         )

@@ -10,7 +10,7 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SynchronousTestCase
 
-from .helpers import WAIT, TwistProcess, echoWithHalfClose
+from .helpers import WAIT, echoWithHalfClose, portOf, startTcpecho
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -37,12 +37,8 @@ class MetricsTests(SynchronousTestCase):
         a backlog-1 queue, and a fourth dropped by the kernel, the metrics
         say so.
         """
-        server = TwistProcess(
-            "tcpecho",
-            "--port",
-            "0",
-            "--interface",
-            "127.0.0.1",
+        server, port = startTcpecho(
+            self,
             "--backlog",
             "1",
             "--max-connections",
@@ -50,10 +46,8 @@ class MetricsTests(SynchronousTestCase):
             "--metrics",
             "tcp:0:interface=127.0.0.1",
         )
-        self.addCleanup(server.kill)
-        port = int(server.waitFor(lifecycle="listen")["address"].rsplit(":", 1)[1])
         metricsAt = server.waitFor(description="metrics tcp:0:interface=127.0.0.1")
-        metricsPort = int(metricsAt["address"].rsplit(":", 1)[1])
+        metricsPort = portOf(metricsAt["address"])
         listener = f"127.0.0.1:{port}"
 
         for payload in (b"12345", b"678"):

@@ -9,7 +9,7 @@ import socket
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from .helpers import WAIT, TwistProcess, portOf, recvExactly, recvUntilEOF
+from .helpers import WAIT, TwistProcess, recvExactly, recvUntilEOF, startTcpecho
 
 
 class DrainTests(SynchronousTestCase):
@@ -18,9 +18,7 @@ class DrainTests(SynchronousTestCase):
     """
 
     def start(self, *args: str) -> tuple[TwistProcess, int]:
-        server = TwistProcess("tcpecho", "--port", "0", "--interface", "127.0.0.1", *args)
-        self.addCleanup(server.kill)
-        return server, portOf(server.waitFor(lifecycle="listen")["address"])
+        return startTcpecho(self, *args)
 
     def connect(self, port: int) -> socket.socket:
         client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)

@@ -25,7 +25,7 @@ from tcplife import EchoProtocol, LifecycleServerFactory
 from tcplife._port import PortReactor
 from tcplife._transport import IOV_MAX, DirectServer
 
-from .helpers import WAIT, RecordedEvents, callInThread, echoWithHalfClose, pattern
+from .helpers import WAIT, RecordedEvents, callInThread, echoWithHalfClose, pattern, readUntilReset
 
 
 def receiveAll(port: int, send: bytes = b"go") -> bytes:
@@ -244,18 +244,7 @@ class CloseTests(DirectTestCase):
         """
         port = self.listen(Abort)
 
-        def client() -> tuple[int, bool]:
-            received = 0
-            with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as s:
-                s.sendall(b"go")
-                try:
-                    while chunk := s.recv(1 << 20):
-                        received += len(chunk)
-                except ConnectionResetError:
-                    return received, True
-            return received, False
-
-        received, reset = yield callInThread(client)
+        received, reset = yield callInThread(readUntilReset, port)
         self.assertTrue(reset, "the client saw an orderly EOF, not a reset")
         self.assertLess(received, Abort.size)
         close = yield self.recorded.when(lifecycle="close")
