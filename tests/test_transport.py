@@ -9,6 +9,7 @@ import socket
 import ssl
 import struct
 import threading
+from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
@@ -25,6 +26,7 @@ from tcplife import EchoProtocol, LifecycleServerFactory
 from tcplife._port import PortReactor
 from tcplife._transport import IOV_MAX, DirectServer
 
+from .certs import SelfSigned
 from .helpers import WAIT, RecordedEvents, callInThread, echoWithHalfClose, pattern, readUntilReset
 
 
@@ -407,37 +409,6 @@ class ProducerTests(DirectTestCase):
         self.assertTrue(received == content, "the file arrived incomplete or altered")
 
 
-def selfSignedPEM() -> bytes:
-    """
-    A private key and a self-signed certificate for localhost, in PEM.
-    """
-    from datetime import datetime, timedelta, timezone
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.now(timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    ) + certificate.public_bytes(serialization.Encoding.PEM)
-
-
 class TLSTests(TestCase):
     """
     The ssl: endpoint runs TLS in memory over a tcplife port's DirectServer.
@@ -448,14 +419,13 @@ class TLSTests(TestCase):
         """
         A TLS client gets its 1 MiB echoed through an ssl: endpoint.
         """
-        pem = self.mktemp()
-        with open(pem, "wb") as f:
-            f.write(selfSignedPEM())
+        certificate = SelfSigned(Path(self.mktemp()))
         recorded = RecordedEvents()
         factory = LifecycleServerFactory(clock=reactor, events=recorded.log)
         ports = PortReactor(reactor)
         port = yield serverFromString(
-            ports, f"ssl:0:interface=127.0.0.1:privateKey={pem}:certKey={pem}"
+            ports,
+            f"ssl:0:interface=127.0.0.1:privateKey={certificate.key}:certKey={certificate.cert}",
         ).listen(factory)
         self.addCleanup(port.stopListening)
         self.assertIs(port.transport, DirectServer)
