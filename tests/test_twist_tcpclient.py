@@ -17,7 +17,16 @@ from typing import Any
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from .helpers import BIN, WAIT, TwistProcess, callInThread, freePort, parseJSONRecords, pattern
+from .helpers import (
+    BIN,
+    WAIT,
+    TwistProcess,
+    callInThread,
+    freePort,
+    parseJSONRecords,
+    pattern,
+    startTcpecho,
+)
 from .servers import (
     AsyncioEchoServer,
     ClosingEarly,
@@ -49,10 +58,7 @@ def startEcho(test: SynchronousTestCase, *args: str) -> tuple[TwistProcess, int]
     """
     C{twist tcpecho} on 127.0.0.1, port 0; returns it and its port.
     """
-    server = TwistProcess("tcpecho", "--port", "0", "--interface", "127.0.0.1", *args)
-    test.addCleanup(server.kill)
-    address = server.waitFor(lifecycle="listen")["address"]
-    return server, int(address.rsplit(":", 1)[1])
+    return startTcpecho(test, *args)
 
 
 class OneShotTests(SynchronousTestCase):
@@ -338,6 +344,35 @@ class LoadTests(SynchronousTestCase):
         """
         report = self.runLoad("-c", "3", "-d", "1", "--pattern", "connect")
         self.assertGreaterEqual(report["connections_opened"], report["messages"])
+
+    def test_connectionEventsAreDebugLevelInLoadMode(self) -> None:
+        """
+        In load mode each connection's events are logged at debug level:
+        there with twist --log-level debug, not built at the default level.
+        """
+        _, port = startEcho(self)
+
+        def connectedEvents(*twistArgs: str) -> list[dict[str, Any]]:
+            done = subprocess.run(
+                [
+                    str(BIN / "twist"),
+                    "--log-file=+",
+                    "--log-format=json",
+                    *twistArgs,
+                    "tcpclient",
+                    *("--port", str(port), "-c", "2", "-n", "20", "--pattern", "connect"),
+                ],
+                capture_output=True,
+                timeout=WAIT,
+                stdin=subprocess.DEVNULL,
+            )
+            self.assertEqual(done.returncode, 0, verdict(done))
+            return [e for e in events(done) if e["lifecycle"] == "connected"]
+
+        debug = connectedEvents("--log-level", "debug")
+        self.assertEqual(len(debug), 20)
+        self.assertEqual({e["log_level"]["name"] for e in debug}, {"debug"})
+        self.assertEqual(connectedEvents(), [])
 
     def test_countIsExact(self) -> None:
         """

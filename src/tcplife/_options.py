@@ -9,6 +9,7 @@ import math
 from typing import Any, cast
 
 from twisted.internet.interfaces import IReactorCore
+from twisted.logger import LogLevel
 from twisted.python import usage
 from twisted.python.reflect import namedAny
 
@@ -52,3 +53,14 @@ def globalReactor() -> IReactorCore:
     from twisted.internet import reactor
 
     return cast(IReactorCore, reactor)
+
+
+def twistLogLevel(options: usage.Options) -> LogLevel | None:
+    """
+    The level C{twist --log-level} filters at, when run under C{twist}: its
+    only log observer drops everything below it, so events below it need
+    not be built.
+    """
+    parent = getattr(options, "parent", None)
+    level = parent.get("logLevel") if isinstance(parent, usage.Options) else None
+    return cast(LogLevel, level) if level in list(LogLevel.iterconstants()) else None

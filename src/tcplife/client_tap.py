@@ -29,7 +29,7 @@ from ._exit import stopAndExit
 from ._load import PATTERNS, STREAM, LoadRun, LoadSettings
 from ._loadservice import LoadService
 from ._oneshot import OneShot
-from ._options import globalReactor, loadClass, wholeNumber
+from ._options import globalReactor, loadClass, twistLogLevel, wholeNumber
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9000
@@ -344,7 +344,7 @@ def makeService(
             timeout=options["timeout"],
             output=_Output(stdout),
             clock=clock,
-            events=LifecycleLog(trace=bool(options["trace"])),
+            events=LifecycleLog(trace=bool(options["trace"]), threshold=twistLogLevel(options)),
         )
         if options["protocol"] is not None:
             factory.protocol = options["protocol"]
@@ -364,7 +364,11 @@ def makeService(
         settings,
         endpoint,
         clock,
-        events=LifecycleLog(trace=bool(options["trace"]), level=LogLevel.debug),
+        # Per-connection events at debug level, and not even built when
+        # twist's --log-level filters them out (the default, info).
+        events=LifecycleLog(
+            trace=bool(options["trace"]), level=LogLevel.debug, threshold=twistLogLevel(options)
+        ),
         progress=stderr if stderr.isatty() else None,
     )
     text = _TextOutput(stdout)

@@ -11,7 +11,6 @@ from twisted.application.service import IService
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.interfaces import IReactorCore, IReactorTime, IStreamServerEndpoint
 from twisted.internet.protocol import Protocol
-from twisted.logger import LogLevel
 from twisted.python import usage
 
 from ._drain import Drainer
@@ -19,7 +18,7 @@ from ._endpoints import serverFromString
 from ._events import LifecycleLog
 from ._listening import Listener
 from ._metrics import ServerCollector, metricsSite
-from ._options import globalReactor, loadClass, seconds, wholeNumber
+from ._options import globalReactor, loadClass, seconds, twistLogLevel, wholeNumber
 from ._port import PortReactor
 from ._reuseport import ReusePortEndpoint
 from ._server import LifecycleServerFactory
@@ -167,22 +166,11 @@ def _parseEndpoint(
         raise usage.UsageError(f"{option} {description!r} is not usable: {detail}.") from None
 
 
-def _twistLogLevel(options: usage.Options) -> LogLevel | None:
-    """
-    The level C{twist --log-level} filters at, when run under C{twist}: its
-    only log observer drops everything below it, so events below it need
-    not be built.
-    """
-    parent = getattr(options, "parent", None)
-    level = parent.get("logLevel") if isinstance(parent, usage.Options) else None
-    return cast(LogLevel, level) if level in list(LogLevel.iterconstants()) else None
-
-
 def makeFactory(options: Options, reactor: IReactorCore) -> LifecycleServerFactory:
     """
     The factory the options ask for, with its settings applied.
     """
-    events = LifecycleLog(trace=bool(options["trace"]), threshold=_twistLogLevel(options))
+    events = LifecycleLog(trace=bool(options["trace"]), threshold=twistLogLevel(options))
     factoryClass = options["factory"] or LifecycleServerFactory
     factory: LifecycleServerFactory = factoryClass(
         clock=cast(IReactorTime, reactor),
