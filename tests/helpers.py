@@ -331,6 +331,22 @@ def readUntilReset(port: int, request: bytes = b"go") -> tuple[int, bool]:
     return received, False
 
 
+def assertRejected(
+    test: Any, parse: Callable[..., object], argv: list[str], *fragments: str
+) -> None:
+    """
+    C{parse(*argv)} raises a UsageError whose message is one line holding
+    every one of C{fragments}.
+    """
+    from twisted.python.usage import UsageError
+
+    error = test.assertRaises(UsageError, parse, *argv)
+    message = str(error)
+    test.assertNotIn("\n", message)
+    for fragment in fragments:
+        test.assertIn(fragment, message)
+
+
 def runTwist(*args: str, timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
     """
     Run C{twist} to completion (for commands that should exit by themselves).

@@ -18,6 +18,7 @@ from tcplife._loadservice import LoadService
 from tcplife._oneshot import OneShot
 from tcplife.client_tap import Options, makeEndpoint, makeService
 
+from .helpers import assertRejected
 from .servers import temporaryDirectory
 
 
@@ -74,11 +75,7 @@ class OneShotOptionTests(SynchronousTestCase):
         self.assertEqual(options["protocol"].__name__, "EchoClient")
 
     def assertRejected(self, argv: list[str], *fragments: str) -> None:
-        error = self.assertRaises(UsageError, parse, *argv)
-        message = str(error)
-        self.assertNotIn("\n", message)
-        for fragment in fragments:
-            self.assertIn(fragment, message)
+        assertRejected(self, parse, argv, *fragments)
 
     def test_badValuesAreOneSentence(self) -> None:
         """
@@ -144,11 +141,7 @@ class LoadOptionTests(SynchronousTestCase):
         self.assertEqual(parse("-c", "1", "--pattern", "stream", "-s", "100000")["window"], 100000)
 
     def assertRejected(self, argv: list[str], *fragments: str) -> None:
-        error = self.assertRaises(UsageError, parse, *argv)
-        message = str(error)
-        self.assertNotIn("\n", message)
-        for fragment in fragments:
-            self.assertIn(fragment, message)
+        assertRejected(self, parse, argv, *fragments)
 
     def test_badLoadValues(self) -> None:
         """

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactorClock, RaisingMemoryReactor
-from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
 from tcplife import LifecycleServerFactory, ListenFailed
 from tcplife._listening import Listener
 from tcplife.echo_tap import Options, makeService
 
-from .helpers import RecordedEvents
+from .helpers import RecordedEvents, assertRejected
 from .test_connection import Upper
 
 
@@ -52,11 +51,7 @@ class OptionTests(SynchronousTestCase):
         self.assertEqual((options["port"], options["listen"]), (9001, ["tcp:0"]))
 
     def assertRejected(self, argv: list[str], *fragments: str) -> None:
-        error = self.assertRaises(UsageError, parse, *argv)
-        message = str(error)
-        self.assertNotIn("\n", message)
-        for fragment in fragments:
-            self.assertIn(fragment, message)
+        assertRejected(self, parse, argv, *fragments)
 
     def test_portOutOfRange(self) -> None:
         """
