@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -156,6 +157,14 @@ def recvUntilEOF(client: socket.socket) -> bytes:
     while chunk := client.recv(65536):
         data += chunk
     return data
+
+
+def closeWithReset(client: socket.socket) -> None:
+    """
+    Close with SO_LINGER 0: the kernel sends RST instead of FIN.
+    """
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()
 
 
 def freePort() -> int:

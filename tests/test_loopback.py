@@ -5,7 +5,6 @@ Close semantics and the kernel's accept queue, on real loopback sockets.
 from __future__ import annotations
 
 import socket
-import struct
 import time
 
 from twisted.internet import reactor
@@ -16,7 +15,16 @@ from twisted.trial.unittest import TestCase
 
 from tcplife import LifecycleServerFactory, readAcceptQueue
 
-from .helpers import WAIT, RecordedEvents, callInThread, echoWithHalfClose, pattern, readUntilReset
+from .helpers import (
+    WAIT,
+    RecordedEvents,
+    callInThread,
+    closeWithReset,
+    echoWithHalfClose,
+    pattern,
+    readUntilReset,
+    recvExactly,
+)
 
 
 class Aborter(Protocol):
@@ -117,8 +125,7 @@ class AbortAndResetTests(LoopbackTestCase):
         accepted = self.recorded.when(lifecycle="accept")
         client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
         yield accepted
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        client.close()
+        closeWithReset(client)
         close = yield self.recorded.when(lifecycle="close")
         self.assertEqual((close["initiator"], close["how"]), ("peer", "reset"))
 
@@ -171,17 +178,7 @@ class BacklogTests(LoopbackTestCase):
         self.port.startReading()  # type: ignore[attr-defined]
 
         def readEchoes() -> list[bytes]:
-            echoes = []
-            for s in queued:
-                expected = len(b"queued 0\n")
-                got = b""
-                while len(got) < expected:
-                    chunk = s.recv(expected - len(got))
-                    if not chunk:
-                        break
-                    got += chunk
-                echoes.append(got)
-            return echoes
+            return [recvExactly(s, len(b"queued 0\n")) for s in queued]
 
         echoes = yield callInThread(readEchoes)
         self.assertEqual(echoes, [b"queued %d\n" % n for n in range(4)])

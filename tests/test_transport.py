@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import socket
 import ssl
-import struct
 import threading
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,15 @@ from tcplife._port import PortReactor
 from tcplife._transport import IOV_MAX, DirectServer
 
 from .certs import SelfSigned
-from .helpers import WAIT, RecordedEvents, callInThread, echoWithHalfClose, pattern, readUntilReset
+from .helpers import (
+    WAIT,
+    RecordedEvents,
+    callInThread,
+    closeWithReset,
+    echoWithHalfClose,
+    pattern,
+    readUntilReset,
+)
 
 
 def receiveAll(port: int, send: bytes = b"go") -> bytes:
@@ -261,8 +268,7 @@ class CloseTests(DirectTestCase):
         accepted = self.recorded.when(lifecycle="accept")
         client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
         yield accepted
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        client.close()
+        closeWithReset(client)
         close = yield self.recorded.when(lifecycle="close")
         self.assertEqual((close["initiator"], close["how"]), ("peer", "reset"))
 
