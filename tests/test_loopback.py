@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import socket
 import time
+from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IListeningPort
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from tcplife import LifecycleServerFactory, readAcceptQueue
@@ -36,6 +40,26 @@ class Aborter(Protocol):
         assert self.transport is not None
         self.transport.write(b"x" * 1_000_000)
         self.transport.abortConnection()  # type: ignore[attr-defined]
+
+
+# tcp_info's first byte is the connection's state; 7 is TCP_CLOSE.
+TCP_CLOSE = 7
+
+
+def tcpState(connected: socket.socket) -> int:
+    state: int = connected.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+    return state
+
+
+class LossRecorder(Protocol):
+    """
+    Keeps the reason its connection was lost.
+    """
+
+    reason: Failure | None = None
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.reason = reason
 
 
 class LoopbackTestCase(TestCase):
@@ -128,6 +152,43 @@ class AbortAndResetTests(LoopbackTestCase):
         closeWithReset(client)
         close = yield self.recorded.when(lifecycle="close")
         self.assertEqual((close["initiator"], close["how"]), ("peer", "reset"))
+
+    @inlineCallbacks
+    def test_resetReportedAsEndOfInputIsStillAReset(self) -> Deferred[None]:
+        """
+        A RST the reactor took for an end of input is reported as a reset.
+
+        Twisted's epoll reactor calls C{readConnectionLost} when a poll
+        returns HUP without IN while it reads, and Linux can report a RST
+        that way for a moment.  The test makes that moment last: the server
+        stops reading, the client resets, and the test hands the transport
+        what the reactor would.  The error still pending on the socket
+        decides: C{how=reset}, no half-close, and the protocol is told the
+        connection was lost, not done.
+        """
+        port = self.listen(LossRecorder)
+        accepted = self.recorded.when(lifecycle="accept")
+        client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        yield accepted
+        [tracked] = self.factory.connections.values()
+        transport: Any = tracked.transport
+        transport.stopReading()
+        closeWithReset(client)
+        handle = transport.getHandle()
+        for _ in range(200):
+            if tcpState(handle) == TCP_CLOSE:
+                break
+            yield deferLater(reactor, 0.01, lambda: None)
+        self.assertEqual(tcpState(handle), TCP_CLOSE, "the RST never arrived")
+
+        transport.readConnectionLost(Failure(ConnectionDone()))
+
+        close = yield self.recorded.when(lifecycle="close")
+        self.assertEqual((close["initiator"], close["how"]), ("peer", "reset"))
+        self.assertEqual(self.recorded.of("half-close"), [])
+        reason = tracked.wrappedProtocol.reason  # type: ignore[attr-defined]
+        self.assertIsInstance(reason.value, ConnectionLost)
+        self.assertIn("reset", str(reason.value))
 
 
 class BacklogTests(LoopbackTestCase):

@@ -11,9 +11,11 @@ protocol calling any special hook.
 from __future__ import annotations
 
 import itertools
+import os
+import socket
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.error import ConnectionAborted, ConnectionDone
+from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
     IAddress,
     IConsumer,
@@ -197,7 +199,12 @@ class TrackedConnection:
     def readConnectionLost(self) -> None:
         """
         The peer sent FIN: it will send nothing more, but may still read.
+
+        Unless the socket holds an error: then the peer reset the connection
+        and the reactor took it for an end of input (see L{_resetTakenForEOF}).
         """
+        if self._resetTakenForEOF():
+            return
         self.peerFinished = True
         if self.initiator is None:
             self.initiator = PEER
@@ -206,6 +213,31 @@ class TrackedConnection:
         # report the EOF a second time.
         self._dropBackpressure()
         passReadConnectionLost(self.wrappedProtocol, self.loseConnection)
+
+    def _resetTakenForEOF(self) -> bool:
+        # Twisted's poll reactors take an EPOLLHUP that comes without EPOLLIN,
+        # while reading, for a clean end of input.  A RST can be reported
+        # that way: Linux marks the socket closed a moment before it marks
+        # both directions shut down, and a poll in between sees HUP and ERR
+        # but not IN.  The error is still pending on the socket then, since
+        # no recv consumed it; SO_ERROR reads (and clears) it.
+        getHandle = getattr(self.transport, "getHandle", None)
+        handle = getHandle() if getHandle is not None else None
+        if not isinstance(handle, socket.socket) or handle.fileno() < 0:
+            return False
+        try:
+            error = handle.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        except OSError:
+            return False
+        if not error:
+            return False
+        # What the reactor does with an error it recognises: stop watching
+        # the descriptor and tell the transport the connection is lost.
+        transport: Any = self.transport
+        transport.stopReading()
+        transport.stopWriting()
+        transport.connectionLost(Failure(ConnectionLost(os.strerror(error))))
+        return True
 
     def writeConnectionLost(self) -> None:
         passWriteConnectionLost(self.wrappedProtocol)
