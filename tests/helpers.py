@@ -377,3 +377,13 @@ def callInThread(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
     from twisted.internet.threads import deferToThreadPool
 
     return deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)  # type: ignore[attr-defined]
+
+
+def pollerOf(transport: Any) -> Any:
+    """
+    What C{transport} registers its reads and writes with: a tcplife
+    transport's batched poller (see C{tcplife._poller}), else the reactor.
+    """
+    from twisted.internet import reactor
+
+    return getattr(transport, "_poller", reactor)

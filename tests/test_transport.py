@@ -33,6 +33,7 @@ from .helpers import (
     closeWithReset,
     echoWithHalfClose,
     pattern,
+    pollerOf,
     readUntilReset,
 )
 
@@ -375,12 +376,12 @@ class ProducerTests(DirectTestCase):
         sender.start()
         self.addCleanup(sender.join, WAIT)
         for _ in range(400):
-            if transport not in reactor.getReaders():  # type: ignore[attr-defined]
+            if transport not in pollerOf(transport).getReaders():
                 break
             d: Deferred[None] = Deferred()
             reactor.callLater(0.01, d.callback, None)  # type: ignore[attr-defined]
             yield d
-        self.assertNotIn(transport, reactor.getReaders())  # type: ignore[attr-defined]
+        self.assertNotIn(transport, pollerOf(transport).getReaders())
         self.assertGreater(len(transport.dataBuffer) + transport._tempDataLen, 0)
 
         def readBack() -> bytes:
@@ -563,6 +564,6 @@ class KernelQueueTests(DirectTestCase):
         self.assertGreater(transport._kernelUnsent(), 0)
         transport.dataBuffer, transport._tempDataBuffer, transport._tempDataLen = b"", [], 0
         transport.loseConnection()
-        self.assertIn(transport, reactor.getWriters())  # type: ignore[attr-defined]
+        self.assertIn(transport, pollerOf(transport).getWriters())
         transport.abortConnection()
         yield self.recorded.when(lifecycle="close")

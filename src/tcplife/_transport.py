@@ -29,6 +29,8 @@ from twisted.internet.interfaces import IAddress, IProtocol
 from twisted.python import log
 from twisted.python.failure import Failure
 
+from ._poller import pollerFor
+
 _SOCK_STREAM = socket.SOCK_STREAM
 _NI_NUMERIC = socket.NI_NUMERICHOST | socket.NI_NUMERICSERV
 _IPPROTO_TCP = socket.IPPROTO_TCP
@@ -105,13 +107,28 @@ class DirectServer(tcp.Server):
         self.client = client
         self.sessionno = sessionno
         self.hostname = client[0]
+        # Where this connection registers for events: see _poller.
+        self._poller = pollerFor(reactor)
         # Not contextlib.suppress: this runs once per accepted connection.
         try:  # noqa: SIM105
             sock.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
         except OSError:  # pragma: no cover - a TCP socket accepts it on Linux
             pass
-        self.startReading()  # type: ignore[no-untyped-call]
+        self.startReading()
         self.connected = 1
+
+    # FileDescriptor's four, with the poller in place of the reactor.
+    def startReading(self) -> None:
+        self._poller.addReader(self)
+
+    def stopReading(self) -> None:
+        self._poller.removeReader(self)
+
+    def startWriting(self) -> None:
+        self._poller.addWriter(self)
+
+    def stopWriting(self) -> None:
+        self._poller.removeWriter(self)
 
     def fileno(self) -> int:
         # A method, where Twisted stores the socket's bound method on each
@@ -252,7 +269,7 @@ class DirectServer(tcp.Server):
         # writing only to learn that on the next wake-up (two epoll_ctl calls
         # and an event); close on the next pass instead, still never from
         # inside the caller.
-        self.stopReading()  # type: ignore[no-untyped-call]
+        self.stopReading()
         self.disconnecting = 1
         self.reactor.callLater(0, self._closeFlushed)  # type: ignore[attr-defined]
 
@@ -275,7 +292,7 @@ class DirectServer(tcp.Server):
         if self._tempDataLen or self.dataBuffer or self.producer is not None:
             # Written to (or given a producer) after loseConnection: flush
             # first, and doWrite closes once the buffer is empty.
-            self.startWriting()  # type: ignore[no-untyped-call]
+            self.startWriting()
             return
         self.connectionLost(_DONE)
 
