@@ -83,6 +83,10 @@ class _OutputBackpressure:
         pass
 
 
+# What a TrackedConnection provides, by what its transport provides.
+_providesFor: dict[Any, Any] = {}
+
+
 @implementer(IProtocol, IHalfCloseableProtocol, ITransport, IConsumer, IPushProducer)
 class TrackedConnection:
     """
@@ -174,7 +178,16 @@ class TrackedConnection:
     def makeConnection(self, transport: ITransport) -> None:
         # Whatever the transport is (TCP, TLS, UNIX), the wrapped protocol sees
         # the same interfaces through us, as with policies.ProtocolWrapper.
-        directlyProvides(self, providedBy(transport))
+        spec = providedBy(transport)
+        provides = _providesFor.get(spec)
+        if provides is None:
+            directlyProvides(self, spec)
+            _providesFor[spec] = self.__provides__  # type: ignore[has-type]
+        else:
+            # What directlyProvides would build: zope caches its
+            # declarations too, but normalising the arguments to find the
+            # cached one is a good part of the cost of an accept.
+            self.__provides__ = provides
         self.transport = transport
         self.connected = True
         self.openedAt = self.quietSince = self.owner.clock.seconds()
@@ -221,7 +234,11 @@ class TrackedConnection:
         # both directions shut down, and a poll in between sees HUP and ERR
         # but not IN.  The error is still pending on the socket then, since
         # no recv consumed it; SO_ERROR reads (and clears) it.
-        getHandle = getattr(self.transport, "getHandle", None)
+        transport: Any = self.transport
+        if getattr(transport, "readsSocketErrors", False):
+            # Its poller reads EPOLLERR: an end of input is one.
+            return False
+        getHandle = getattr(transport, "getHandle", None)
         handle = getHandle() if getHandle is not None else None
         if not isinstance(handle, socket.socket) or handle.fileno() < 0:
             return False
@@ -233,7 +250,6 @@ class TrackedConnection:
             return False
         # What the reactor does with an error it recognises: stop watching
         # the descriptor and tell the transport the connection is lost.
-        transport: Any = self.transport
         transport.stopReading()
         transport.stopWriting()
         transport.connectionLost(Failure(ConnectionLost(os.strerror(error))))

@@ -25,7 +25,7 @@ from __future__ import annotations
 import select
 import sys
 from contextlib import suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
 from twisted.internet import error, main
@@ -46,8 +46,57 @@ _LOST = Failure(main.CONNECTION_LOST)
 _NO_DESCRIPTOR = error.ConnectionFdescWentAway("Filedescriptor went away")
 
 
+class ErrorAwareDispatch:
+    """
+    Twisted's C{_doReadOrWrite} for epoll events, with C{EPOLLERR} read.
+
+    Twisted's poll reactors take an event with HUP but not IN, while reading,
+    for a clean end of input.  Linux reports a RST that way for a moment
+    (the socket is marked closed just before both directions are marked shut
+    down, and a poll in between sees HUP and ERR without IN), so a reset
+    could be logged as a FIN.  Here ERR is read: the C{recv} meets the error.
+
+    Mixed into L{BatchedPoller} and L{tcplife.directreactor.DirectEPollReactor};
+    needs C{_reads} (the descriptors being read) and C{_disconnectSelectable}.
+    """
+
+    if TYPE_CHECKING:
+        _reads: set[int]
+
+    def _doReadOrWrite(self, selectable: Any, fd: int, event: int) -> None:
+        # posixbase._PollLikeMixin._doReadOrWrite, except that EPOLLERR is
+        # read: the recv meets the error, where HUP without IN would be taken
+        # for a clean end of input.
+        why: Any = None
+        inRead = False
+        if event & EPOLLHUP and not event & (EPOLLIN | EPOLLERR):
+            if fd in self._reads:
+                inRead = True
+                why = main.CONNECTION_DONE
+            else:
+                why = main.CONNECTION_LOST
+        else:
+            try:
+                if selectable.fileno() == -1:
+                    why = _NO_DESCRIPTOR
+                else:
+                    if event & (EPOLLIN | EPOLLERR) and fd in self._reads:
+                        why = selectable.doRead()
+                        inRead = True
+                    elif event & EPOLLERR:
+                        why = main.CONNECTION_LOST
+                    if not why and event & EPOLLOUT:
+                        why = selectable.doWrite()
+                        inRead = False
+            except BaseException:
+                why = sys.exc_info()[1]
+                log.err()
+        if why:
+            self._disconnectSelectable(selectable, why, inRead)  # type: ignore[attr-defined]
+
+
 @implementer(IReadDescriptor)
-class BatchedPoller:
+class BatchedPoller(ErrorAwareDispatch):
     """
     An epoll set of connections, read by a reactor as one descriptor.
 
@@ -82,7 +131,7 @@ class BatchedPoller:
                 # Removed by an earlier event of this same batch.
                 continue
             try:
-                self._dispatch(selectable, fd, event)
+                self._doReadOrWrite(selectable, fd, event)
             except BaseException:
                 log.err(None, f"Unhandled error dispatching an event to {selectable!r}")
 
@@ -106,10 +155,15 @@ class BatchedPoller:
         self._add(writer, self._writes, self._reads, EPOLLOUT, EPOLLIN)
 
     def removeReader(self, reader: Any) -> None:
-        self._remove(reader, self._reads, self._writes, EPOLLOUT)
+        # Most calls find nothing to do (a close stops reading three times).
+        fd = reader.fileno()
+        if fd in self._reads or fd == -1:
+            self._remove(reader, fd, self._reads, self._writes, EPOLLOUT)
 
     def removeWriter(self, writer: Any) -> None:
-        self._remove(writer, self._writes, self._reads, EPOLLIN)
+        fd = writer.fileno()
+        if fd in self._writes or fd == -1:
+            self._remove(writer, fd, self._writes, self._reads, EPOLLIN)
 
     def getReaders(self) -> list[Any]:
         return [self._selectables[fd] for fd in self._reads]
@@ -133,8 +187,7 @@ class BatchedPoller:
         primary.add(fd)
         self._selectables[fd] = xer
 
-    def _remove(self, xer: Any, primary: set[int], other: set[int], anti: int) -> None:
-        fd = xer.fileno()
+    def _remove(self, xer: Any, fd: int, primary: set[int], other: set[int], anti: int) -> None:
         if fd == -1:
             # Closed already: find it by identity, as EPollReactor does.
             found = [key for key, known in self._selectables.items() if known is xer]
@@ -154,40 +207,7 @@ class BatchedPoller:
         if not self._selectables:
             self.reactor.removeReader(self)
 
-    # -- dispatch ------------------------------------------------------------
-
-    def _dispatch(self, selectable: Any, fd: int, event: int) -> None:
-        # posixbase._PollLikeMixin._doReadOrWrite, except that EPOLLERR is
-        # read: the recv meets the error, where HUP without IN would be taken
-        # for a clean end of input.
-        why: Any = None
-        inRead = False
-        if event & EPOLLHUP and not event & (EPOLLIN | EPOLLERR):
-            if fd in self._reads:
-                inRead = True
-                why = main.CONNECTION_DONE
-            else:
-                why = main.CONNECTION_LOST
-        else:
-            try:
-                if selectable.fileno() == -1:
-                    why = _NO_DESCRIPTOR
-                else:
-                    if event & (EPOLLIN | EPOLLERR) and fd in self._reads:
-                        why = selectable.doRead()
-                        inRead = True
-                    elif event & EPOLLERR:
-                        why = main.CONNECTION_LOST
-                    if not why and event & EPOLLOUT:
-                        why = selectable.doWrite()
-                        inRead = False
-            except BaseException:
-                why = sys.exc_info()[1]
-                log.err()
-        if why:
-            self._disconnect(selectable, why, inRead)
-
-    def _disconnect(self, selectable: Any, why: Any, isRead: bool) -> None:
+    def _disconnectSelectable(self, selectable: Any, why: Any, isRead: bool) -> None:
         # ReactorBase._disconnectSelectable, with this set's removal.
         self.removeReader(selectable)
         kind = why.__class__
@@ -204,7 +224,9 @@ class BatchedPoller:
         selectable.connectionLost(reason)
 
 
-_pollers: WeakKeyDictionary[Any, BatchedPoller] = WeakKeyDictionary()
+_pollers: WeakKeyDictionary[Any, Any] = WeakKeyDictionary()
+# The last answer: a process has one reactor, and this runs per connection.
+_last: tuple[Any, Any] = (None, None)
 
 
 def pollerFor(reactor: Any) -> Any:
@@ -213,12 +235,17 @@ def pollerFor(reactor: Any) -> Any:
     on Linux when the reactor dispatches through C{callWithLogger} (any
     C{posixbase} reactor but tcplife's own), otherwise the reactor itself.
     """
+    global _last
+    if _last[0] is reactor:
+        return _last[1]
     poller = _pollers.get(reactor)
-    if poller is not None:
-        return poller
-    if not _HAVE_EPOLL or not _dispatchesWithLogger(reactor):
-        return reactor
-    poller = _pollers[reactor] = BatchedPoller(reactor)
+    if poller is None:
+        if _HAVE_EPOLL and _dispatchesWithLogger(reactor):
+            poller = BatchedPoller(reactor)
+        else:
+            poller = reactor
+        _pollers[reactor] = poller
+    _last = (reactor, poller)
     return poller
 
 

@@ -29,7 +29,7 @@ from twisted.internet.interfaces import IAddress, IProtocol
 from twisted.python import log
 from twisted.python.failure import Failure
 
-from ._poller import pollerFor
+from ._poller import ErrorAwareDispatch, pollerFor
 
 _SOCK_STREAM = socket.SOCK_STREAM
 _NI_NUMERIC = socket.NI_NUMERICHOST | socket.NI_NUMERICSERV
@@ -116,6 +116,15 @@ class DirectServer(tcp.Server):
             pass
         self.startReading()
         self.connected = 1
+
+    @property
+    def readsSocketErrors(self) -> bool:
+        """
+        Whether an C{EPOLLERR} on this connection reaches L{doRead}, so that a
+        reset is never taken for an end of input (see
+        L{tcplife._poller.ErrorAwareDispatch}).
+        """
+        return isinstance(self._poller, ErrorAwareDispatch)
 
     # FileDescriptor's four, with the poller in place of the reactor.
     def startReading(self) -> None:

@@ -24,10 +24,14 @@ from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.main import installReactor
 from twisted.python import log
 
+from ._poller import ErrorAwareDispatch
 
-class DirectEPollReactor(EPollReactor):
+
+class DirectEPollReactor(ErrorAwareDispatch, EPollReactor):
     """
-    C{EPollReactor} without the per-event logging context.
+    C{EPollReactor} without the per-event logging context, and with
+    C{EPOLLERR} read rather than taken for an end of input (see
+    L{ErrorAwareDispatch}).
     """
 
     def doPoll(self, timeout: float | None) -> None:
@@ -45,7 +49,7 @@ class DirectEPollReactor(EPollReactor):
                 # Removed by an earlier event of this same batch.
                 continue
             try:
-                dispatch(selectable, fd, event)  # type: ignore[no-untyped-call]
+                dispatch(selectable, fd, event)
             except KeyboardInterrupt:
                 raise
             except BaseException:

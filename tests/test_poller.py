@@ -1,0 +1,154 @@
+"""
+BatchedPoller: tcplife's connections in one epoll set per reactor, on real
+loopback sockets.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+from typing import Any
+
+from twisted.internet import main, reactor
+from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
+from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+from tcplife._poller import BatchedPoller, pollerFor
+from tcplife.directreactor import DirectEPollReactor
+
+from .helpers import WAIT, callInThread, closeWithReset, echoWithHalfClose, pattern, pollerOf
+from .test_transport import DirectTestCase
+
+
+def skipUnlessBatched() -> BatchedPoller:
+    """
+    The global reactor's poller, or skip: tcplife's own reactor has none.
+    """
+    poller = pollerFor(reactor)
+    if not isinstance(poller, BatchedPoller):
+        raise SkipTest(f"{type(reactor).__name__} dispatches directly; no poller to test")
+    return poller
+
+
+class PollerChoiceTests(SynchronousTestCase):
+    """
+    Which reactors get a poller.
+    """
+
+    def test_stockEPollReactorGetsOneBatchedPoller(self) -> None:
+        """
+        Twisted's epoll reactor dispatches through callWithLogger: its
+        connections share one L{BatchedPoller}, the same every time.
+        """
+        from twisted.internet.epollreactor import EPollReactor
+
+        stock = EPollReactor()  # type: ignore[no-untyped-call]
+        self.addCleanup(stock._poller.close)
+        poller = pollerFor(stock)
+        self.assertIsInstance(poller, BatchedPoller)
+        self.addCleanup(poller._epoll.close)
+        self.assertIs(pollerFor(stock), poller)
+
+    def test_directReactorIsItsOwnPoller(self) -> None:
+        """
+        tcplife's own reactor dispatches directly: connections register with
+        it, not with a second epoll set.
+        """
+        direct = DirectEPollReactor()  # type: ignore[no-untyped-call]
+        self.addCleanup(direct._poller.close)
+        self.assertIs(pollerFor(direct), direct)
+
+
+class BatchedPollerTests(DirectTestCase):
+    """
+    Connections on the global reactor, through its poller.
+    """
+
+    @inlineCallbacks
+    def test_registeredWithTheReactorOnlyWhileItHoldsConnections(self) -> Deferred[None]:
+        """
+        The poller is one of the reactor's readers while a connection is open,
+        and leaves once the last one closes, so an idle server (or a clean
+        test) holds no reader for it.
+        """
+        poller = skipUnlessBatched()
+        port = self.listen()
+        accepted = self.recorded.when(lifecycle="accept")
+        client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        self.addCleanup(client.close)
+        yield accepted
+        self.assertIn(poller, reactor.getReaders())  # type: ignore[attr-defined]
+        self.assertIs(pollerOf(self.transportOf()), poller)
+
+        client.close()
+        yield self.recorded.when(lifecycle="close")
+        self.assertNotIn(poller, reactor.getReaders())  # type: ignore[attr-defined]
+
+    @inlineCallbacks
+    def test_manyConnectionsEchoThroughOneSet(self) -> Deferred[None]:
+        """
+        Twenty connections at once, each echoed whole, all through the poller.
+        """
+        skipUnlessBatched()
+        port = self.listen()
+        payloads = [pattern(100_000 + n) for n in range(20)]
+        results = yield gatherResults(
+            [callInThread(echoWithHalfClose, port, payload) for payload in payloads],
+            consumeErrors=True,
+        )
+        self.assertEqual(results, payloads)
+
+    @inlineCallbacks
+    def test_errorWithoutInputIsALostConnection(self) -> Deferred[None]:
+        """
+        An event with HUP and ERR but not IN, as Linux may report a RST for a
+        moment, is read, and the connection is lost (C{how=reset}), not
+        half-closed.
+        """
+        poller = skipUnlessBatched()
+        port = self.listen()
+        accepted = self.recorded.when(lifecycle="accept")
+        client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        yield accepted
+        transport: Any = self.transportOf()
+        fd = transport.fileno()
+        transport.stopReading()
+        transport.startReading()
+        closeWithReset(client)
+        for _ in range(200):
+            if transport.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == 7:
+                break
+            yield deferLater(reactor, 0.01, lambda: None)
+
+        # Twisted's reactors would call readConnectionLost here.
+        halfClosed: list[object] = []
+        transport.readConnectionLost = halfClosed.append
+        poller._doReadOrWrite(transport, fd, select.EPOLLHUP | select.EPOLLERR)
+        self.assertEqual(halfClosed, [])
+
+        close = yield self.recorded.when(lifecycle="close")
+        self.assertEqual((close["initiator"], close["how"]), ("peer", "reset"))
+        self.assertEqual(self.recorded.of("half-close"), [])
+
+    @inlineCallbacks
+    def test_reactorShutdownDisconnectsItsConnections(self) -> Deferred[None]:
+        """
+        When the reactor disconnects its readers at shutdown, the poller
+        passes that on to each connection it holds.
+        """
+        poller = skipUnlessBatched()
+        port = self.listen()
+        accepted = self.recorded.when(lifecycle="accept")
+        client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        self.addCleanup(client.close)
+        yield accepted
+
+        poller.connectionLost(Failure(main.CONNECTION_LOST))
+
+        close = yield self.recorded.when(lifecycle="close")
+        self.assertEqual(close["how"], "reset")
+        self.assertEqual(poller.getReaders(), [])
+        self.assertNotIn(poller, reactor.getReaders())  # type: ignore[attr-defined]
+        self.assertEqual(client.recv(10), b"")
