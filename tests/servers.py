@@ -177,17 +177,23 @@ def listen(test: TestCase, protocol: type[Protocol]) -> int:
 
 
 def runClient(
-    *args: str, input: bytes | None = None, timeout: float = WAIT, env: Any = None
+    *args: str,
+    input: bytes | None = None,
+    timeout: float = WAIT,
+    env: Any = None,
+    within: tuple[str, ...] = (),
 ) -> tuple[subprocess.CompletedProcess[bytes], float]:
     """
     Run C{twist --log-file=+ tcpclient ARGS} to completion, as the README
     shows it: the echo or the report alone on standard output, twist's log
     and the verdict on standard error.  Returns the process and how long it
     took.
+
+    @param within: A command that runs the client (C{unshare -n}, say).
     """
     started = time.monotonic()
     done = subprocess.run(
-        [str(BIN / "twist"), "--log-file=+", "--log-format=json", "tcpclient", *args],
+        [*within, str(BIN / "twist"), "--log-file=+", "--log-format=json", "tcpclient", *args],
         input=input,
         stdin=None if input is not None else subprocess.DEVNULL,
         capture_output=True,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,7 +16,7 @@ import time
 from typing import Any
 
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from .helpers import (
     BIN,
@@ -182,6 +183,23 @@ class FailureTests(TestCase):
             69,
             f"cannot connect to 127.0.0.1:{port}: connection refused "
             "(is a server listening there?)",
+        )
+
+    def test_unreachableInANetworkOfItsOwn(self) -> None:
+        """
+        In a network namespace of its own (C{unshare -n}), where not even
+        loopback is up, 127.0.0.1 is unreachable: status 69 (EX_UNAVAILABLE)
+        and the kernel's reason.
+        """
+        unshare = shutil.which("unshare")
+        if unshare is None or subprocess.run([unshare, "-n", "true"]).returncode != 0:
+            raise SkipTest("creating a network namespace needs unshare and CAP_SYS_ADMIN")
+        return self.assertFails(  # type: ignore[return-value]
+            9,
+            69,
+            "cannot connect to 127.0.0.1:9: network is unreachable "
+            "(check the address and the route to it)",
+            within=(unshare, "-n"),
         )
 
     def test_resetMidStream(self) -> None:
