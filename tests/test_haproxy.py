@@ -16,6 +16,7 @@ from typing import Any
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
+from .certs import SelfSigned
 from .helpers import WAIT, TwistProcess, pattern
 from .test_readme import README
 
@@ -88,10 +89,12 @@ class HAProxyTests(SynchronousTestCase):
     events show the clients' own ports.
     """
 
-    def startBackends(self) -> list[TwistProcess]:
+    def startBackends(
+        self, endpoint: str = "haproxy:tcp:0:interface=127.0.0.1"
+    ) -> list[TwistProcess]:
         backends = []
         for _ in range(2):
-            server = TwistProcess("tcpecho", "--listen", "haproxy:tcp:0:interface=127.0.0.1")
+            server = TwistProcess("tcpecho", "--listen", endpoint)
             self.addCleanup(server.kill)
             backends.append(server)
         return backends
@@ -128,8 +131,8 @@ class HAProxyTests(SynchronousTestCase):
         if balancer.stderr is not None:
             balancer.stderr.close()
 
-    def echoThroughBalancer(self, sendProxy: str) -> None:
-        backends = self.startBackends()
+    def echoThroughBalancer(self, sendProxy: str, endpoint: str | None = None) -> None:
+        backends = self.startBackends(endpoint) if endpoint else self.startBackends()
         ports = [int(b.waitFor(lifecycle="listen")["address"].rsplit(":", 1)[1]) for b in backends]
         frontend = self.startBalancer(ports, sendProxy)
 
@@ -181,3 +184,16 @@ class HAProxyTests(SynchronousTestCase):
         The same with PROXY protocol v1 (send-proxy).
         """
         self.echoThroughBalancer("send-proxy")
+
+    def test_tlsToTheBackendsWithProxyV2(self) -> None:
+        """
+        HAProxy speaking TLS to the backends (C{ssl verify none}) sends the
+        PROXY header in clear, before the handshake: C{haproxy:ssl:} reads it
+        below TLS, and every client is echoed and named as with plain TCP.
+        """
+        certificate = SelfSigned(Path(self.mktemp()))
+        self.echoThroughBalancer(
+            "send-proxy-v2 ssl verify none",
+            "haproxy:ssl:0:interface=127.0.0.1"
+            f":privateKey={certificate.key}:certKey={certificate.cert}",
+        )

@@ -37,6 +37,7 @@ from twisted.internet.posixbase import PosixReactorBase
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from ._proxy import ProxyHeaderFactory
 from ._tls import HalfCloseableTLSFactory
 from ._transport import DirectAccepts, DirectServer, acceptSocket
 
@@ -232,8 +233,18 @@ class PortReactor:
             return listening
         # As PosixReactorBase.listenSSL does, TLS in memory over a TCP port;
         # tcplife's TLS keeps the echo that a close_notify would lose.
-        tlsFactory = HalfCloseableTLSFactory(contextFactory, False, factory, self._reactor)
-        listening = self.listenTCP(port, tlsFactory, backlog, interface)
+        if isinstance(factory, ProxyHeaderFactory):
+            # haproxy:ssl:...  A balancer sends the PROXY header in clear,
+            # before the TLS handshake (HAProxy's "ssl send-proxy-v2"), so
+            # the header is read below TLS, not inside it as the endpoint's
+            # nesting would have it.
+            tls = HalfCloseableTLSFactory(
+                contextFactory, False, factory.wrappedFactory, self._reactor
+            )
+            outermost: IProtocolFactory = ProxyHeaderFactory(tls, factory.clock)
+        else:
+            outermost = HalfCloseableTLSFactory(contextFactory, False, factory, self._reactor)
+        listening = self.listenTCP(port, outermost, backlog, interface)
         listening._type = "TLS"  # type: ignore[attr-defined]
         return listening
 
