@@ -11,9 +11,12 @@ from typing import Any
 
 from twisted.internet import main, reactor
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
+from twisted.internet.interfaces import IHalfCloseableDescriptor
 from twisted.internet.task import deferLater
+from twisted.internet.testing import MemoryReactor
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from zope.interface import implementer
 
 from tcplife._poller import BatchedPoller, pollerFor
 from tcplife.directreactor import DirectEPollReactor
@@ -152,3 +155,89 @@ class BatchedPollerTests(DirectTestCase):
         self.assertEqual(poller.getReaders(), [])
         self.assertNotIn(poller, reactor.getReaders())  # type: ignore[attr-defined]
         self.assertEqual(client.recv(10), b"")
+
+
+@implementer(IHalfCloseableDescriptor)
+class RecordingDescriptor:
+    """
+    Records which of its handlers an event reaches.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.calls: list[str] = []
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def doRead(self) -> None:
+        self.calls.append("doRead")
+
+    def doWrite(self) -> None:
+        self.calls.append("doWrite")
+
+    def readConnectionLost(self, reason: Failure) -> None:
+        self.calls.append("readConnectionLost")
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.calls.append(f"connectionLost {reason.type.__name__}")
+
+
+class DispatchTests(SynchronousTestCase):
+    """
+    ErrorAwareDispatch sends each kind of epoll event where Twisted's
+    reactors do, but for ERR without IN while reading.
+    """
+
+    def dispatch(self, event: int, reading: bool) -> list[str]:
+        poller = BatchedPoller(MemoryReactor())
+        self.addCleanup(poller._epoll.close)
+        # A descriptor number nothing uses: the books alone say "reading".
+        descriptor = RecordingDescriptor(10_000)
+        poller._selectables[descriptor.fd] = descriptor
+        if reading:
+            poller._reads.add(descriptor.fd)
+        poller._doReadOrWrite(descriptor, descriptor.fd, event)
+        return descriptor.calls
+
+    def test_inputIsRead(self) -> None:
+        """
+        IN on a descriptor being read: doRead.
+        """
+        self.assertEqual(self.dispatch(select.EPOLLIN, reading=True), ["doRead"])
+
+    def test_inputIsReadEvenWhenNotReading(self) -> None:
+        """
+        As in Twisted: a connecting client is not reading, and its doRead is
+        the doConnect that reads SO_ERROR (a refused connection reports
+        IN|HUP|ERR).
+        """
+        event = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR
+        self.assertEqual(self.dispatch(event, reading=False), ["doRead"])
+
+    def test_errorWithoutInputWhileReadingIsRead(self) -> None:
+        """
+        The one difference from Twisted: HUP|ERR without IN, while reading,
+        is read (Twisted would report a clean end of input).
+        """
+        event = select.EPOLLHUP | select.EPOLLERR
+        self.assertEqual(self.dispatch(event, reading=True), ["doRead"])
+
+    def test_hangUpWithoutInputWhileReadingIsEndOfInput(self) -> None:
+        """
+        HUP alone while reading: the peer's FIN, passed on as a half-close.
+        """
+        self.assertEqual(self.dispatch(select.EPOLLHUP, reading=True), ["readConnectionLost"])
+
+    def test_errorWhileNotReadingIsALostConnection(self) -> None:
+        """
+        HUP|ERR on a descriptor not being read: the connection is lost.
+        """
+        event = select.EPOLLHUP | select.EPOLLERR
+        self.assertEqual(self.dispatch(event, reading=False), ["connectionLost ConnectionLost"])
+
+    def test_outputIsWritten(self) -> None:
+        """
+        OUT: doWrite.
+        """
+        self.assertEqual(self.dispatch(select.EPOLLOUT, reading=False), ["doWrite"])

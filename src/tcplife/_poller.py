@@ -64,13 +64,20 @@ class ErrorAwareDispatch:
         _reads: set[int]
 
     def _doReadOrWrite(self, selectable: Any, fd: int, event: int) -> None:
-        # posixbase._PollLikeMixin._doReadOrWrite, except that EPOLLERR is
-        # read: the recv meets the error, where HUP without IN would be taken
-        # for a clean end of input.
+        # posixbase._PollLikeMixin._doReadOrWrite, step for step, but for one
+        # case: ERR without IN on a descriptor being read is read, so that
+        # the recv meets the error, where Twisted would take it for a clean
+        # end of input.  (Twisted also reads on IN when the descriptor is not
+        # being read: a connecting client's doRead is its doConnect.)
         why: Any = None
         inRead = False
-        if event & EPOLLHUP and not event & (EPOLLIN | EPOLLERR):
-            if fd in self._reads:
+        reading = fd in self._reads
+        if (
+            event & (EPOLLHUP | EPOLLERR)
+            and not event & EPOLLIN
+            and not (event & EPOLLERR and reading)
+        ):
+            if reading:
                 inRead = True
                 why = main.CONNECTION_DONE
             else:
@@ -80,11 +87,10 @@ class ErrorAwareDispatch:
                 if selectable.fileno() == -1:
                     why = _NO_DESCRIPTOR
                 else:
-                    if event & (EPOLLIN | EPOLLERR) and fd in self._reads:
+                    # ERR without IN gets here only while reading (above).
+                    if event & (EPOLLIN | EPOLLERR):
                         why = selectable.doRead()
                         inRead = True
-                    elif event & EPOLLERR:
-                        why = main.CONNECTION_LOST
                     if not why and event & EPOLLOUT:
                         why = selectable.doWrite()
                         inRead = False
