@@ -63,6 +63,33 @@ class ErrorAwareDispatch:
     if TYPE_CHECKING:
         _reads: set[int]
 
+    def _dispatchAll(self, events: list[tuple[int, int]], selectables: dict[int, Any]) -> None:
+        """
+        Dispatch one C{epoll.poll} batch.  Input on a descriptor being read,
+        the event nearly every message is, goes straight to C{doRead}, as
+        L{_doReadOrWrite} would send it; everything else goes through that.
+        """
+        reads = self._reads
+        for fd, event in events:
+            selectable = selectables.get(fd)
+            if selectable is None:
+                # Removed by an earlier event of this same batch.
+                continue
+            try:
+                if event == EPOLLIN and fd in reads:
+                    try:
+                        why = selectable.doRead()
+                    except BaseException:
+                        why = sys.exc_info()[1]
+                        log.err()
+                    if why:
+                        self._disconnectSelectable(selectable, why, True)  # type: ignore[attr-defined]
+                else:
+                    self._doReadOrWrite(selectable, fd, event)
+            except BaseException:
+                # What callWithLogger would have done: log, carry on.
+                log.err(None, f"Unhandled error dispatching an event to {selectable!r}")
+
     def _doReadOrWrite(self, selectable: Any, fd: int, event: int) -> None:
         # posixbase._PollLikeMixin._doReadOrWrite, step for step, but for one
         # case: ERR without IN on a descriptor being read is read, so that
@@ -128,18 +155,10 @@ class BatchedPoller(ErrorAwareDispatch):
         return "tcplife-poller"
 
     def doRead(self) -> None:
-        selectables = self._selectables
         # Level-triggered: whatever does not fit in this batch is reported
         # again on the reactor's next pass.
-        for fd, event in self._epoll.poll(0, max(1, len(selectables))):
-            selectable = selectables.get(fd)
-            if selectable is None:
-                # Removed by an earlier event of this same batch.
-                continue
-            try:
-                self._doReadOrWrite(selectable, fd, event)
-            except BaseException:
-                log.err(None, f"Unhandled error dispatching an event to {selectable!r}")
+        selectables = self._selectables
+        self._dispatchAll(self._epoll.poll(0, max(1, len(selectables))), selectables)
 
     def connectionLost(self, reason: Failure) -> None:
         # The reactor is shutting down and disconnects every descriptor it

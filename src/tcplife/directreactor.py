@@ -22,7 +22,6 @@ import errno
 
 from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.main import installReactor
-from twisted.python import log
 
 from ._poller import ErrorAwareDispatch
 
@@ -41,20 +40,7 @@ class DirectEPollReactor(ErrorAwareDispatch, EPollReactor):
             if e.errno == errno.EINTR:
                 return
             raise
-        selectables = self._selectables
-        dispatch = self._doReadOrWrite
-        for fd, event in events:
-            selectable = selectables.get(fd)
-            if selectable is None:
-                # Removed by an earlier event of this same batch.
-                continue
-            try:
-                dispatch(selectable, fd, event)
-            except KeyboardInterrupt:
-                raise
-            except BaseException:
-                # What callWithLogger would have done: log, carry on.
-                log.err(None, f"Unhandled error dispatching an event to {selectable!r}")
+        self._dispatchAll(events, self._selectables)
 
     doIteration = doPoll
 
