@@ -10,6 +10,7 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Protocol, connectionDone
@@ -17,7 +18,7 @@ from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-from tcplife import LifecycleServerFactory, readAcceptQueue
+from tcplife import LifecycleServerFactory, ProxyServerEndpoint, readAcceptQueue
 
 from .helpers import (
     WAIT,
@@ -186,9 +187,61 @@ class AbortAndResetTests(LoopbackTestCase):
         close = yield self.recorded.when(lifecycle="close")
         self.assertEqual((close["initiator"], close["how"]), ("peer", "reset"))
         self.assertEqual(self.recorded.of("half-close"), [])
+        # The close event comes just before the protocol's connectionLost.
+        yield deferLater(reactor, 0, lambda: None)
         reason = tracked.wrappedProtocol.reason  # type: ignore[attr-defined]
         self.assertIsInstance(reason.value, ConnectionLost)
         self.assertIn("reset", str(reason.value))
+
+
+class ResetAfterFinTests(TestCase):
+    """
+    A peer that half-closes and then resets, both before the server reads.
+    """
+
+    @inlineCallbacks
+    def test_finThenResetBehindAProxyHeaderClosesTheSocket(self) -> Deferred[None]:
+        """
+        The FIN makes C{recv} return end of input while the RST's error is
+        still pending: the connection is reported as reset, and the socket
+        under the PROXY wrapper is closed, not only the wrapper.
+        """
+        recorded = RecordedEvents()
+        factory = LifecycleServerFactory(clock=reactor, events=recorded.log)
+        endpoint = ProxyServerEndpoint(
+            TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"), reactor
+        )
+        port = yield endpoint.listen(factory)
+        self.addCleanup(port.stopListening)
+        client = socket.create_connection(("127.0.0.1", port.getHost().port), timeout=WAIT)
+        self.addCleanup(client.close)
+        client.sendall(b"PROXY TCP4 192.0.2.1 192.0.2.2 1111 2222\r\nhello")
+        yield recorded.when(lifecycle="accept")
+        [tracked] = factory.connections.values()
+        server: Any = tracked.transport
+        while not isinstance(server.getHandle(), socket.socket) or hasattr(
+            server, "wrappedProtocol"
+        ):
+            server = server.transport
+        yield deferLater(reactor, 0.05, lambda: None)
+        server.stopReading()
+        client.shutdown(socket.SHUT_WR)
+        # Unread echo in the client's buffer: its close is a RST.
+        time.sleep(0.05)
+        closeWithReset(client)
+        handle = server.getHandle()
+        for _ in range(200):
+            if tcpState(handle) == TCP_CLOSE:
+                break
+            yield deferLater(reactor, 0.01, lambda: None)
+        server.startReading()
+
+        close = yield recorded.when(lifecycle="close")
+        self.assertEqual((close["initiator"], close["how"]), ("peer", "reset"))
+        self.assertEqual(recorded.of("half-close"), [])
+        yield deferLater(reactor, 0.05, lambda: None)
+        self.assertFalse(server.connected, "the socket under the wrapper is still open")
+        self.assertEqual(handle.fileno(), -1)
 
 
 class BacklogTests(LoopbackTestCase):

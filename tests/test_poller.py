@@ -11,7 +11,9 @@ from typing import Any
 
 from twisted.internet import main, reactor
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHalfCloseableDescriptor
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactor
 from twisted.python.failure import Failure
@@ -241,3 +243,69 @@ class DispatchTests(SynchronousTestCase):
         OUT: doWrite.
         """
         self.assertEqual(self.dispatch(select.EPOLLOUT, reading=False), ["doWrite"])
+
+    def test_keyboardInterruptIsNotSwallowed(self) -> None:
+        """
+        As with callWithLogger: a KeyboardInterrupt from a handler reaches
+        the reactor's caller.
+        """
+        poller = BatchedPoller(MemoryReactor())
+        self.addCleanup(poller._epoll.close)
+        descriptor = RecordingDescriptor(10_000)
+
+        def interrupted(reason: Failure) -> None:
+            raise KeyboardInterrupt()
+
+        descriptor.connectionLost = interrupted  # type: ignore[method-assign]
+        poller._selectables[descriptor.fd] = descriptor
+        event = select.EPOLLHUP | select.EPOLLERR
+        self.assertRaises(
+            KeyboardInterrupt,
+            poller._dispatchAll,
+            [(descriptor.fd, event)],
+            poller._selectables,
+        )
+
+
+class RaisesDone(Protocol):
+    """
+    Raises ConnectionDone from dataReceived: a bug, not an end of input.
+    """
+
+    def dataReceived(self, data: bytes) -> None:
+        raise ConnectionDone("raised by the protocol")
+
+
+class FastPathTests(DirectTestCase):
+    """
+    The batch fast path for plain input, on whichever reactor runs the suite.
+    """
+
+    @inlineCallbacks
+    def test_exceptionFromDataReceivedIsNotAHalfClose(self) -> Deferred[None]:
+        """
+        What doRead raises closes the connection as the reason it is, even a
+        ConnectionDone: no half-close, as with Twisted's own dispatch.
+        """
+        port = self.listen(RaisesDone)
+        client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        self.addCleanup(client.close)
+        client.sendall(b"x")
+        yield self.recorded.when(lifecycle="close")
+        self.assertEqual(self.recorded.of("half-close"), [])
+        self.assertEqual(len(self.flushLoggedErrors(ConnectionDone)), 1)
+
+    @inlineCallbacks
+    def test_reprNamesTheConnectionsHeld(self) -> Deferred[None]:
+        """
+        trial's dirty-reactor report shows the poller: its repr names the
+        connections it holds.
+        """
+        poller = skipUnlessBatched()
+        port = self.listen()
+        accepted = self.recorded.when(lifecycle="accept")
+        client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        self.addCleanup(client.close)
+        yield accepted
+        self.assertIn(repr(self.transportOf()), repr(poller))
+        self.assertIn("holding 1", repr(poller))

@@ -90,7 +90,7 @@ class WriteAtOnce(Protocol):
         transport.write(b"reply:" + data)
         inner = transport.transport
         WriteAtOnce.buffered.append(len(inner.dataBuffer) + inner._tempDataLen)
-        WriteAtOnce.writing.append(inner in reactor.getWriters())  # type: ignore[attr-defined]
+        WriteAtOnce.writing.append(inner in pollerOf(inner).getWriters())
         transport.loseConnection()
 
 

@@ -10,6 +10,7 @@ protocol calling any special hook.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import socket
@@ -82,6 +83,8 @@ class _OutputBackpressure:
         # The transport is going away; connectionLost follows and says how.
         pass
 
+
+_RESET_BY_PEER = os.strerror(errno.ECONNRESET)
 
 # What a TrackedConnection provides, by what its transport provides.
 _providesFor: dict[Any, Any] = {}
@@ -248,11 +251,11 @@ class TrackedConnection:
             return False
         if not error:
             return False
-        # What the reactor does with an error it recognises: stop watching
-        # the descriptor and tell the transport the connection is lost.
-        transport.stopReading()
-        transport.stopWriting()
-        transport.connectionLost(Failure(ConnectionLost(os.strerror(error))))
+        # Close through the transport's own abort, which reaches the socket
+        # below any wrapper (PROXY, TLS) and sends nothing more: the peer has
+        # reset already.  how=reset tells connectionLost to report it as that.
+        self.how = RESET
+        transport.abortConnection()
         return True
 
     def writeConnectionLost(self) -> None:
@@ -272,6 +275,9 @@ class TrackedConnection:
                 self.how = ABORT
             else:
                 self.how = RESET
+        elif self.how == RESET and isinstance(reason.value, ConnectionAborted):
+            # Aborted by _resetTakenForEOF: the protocol learns what happened.
+            reason = Failure(ConnectionLost(_RESET_BY_PEER))
         if self.initiator is None:
             self.initiator = LOCAL if self.how == ABORT else PEER
         self._backpressure = None

@@ -77,15 +77,22 @@ class ErrorAwareDispatch:
                 continue
             try:
                 if event == EPOLLIN and fd in reads:
+                    inRead = True
                     try:
                         why = selectable.doRead()
                     except BaseException:
+                        # As _doReadOrWrite: what doRead raised is the
+                        # reason, and not a read result (no half-close).
                         why = sys.exc_info()[1]
+                        inRead = False
                         log.err()
                     if why:
-                        self._disconnectSelectable(selectable, why, True)  # type: ignore[attr-defined]
+                        self._disconnectSelectable(selectable, why, inRead)  # type: ignore[attr-defined]
                 else:
                     self._doReadOrWrite(selectable, fd, event)
+            except KeyboardInterrupt:
+                # As callWithLogger and the stock reactor: not swallowed.
+                raise
             except BaseException:
                 # What callWithLogger would have done: log, carry on.
                 log.err(None, f"Unhandled error dispatching an event to {selectable!r}")
@@ -153,6 +160,14 @@ class BatchedPoller(ErrorAwareDispatch):
 
     def logPrefix(self) -> str:
         return "tcplife-poller"
+
+    def __repr__(self) -> str:
+        # What trial's dirty-reactor report shows: the connections, as it
+        # would list them had they registered with the reactor themselves.
+        held = list(self._selectables.values())
+        shown = ", ".join(repr(selectable) for selectable in held[:5])
+        more = f", and {len(held) - 5} more" if len(held) > 5 else ""
+        return f"<BatchedPoller holding {len(held)}: {shown}{more}>"
 
     def doRead(self) -> None:
         # Level-triggered: whatever does not fit in this batch is reported

@@ -241,7 +241,8 @@ class PortReactor:
             tls = HalfCloseableTLSFactory(
                 contextFactory, False, factory.wrappedFactory, self._reactor
             )
-            outermost: IProtocolFactory = ProxyHeaderFactory(tls, factory.clock)
+            # type(factory): a subclass keeps its protocol and header timeout.
+            outermost: IProtocolFactory = type(factory)(tls, factory.clock)
         else:
             outermost = HalfCloseableTLSFactory(contextFactory, False, factory, self._reactor)
         listening = self.listenTCP(port, outermost, backlog, interface)
