@@ -14,11 +14,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
 
 from tcplife import LifecycleLog
@@ -387,3 +387,31 @@ def pollerOf(transport: Any) -> Any:
     from twisted.internet import reactor
 
     return getattr(transport, "_poller", reactor)
+
+
+# tcp_info's first byte is the connection's state; 7 is TCP_CLOSE.
+TCP_CLOSE = 7
+
+
+def tcpState(connected: socket.socket) -> int:
+    """
+    The kernel's TCP state of C{connected} (C{TCP_INFO}'s first byte).
+    """
+    state: int = connected.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+    return state
+
+
+@inlineCallbacks
+def waitUntilClosedByKernel(connected: socket.socket) -> Generator[Deferred[Any], Any, None]:
+    """
+    Let the reactor run until the kernel has closed C{connected} (a RST
+    arrived), for at most 2 s; fail if it never does.
+    """
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    for _ in range(200):
+        if tcpState(connected) == TCP_CLOSE:
+            return
+        yield deferLater(reactor, 0.01, lambda: None)
+    raise AssertionError("the kernel never closed the socket: no RST arrived")

@@ -29,6 +29,7 @@ from .helpers import (
     pattern,
     readUntilReset,
     recvExactly,
+    waitUntilClosedByKernel,
 )
 
 
@@ -41,15 +42,6 @@ class Aborter(Protocol):
         assert self.transport is not None
         self.transport.write(b"x" * 1_000_000)
         self.transport.abortConnection()  # type: ignore[attr-defined]
-
-
-# tcp_info's first byte is the connection's state; 7 is TCP_CLOSE.
-TCP_CLOSE = 7
-
-
-def tcpState(connected: socket.socket) -> int:
-    state: int = connected.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
-    return state
 
 
 class LossRecorder(Protocol):
@@ -175,12 +167,7 @@ class AbortAndResetTests(LoopbackTestCase):
         transport: Any = tracked.transport
         transport.stopReading()
         closeWithReset(client)
-        handle = transport.getHandle()
-        for _ in range(200):
-            if tcpState(handle) == TCP_CLOSE:
-                break
-            yield deferLater(reactor, 0.01, lambda: None)
-        self.assertEqual(tcpState(handle), TCP_CLOSE, "the RST never arrived")
+        yield waitUntilClosedByKernel(transport.getHandle())
 
         transport.readConnectionLost(Failure(ConnectionDone()))
 
@@ -230,10 +217,7 @@ class ResetAfterFinTests(TestCase):
         time.sleep(0.05)
         closeWithReset(client)
         handle = server.getHandle()
-        for _ in range(200):
-            if tcpState(handle) == TCP_CLOSE:
-                break
-            yield deferLater(reactor, 0.01, lambda: None)
+        yield waitUntilClosedByKernel(handle)
         server.startReading()
 
         close = yield recorded.when(lifecycle="close")

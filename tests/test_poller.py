@@ -14,7 +14,6 @@ from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHalfCloseableDescriptor
 from twisted.internet.protocol import Protocol
-from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactor
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
@@ -23,7 +22,15 @@ from zope.interface import implementer
 from tcplife._poller import BatchedPoller, pollerFor
 from tcplife.directreactor import DirectEPollReactor
 
-from .helpers import WAIT, callInThread, closeWithReset, echoWithHalfClose, pattern, pollerOf
+from .helpers import (
+    WAIT,
+    callInThread,
+    closeWithReset,
+    echoWithHalfClose,
+    pattern,
+    pollerOf,
+    waitUntilClosedByKernel,
+)
 from .test_transport import DirectTestCase
 
 
@@ -80,10 +87,7 @@ class BatchedPollerTests(DirectTestCase):
         """
         poller = skipUnlessBatched()
         port = self.listen()
-        accepted = self.recorded.when(lifecycle="accept")
-        client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
-        self.addCleanup(client.close)
-        yield accepted
+        client, _ = yield self.connectClient(port)
         self.assertIn(poller, reactor.getReaders())  # type: ignore[attr-defined]
         self.assertIs(pollerOf(self.transportOf()), poller)
 
@@ -114,22 +118,19 @@ class BatchedPollerTests(DirectTestCase):
         """
         poller = skipUnlessBatched()
         port = self.listen()
-        accepted = self.recorded.when(lifecycle="accept")
-        client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
-        yield accepted
+        client, _ = yield self.connectClient(port)
         transport: Any = self.transportOf()
         fd = transport.fileno()
+        # Not reading while the RST arrives, so the poller does not handle
+        # it on its own; reading again only for the event handed over below.
         transport.stopReading()
-        transport.startReading()
         closeWithReset(client)
-        for _ in range(200):
-            if transport.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == 7:
-                break
-            yield deferLater(reactor, 0.01, lambda: None)
+        yield waitUntilClosedByKernel(transport.socket)
 
         # Twisted's reactors would call readConnectionLost here.
         halfClosed: list[object] = []
         transport.readConnectionLost = halfClosed.append
+        transport.startReading()
         poller._doReadOrWrite(transport, fd, select.EPOLLHUP | select.EPOLLERR)
         self.assertEqual(halfClosed, [])
 
@@ -145,10 +146,7 @@ class BatchedPollerTests(DirectTestCase):
         """
         poller = skipUnlessBatched()
         port = self.listen()
-        accepted = self.recorded.when(lifecycle="accept")
-        client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
-        self.addCleanup(client.close)
-        yield accepted
+        client, _ = yield self.connectClient(port)
 
         poller.connectionLost(Failure(main.CONNECTION_LOST))
 
@@ -303,9 +301,6 @@ class FastPathTests(DirectTestCase):
         """
         poller = skipUnlessBatched()
         port = self.listen()
-        accepted = self.recorded.when(lifecycle="accept")
-        client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
-        self.addCleanup(client.close)
-        yield accepted
+        yield self.connectClient(port)
         self.assertIn(repr(self.transportOf()), repr(poller))
         self.assertIn("holding 1", repr(poller))

@@ -8,6 +8,7 @@ import io
 import socket
 import ssl
 import threading
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,20 @@ class DirectTestCase(TestCase):
         self.addCleanup(self.port.stopListening)
         port: int = self.port.getHost().port  # type: ignore[attr-defined]
         return port
+
+    @inlineCallbacks
+    def connectClient(
+        self, port: int
+    ) -> Generator[Deferred[Any], Any, tuple[socket.socket, dict[str, Any]]]:
+        """
+        Connect a plain socket to C{port} (closed when the test ends), and
+        wait for the server's C{accept}: the socket and the event.
+        """
+        accepted = self.recorded.when(lifecycle="accept")
+        client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        self.addCleanup(client.close)
+        event = yield accepted
+        return client, event
 
     def transportOf(self, connId: int | None = None) -> DirectServer:
         [connection] = (
@@ -125,10 +140,7 @@ class WriteTests(DirectTestCase):
         Accepted connections have Nagle's algorithm off.
         """
         port = self.listen()
-        accepted = self.recorded.when(lifecycle="accept")
-        client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
-        self.addCleanup(client.close)
-        event = yield accepted
+        _, event = yield self.connectClient(port)
         self.assertTrue(self.transportOf(event["conn_id"]).getTcpNoDelay())
 
     @inlineCallbacks
@@ -266,9 +278,7 @@ class CloseTests(DirectTestCase):
         A client's RST ends the connection with how=reset.
         """
         port = self.listen()
-        accepted = self.recorded.when(lifecycle="accept")
-        client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
-        yield accepted
+        client, _ = yield self.connectClient(port)
         closeWithReset(client)
         close = yield self.recorded.when(lifecycle="close")
         self.assertEqual((close["initiator"], close["how"]), ("peer", "reset"))
@@ -366,10 +376,7 @@ class ProducerTests(DirectTestCase):
         everything is echoed.
         """
         port = self.listen()
-        accepted = self.recorded.when(lifecycle="accept")
-        client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
-        self.addCleanup(client.close)
-        event = yield accepted
+        client, event = yield self.connectClient(port)
         transport = self.transportOf(event["conn_id"])
         payload = pattern(8 << 20)
         sender = threading.Thread(target=client.sendall, args=(payload,))
@@ -552,10 +559,7 @@ class KernelQueueTests(DirectTestCase):
         event as Twisted's does instead of closing at once.
         """
         port = self.listen()
-        accepted = self.recorded.when(lifecycle="accept")
-        client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
-        self.addCleanup(client.close)
-        event = yield accepted
+        _, event = yield self.connectClient(port)
         transport = self.transportOf(event["conn_id"])
         self.assertEqual(transport._kernelUnsent(), 0)
         # Written straight to the transport: the peer's window fills, the
