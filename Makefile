@@ -7,7 +7,7 @@ RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 PORT ?= 9000
 
-.PHONY: serve client test trial lint format bench bench-limits clean
+.PHONY: serve client test trial lint format bench bench-levers bench-limits clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ format: $(DEV_STAMP)
 BENCH_ARGS ?=
 bench: $(DEV_STAMP)
 	$(BIN)/python -m tcplife.bench $(BENCH_ARGS)
+
+# What each speed lever buys: tcplife against itself with one lever off
+# (about 4 minutes).
+bench-levers: $(DEV_STAMP)
+	$(BIN)/python -m tcplife.bench.levers $(BENCH_ARGS)
 
 # Server memory against clients that never read, and per idle connection.
 bench-limits: $(DEV_STAMP)

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
@@ -18,11 +19,19 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tcplife import LifecycleServerFactory
 from tcplife._port import PortReactor
+from tcplife.bench._levers import LEVERS
 from tcplife.bench._load import LoadResult
 from tcplife.bench._report import asJSON, markdown, table
 from tcplife.bench._run import BenchResults, summarize
 
-from .helpers import WAIT, RecordedEvents, callInThread
+from .helpers import (
+    WAIT,
+    RecordedEvents,
+    callInThread,
+    echoWithHalfClose,
+    pattern,
+    startTcpecho,
+)
 
 
 class Corrupting(Protocol):
@@ -173,3 +182,85 @@ class ReportTests(SynchronousTestCase):
             asJSON(results)["summaries"]["rr"]["tcplife"]["ratios"]["uvloop"], 1.125
         )
         self.assertIn("1.37 KiB/conn", markdown(results))
+
+
+#: Each lever's observable effect (tests/leverprobe.py): with the lever on,
+#: then switched off.
+LEVER_EFFECTS = {
+    "write-at-once": ["sent at once", "buffered"],
+    "256k-reads": ["read 100000", "read 65536"],
+    "nodelay": ["TCP_NODELAY on", "TCP_NODELAY off"],
+    "batched-poller": ["BatchedPoller", "EPollReactor"],
+    "close-at-once": ["closes on the next pass", "waits for a writable event"],
+    "flat-accept": ["socket.accept not called", "socket.accept called"],
+    "rendered-events": [
+        "close #7 by peer (fin): 1 bytes in, 2 bytes out, 0.500 s",
+        "close #{conn_id} by {initiator} ({how}): {bytes_in} bytes in, "
+        "{bytes_out} bytes out, {duration_s:.3f} s",
+    ],
+}
+
+
+class LeverTests(TestCase):
+    """
+    python -m tcplife.bench.levers measures what it says: each lever, once
+    switched off, behaves as plain Twisted does, and the server it runs in
+    still echoes every byte.
+    """
+
+    def test_eachLeverSwitchesOffWhatItNames(self) -> None:
+        """
+        In a process of its own, each lever's effect shows before it is
+        switched off and is gone after.
+        """
+        self.assertEqual(set(LEVER_EFFECTS), set(LEVERS))
+        probes = {
+            lever: subprocess.Popen(
+                [sys.executable, "-m", "tests.leverprobe", lever],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for lever in LEVERS
+        }
+        observed = {}
+        for lever, probe in probes.items():
+            out, err = probe.communicate(timeout=WAIT * 3)
+            self.assertEqual(probe.returncode, 0, err.decode(errors="replace"))
+            observed[lever] = json.loads(out)
+        self.assertEqual(observed, LEVER_EFFECTS)
+
+    @inlineCallbacks
+    def test_everyLeverServerEchoes(self) -> Deferred[None]:
+        """
+        twist tcpecho run by the lever module, each lever off, echoes a
+        payload larger than one read byte for byte, and logs the connection.
+        """
+        servers = {
+            lever: startTcpecho(
+                self,
+                # [python -m tcplife.bench._levers LEVER] in front of twist's
+                # own arguments.
+                launcher=(sys.executable, "-m", "tcplife.bench._levers"),
+                twist=Path(lever),
+            )
+            for lever in LEVERS
+        }
+        payload = pattern(300_000)
+        for lever, (server, port) in servers.items():
+            echoed = yield callInThread(echoWithHalfClose, port, payload)
+            self.assertTrue(echoed == payload, f"{lever}: echo differs")
+            close = server.waitFor(lifecycle="close")
+            self.assertEqual((close["bytes_in"], close["bytes_out"]), (300_000, 300_000))
+
+    def test_unknownLeverIsAUsageError(self) -> None:
+        """
+        A lever that does not exist ends with status 2 and the list of those
+        that do.
+        """
+        done = subprocess.run(
+            [sys.executable, "-m", "tcplife.bench._levers", "turbo", "tcpecho"],
+            capture_output=True,
+            timeout=WAIT,
+        )
+        self.assertEqual(done.returncode, 2)
+        self.assertIn(b"write-at-once", done.stderr)

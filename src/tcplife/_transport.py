@@ -78,6 +78,11 @@ class DirectServer(tcp.Server):
     #: Bytes asked of each C{recv}.
     readSize = 256 * 1024
 
+    #: C{TCP_NODELAY}'s setting on every accepted socket; a subclass whose
+    #: protocol writes many small pieces per message may want Nagle's
+    #: algorithm back (C{False}).
+    noDelay = True
+
     # close() alone sends the FIN: the descriptor is close-on-exec, so no
     # other process holds the socket open, and shutdown() would be one more
     # system call per connection.
@@ -111,7 +116,7 @@ class DirectServer(tcp.Server):
         self._poller = pollerFor(reactor)
         # Not contextlib.suppress: this runs once per accepted connection.
         try:  # noqa: SIM105
-            sock.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
+            sock.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, self.noDelay)
         except OSError:  # pragma: no cover - a TCP socket accepts it on Linux
             pass
         self.startReading()
