@@ -55,9 +55,10 @@ bench: $(DEV_STAMP)
 	$(BIN)/python -m tcplife.bench $(BENCH_ARGS)
 
 # What each speed lever buys: tcplife against itself with one lever off
-# (about 4 minutes).
+# (about 4 minutes).  More options: make bench-levers LEVERS_ARGS="--cases rr --markdown"
+LEVERS_ARGS ?=
 bench-levers: $(DEV_STAMP)
-	$(BIN)/python -m tcplife.bench.levers $(BENCH_ARGS)
+	$(BIN)/python -m tcplife.bench.levers $(LEVERS_ARGS)
 
 # Server memory against clients that never read, and per idle connection.
 bench-limits: $(DEV_STAMP)

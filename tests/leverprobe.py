@@ -1,157 +1,162 @@
 """
-What one speed lever does, observed before and after it is switched off.
+What a real C{tcpecho} service does with one speed lever on, then off.
 
     python -m tests.leverprobe LEVER
 
-prints a JSON list: the observation with the lever on, then with it off (see
-L{tcplife.bench._levers}).  A process of its own, because switching a lever
-off changes tcplife's classes for good.
+runs the service C{twist tcpecho --port 0 --interface 127.0.0.1} builds, in
+this process on its reactor, and echoes through it from a client thread: once
+as it ships, then again after switching LEVER off (see
+L{tcplife.bench._levers}).  Prints a JSON list of two dictionaries, what was
+observed each time.  A process of its own, because switching a lever off
+changes tcplife's classes for good.
 """
 
 from __future__ import annotations
 
 import json
-import select
 import socket
 import sys
-import termios
-import time
-from collections.abc import Callable
-from fcntl import ioctl
+import threading
 from typing import Any
 
-from twisted.internet.epollreactor import EPollReactor
-from twisted.internet.protocol import Protocol
-from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import Logger
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.threads import deferToThread
+from twisted.logger import globalLogPublisher
 
-_FIONREAD = termios.FIONREAD
+from tcplife._transport import DirectServer
+from tcplife.bench._levers import LEVERS
+from tcplife.echo_tap import Options, makeService
+
+PAYLOAD = bytes(1000)
 
 
-class Recorder(Protocol):
+class Observer:
+    """
+    Counts what the server's connections do, through wrappers that keep
+    whatever they wrap (tcplife's or, once a lever is off, Twisted's) working.
+    """
+
     def __init__(self) -> None:
-        self.chunks: list[bytes] = []
+        self.transports: list[DirectServer] = []
+        self.startWriting = 0
+        self.socketAccepts = 0
+        self.recvSizes: list[int] = []
+        self.noDelay: list[int] = []
+        self.shutdowns = 0
+        self.closeFormats: list[str] = []
+        self.listening: Deferred[int] = Deferred()
+        self.closed = threading.Semaphore(0)
+        self._install()
 
-    def dataReceived(self, data: bytes) -> None:
-        self.chunks.append(data)
+    def _install(self) -> None:
+        observer = self
+        serverSockets: set[socket.socket] = set()
 
+        initialise = DirectServer.__init__
 
-def tcpPair(receiveBuffer: int | None = None) -> tuple[socket.socket, socket.socket]:
-    """
-    An accepted socket and its client, connected over loopback.
-    """
-    with socket.socket() as listener:
-        if receiveBuffer is not None:
-            # Accepted sockets inherit it from the listener.
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receiveBuffer)
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        client = socket.create_connection(listener.getsockname())
-        server, _ = listener.accept()
-    return server, client
+        def initialised(transport: DirectServer, sock: socket.socket, *args: Any) -> None:
+            serverSockets.add(sock)
+            initialise(transport, sock, *args)
+            observer.transports.append(transport)
+            observer.noDelay.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
 
+        startWriting = DirectServer.startWriting
 
-def directServer(
-    reactor: Any, receiveBuffer: int | None = None
-) -> tuple[Any, Recorder, socket.socket]:
-    from tcplife._transport import DirectServer
+        def counted(transport: DirectServer) -> None:
+            observer.startWriting += 1
+            startWriting(transport)
 
-    server, client = tcpPair(receiveBuffer)
-    protocol = Recorder()
-    transport = DirectServer(server, protocol, client.getsockname(), None, 0, reactor)
-    protocol.makeConnection(transport)
-    return transport, protocol, client
+        accept = socket.socket.accept
 
+        def accepted(listener: socket.socket) -> Any:
+            observer.socketAccepts += 1
+            return accept(listener)
 
-def writeAtOnce() -> str:
-    transport, _, client = directServer(MemoryReactorClock())
-    transport.write(b"ping")
-    readable, _, _ = select.select([client], [], [], 0.5)
-    return "sent at once" if readable else "buffered"
+        recv = socket.socket.recv
 
+        def received(sock: socket.socket, size: int, *flags: int) -> bytes:
+            if sock in serverSockets:
+                observer.recvSizes.append(size)
+            return recv(sock, size, *flags)
 
-def readSize() -> str:
-    transport, protocol, client = directServer(MemoryReactorClock(), receiveBuffer=1 << 20)
-    client.sendall(bytes(100_000))
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        waiting = int.from_bytes(ioctl(transport.socket.fileno(), _FIONREAD, bytes(4)), "little")
-        if waiting >= 100_000:
-            break
-        time.sleep(0.01)
-    transport.doRead()
-    return f"read {len(protocol.chunks[0])}"
+        shutdown = socket.socket.shutdown
 
+        def shutDown(sock: socket.socket, how: int) -> None:
+            if sock in serverSockets:
+                observer.shutdowns += 1
+            shutdown(sock, how)
 
-def noDelay() -> str:
-    transport, _, _ = directServer(MemoryReactorClock())
-    on = transport.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
-    return "TCP_NODELAY on" if on else "TCP_NODELAY off"
+        DirectServer.__init__ = initialised  # type: ignore[method-assign]
+        DirectServer.startWriting = counted  # type: ignore[method-assign]
+        socket.socket.accept = accepted  # type: ignore[method-assign]
+        socket.socket.recv = received  # type: ignore[method-assign]
+        socket.socket.shutdown = shutDown  # type: ignore[method-assign]
+        globalLogPublisher.addObserver(self._event)
 
+    def _event(self, event: dict[str, Any]) -> None:
+        if event.get("lifecycle") == "listen" and not self.listening.called:
+            self.listening.callback(int(event["address"].rsplit(":", 1)[1]))
+        elif event.get("lifecycle") == "close":
+            self.closeFormats.append(event["log_format"])
+            self.closed.release()
 
-def batchedPoller() -> str:
-    transport, _, _ = directServer(EPollReactor())
-    return type(transport._poller).__name__
-
-
-def closeAtOnce() -> str:
-    reactor = MemoryReactorClock()
-    transport, _, _ = directServer(reactor)
-    transport.loseConnection()
-    if transport in reactor.getWriters():
-        return "waits for a writable event"
-    if reactor.getDelayedCalls():
-        return "closes on the next pass"
-    return "neither"
-
-
-def flatAccept() -> str:
-    from tcplife import _port
-
-    calls = []
-    accept = socket.socket.accept
-
-    def counted(self: socket.socket) -> Any:
-        calls.append(self)
-        return accept(self)
-
-    socket.socket.accept = counted  # type: ignore[method-assign]
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        with socket.create_connection(listener.getsockname()):
-            accepted, _ = _port.acceptSocket(listener, socket.AF_INET)
-            accepted.close()
-    return "socket.accept called" if calls else "socket.accept not called"
-
-
-def renderedEvents() -> str:
-    from tcplife._events import LifecycleLog
-
-    events: list[dict[str, Any]] = []
-    LifecycleLog(Logger(observer=events.append)).close(7, "server", "peer", "fin", 1, 2, 0.5)
-    return str(events[0]["log_format"])
+    def echoOnce(self, port: int) -> dict[str, Any]:
+        """
+        One connection: send, read the echo, half-close, read to EOF, and wait
+        for the server's close.  Blocking: runs in a thread.
+        """
+        writesBefore, shutdownsBefore = self.startWriting, self.shutdowns
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.sendall(PAYLOAD)
+            echoed = b""
+            while len(echoed) < len(PAYLOAD):
+                echoed += client.recv(len(PAYLOAD))
+            # The server has written the echo: any wait for a writable event
+            # that the write needed has happened.
+            whileEchoing = self.startWriting - writesBefore
+            client.shutdown(socket.SHUT_WR)
+            rest = client.recv(1)
+        if not self.closed.acquire(timeout=10):
+            raise AssertionError("the server logged no close")
+        return {
+            "echoed": echoed == PAYLOAD and rest == b"",
+            "waits for writable to echo": whileEchoing > 0,
+            "waits for writable to close": self.startWriting - writesBefore - whileEchoing > 0,
+            "shuts down before close": self.shutdowns > shutdownsBefore,
+            "TCP_NODELAY": bool(self.noDelay[-1]),
+            "registers with": type(self.transports[-1]._poller).__name__,
+            "socket.accept calls": self.socketAccepts,
+            "recv size": self.recvSizes[-1],
+            "close event format": "template"
+            if "{conn_id}" in self.closeFormats[-1]
+            else "rendered",
+        }
 
 
-PROBES: dict[str, Callable[[], str]] = {
-    "write-at-once": writeAtOnce,
-    "256k-reads": readSize,
-    "nodelay": noDelay,
-    "batched-poller": batchedPoller,
-    "close-at-once": closeAtOnce,
-    "flat-accept": flatAccept,
-    "rendered-events": renderedEvents,
-}
+def observe(lever: str) -> list[dict[str, Any]]:
+    options = Options()
+    options.parseOptions(["--port", "0", "--interface", "127.0.0.1"])
+    observer = Observer()
+    service = makeService(options, reactor)
+    observations: list[dict[str, Any]] = []
 
+    @inlineCallbacks
+    def run() -> Any:
+        try:
+            service.startService()
+            port = yield observer.listening
+            observations.append((yield deferToThread(observer.echoOnce, port)))
+            LEVERS[lever].switchOff()
+            observer.socketAccepts = 0
+            observations.append((yield deferToThread(observer.echoOnce, port)))
+        finally:
+            reactor.stop()
 
-def main(lever: str) -> None:
-    from tcplife.bench._levers import LEVERS
-
-    probe = PROBES[lever]
-    before = probe()
-    LEVERS[lever].switchOff()
-    print(json.dumps([before, probe()]))
+    reactor.callWhenRunning(run)
+    reactor.run(installSignalHandlers=False)
+    return observations
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    print(json.dumps(observe(sys.argv[1])))

@@ -184,36 +184,44 @@ class ReportTests(SynchronousTestCase):
         self.assertIn("1.37 KiB/conn", markdown(results))
 
 
-#: Each lever's observable effect (tests/leverprobe.py): with the lever on,
-#: then switched off.
-LEVER_EFFECTS = {
-    "write-at-once": ["sent at once", "buffered"],
-    "256k-reads": ["read 100000", "read 65536"],
-    "nodelay": ["TCP_NODELAY on", "TCP_NODELAY off"],
-    "batched-poller": ["BatchedPoller", "EPollReactor"],
-    "close-at-once": ["closes on the next pass", "waits for a writable event"],
-    "flat-accept": ["socket.accept not called", "socket.accept called"],
-    "rendered-events": [
-        "close #7 by peer (fin): 1 bytes in, 2 bytes out, 0.500 s",
-        "close #{conn_id} by {initiator} ({how}): {bytes_in} bytes in, "
-        "{bytes_out} bytes out, {duration_s:.3f} s",
-    ],
+#: What tests/leverprobe.py sees a tcpecho service do as it ships.
+AS_SHIPPED = {
+    "echoed": True,
+    "waits for writable to echo": False,
+    "waits for writable to close": False,
+    "shuts down before close": False,
+    "TCP_NODELAY": True,
+    "registers with": "BatchedPoller",
+    "socket.accept calls": 0,
+    "recv size": 256 * 1024,
+    "close event format": "rendered",
+}
+
+#: What changes, and only that, once each lever is switched off.
+SWITCHED_OFF = {
+    "write-at-once": {"waits for writable to echo": True},
+    "256k-reads": {"recv size": 64 * 1024},
+    "nodelay": {"TCP_NODELAY": False},
+    "batched-poller": {"registers with": "EPollReactor"},
+    "close-at-once": {"waits for writable to close": True, "shuts down before close": True},
+    "accept-without-enums": {"socket.accept calls": 1},
+    "rendered-events": {"close event format": "template"},
 }
 
 
 class LeverTests(TestCase):
     """
     python -m tcplife.bench.levers measures what it says: each lever, once
-    switched off, behaves as plain Twisted does, and the server it runs in
-    still echoes every byte.
+    switched off, makes a real tcpecho service behave as plain Twisted does
+    in that one respect, and the server it runs in still echoes every byte.
     """
 
-    def test_eachLeverSwitchesOffWhatItNames(self) -> None:
+    def test_eachLeverSwitchesOffWhatItNamesAndNothingElse(self) -> None:
         """
-        In a process of its own, each lever's effect shows before it is
-        switched off and is gone after.
+        In a process of its own, a tcpecho service echoes once as it ships
+        and once with the lever off; only what the lever names differs.
         """
-        self.assertEqual(set(LEVER_EFFECTS), set(LEVERS))
+        self.assertEqual(set(SWITCHED_OFF), set(LEVERS))
         probes = {
             lever: subprocess.Popen(
                 [sys.executable, "-m", "tests.leverprobe", lever],
@@ -227,13 +235,17 @@ class LeverTests(TestCase):
             out, err = probe.communicate(timeout=WAIT * 3)
             self.assertEqual(probe.returncode, 0, err.decode(errors="replace"))
             observed[lever] = json.loads(out)
-        self.assertEqual(observed, LEVER_EFFECTS)
+        self.assertEqual(
+            observed,
+            {lever: [AS_SHIPPED, {**AS_SHIPPED, **off}] for lever, off in SWITCHED_OFF.items()},
+        )
 
     @inlineCallbacks
     def test_everyLeverServerEchoes(self) -> Deferred[None]:
         """
-        twist tcpecho run by the lever module, each lever off, echoes a
-        payload larger than one read byte for byte, and logs the connection.
+        twist tcpecho run by the lever module, each lever off, says which
+        lever is off, echoes a payload larger than one read byte for byte,
+        and logs the connection.
         """
         servers = {
             lever: startTcpecho(
@@ -247,6 +259,7 @@ class LeverTests(TestCase):
         }
         payload = pattern(300_000)
         for lever, (server, port) in servers.items():
+            server.waitFor(lever=lever)
             echoed = yield callInThread(echoWithHalfClose, port, payload)
             self.assertTrue(echoed == payload, f"{lever}: echo differs")
             close = server.waitFor(lifecycle="close")

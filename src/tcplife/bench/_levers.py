@@ -3,10 +3,16 @@ tcplife with one of its speed levers switched off: the servers that
 C{python -m tcplife.bench.levers} measures against tcplife as it ships.
 
 Run as C{python -m tcplife.bench._levers LEVER TWIST-ARGUMENTS...}: it
-switches LEVER off in this process, then runs C{twist} with the rest of the
-command line, exactly as C{twist TWIST-ARGUMENTS...} would.  Each lever is
+switches LEVER off in this process, logs that it did, then runs C{twist} with
+the rest of the command line, exactly as C{twist TWIST-ARGUMENTS...} would
+(LEVER C{none}: nothing switched off, the same launcher).  Each lever is
 switched back to what plain Twisted does, so the difference measured is what
-that lever buys.
+that lever buys.  They are levers of the stock reactor: on C{--reactor
+tcplife-direct} there is no batched poller to switch off.
+
+Not every difference from Twisted has a lever: a connection's log prefix is
+built on first use rather than per connection, and C{doRead} is a shorter
+copy of Twisted's; neither changes a system call.
 """
 
 from __future__ import annotations
@@ -63,13 +69,14 @@ def _reactorRegistration() -> None:
     _transport.pollerFor = lambda reactor: reactor  # type: ignore[attr-defined]
 
 
-def _closeOnWritable() -> None:
+def _closeTheTwistedWay() -> None:
     from tcplife._transport import DirectServer
 
     DirectServer.loseConnection = tcp.Server.loseConnection  # type: ignore[method-assign]
+    DirectServer._shouldShutdown = True
 
 
-def _socketAccept() -> None:
+def _acceptWithEnums() -> None:
     from tcplife import _port
 
     def accept(listener: Any, family: int) -> tuple[Any, Any]:
@@ -160,21 +167,22 @@ LEVERS: dict[str, Lever] = {
         ),
         Lever(
             "batched-poller",
-            "each connection registered with the reactor (callWithLogger per event)",
+            "each connection registered with the reactor: callWithLogger per event, "
+            "and an SO_ERROR check per end of input (see _connection._resetTakenForEOF)",
             frozenset({"rr", "stream", "connect"}),
             _reactorRegistration,
         ),
         Lever(
             "close-at-once",
-            "loseConnection waits for a writable event",
+            "loseConnection waits for a writable event, then shutdown() and close()",
             frozenset({"connect"}),
-            _closeOnWritable,
+            _closeTheTwistedWay,
         ),
         Lever(
-            "flat-accept",
-            "socket.accept() with its enum conversions",
+            "accept-without-enums",
+            "socket.accept(), with its conversions to enums, in tcplife's accept loop",
             frozenset({"connect"}),
-            _socketAccept,
+            _acceptWithEnums,
         ),
         Lever(
             "rendered-events",
@@ -186,16 +194,30 @@ LEVERS: dict[str, Lever] = {
 }
 
 
+#: The lever name that switches nothing off.
+NONE = "none"
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in LEVERS:
+    if not argv or (argv[0] not in LEVERS and argv[0] != NONE):
         print(
             "usage: python -m tcplife.bench._levers LEVER TWIST-ARGUMENTS...\n"
-            f"LEVER: one of {', '.join(LEVERS)}",
+            f"LEVER: one of {', '.join(LEVERS)}, or {NONE}",
             file=sys.stderr,
         )
         return 2
-    LEVERS[argv[0]].switchOff()
+    name = argv[0]
+    if name != NONE:
+        LEVERS[name].switchOff()
     from twisted.application.twist._twist import Twist
+    from twisted.logger import Logger
+
+    # Kept by twist's log beginner until its log starts, then written first.
+    Logger(namespace="tcplife.bench").info(
+        "speed lever {lever} switched off: {off}",
+        lever=name,
+        off=LEVERS[name].off if name != NONE else "nothing",
+    )
 
     Twist.main(["twist", *argv[1:]])
     return 0

@@ -8,8 +8,10 @@ that lever can matter.  Prints a table; --json writes it as JSON.
 Same method as C{python -m tcplife.bench}: servers pinned to CPU 0, the load
 client on CPU 1, server CPU time per message from /proc, runs interleaved and
 medians reported.  Each case also runs tcplife a second time under another
-name ("tcplife again"): how far its ratio strays from 1.00x is the noise of
-that run, the yardstick for every other ratio in the case.
+name ("tcplife again"), through the lever servers' launcher with no lever
+switched off: how far its ratio strays from 1.00x is the noise of that run
+(and the launcher's cost, if it had any), the yardstick for every other
+ratio in the case.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
-from ._levers import LEVERS
+from ._levers import LEVERS, NONE
 from ._load import LoadResult
 from ._run import (
     PYTHON,
@@ -66,6 +68,11 @@ def serversFor(case: str) -> list[tuple[ServerSpec, str]]:
     """
     scenario, twistOptions = CASES[case]
     everywhere = frozenset({scenario})
+
+    def launched(lever: str) -> tuple[str, ...]:
+        # _tcpecho's argv, with the lever module in front of twist's.
+        return (PYTHON, "-m", "tcplife.bench._levers", lever, *_tcpecho(*twistOptions)[1:])
+
     servers = [
         (
             ServerSpec(
@@ -74,13 +81,13 @@ def serversFor(case: str) -> list[tuple[ServerSpec, str]]:
             "plain asyncio protocol on uvloop",
         ),
         (ServerSpec(BASELINE, _tcpecho(*twistOptions), everywhere), "as it ships"),
-        (ServerSpec(CONTROL, _tcpecho(*twistOptions), everywhere), "as it ships (noise control)"),
+        (ServerSpec(CONTROL, launched(NONE), everywhere), "as it ships (noise control)"),
     ]
     for lever in LEVERS.values():
         if case in lever.scenarios:
-            # _tcpecho's argv, with the lever module in front of twist's.
-            argv = (PYTHON, "-m", "tcplife.bench._levers", lever.name, *_tcpecho(*twistOptions)[1:])
-            servers.append((ServerSpec(f"no {lever.name}", argv, everywhere), lever.off))
+            servers.append(
+                (ServerSpec(f"no {lever.name}", launched(lever.name), everywhere), lever.off)
+            )
     return servers
 
 
@@ -121,14 +128,14 @@ def runCase(
 
 def table(results: list[CaseResult]) -> str:
     header = (
-        f"{'case':<15} {'server':<20} {'CPU us/msg':>10} {'/tcplife':>9} {'/uvloop':>8}"
+        f"{'case':<15} {'server':<24} {'CPU us/msg':>10} {'/tcplife':>9} {'/uvloop':>8}"
         f"  {'switched off: Twisted way'}"
     )
     lines = [header, "-" * len(header)]
     for result in results:
         for name, s in result.summaries.items():
             lines.append(
-                f"{result.case:<15} {name:<20} {s.cpuPerMessage:>10.2f} "
+                f"{result.case:<15} {name:<24} {s.cpuPerMessage:>10.2f} "
                 f"{s.ratios.get(BASELINE, 0):>8.2f}x {s.ratios.get('uvloop', 0):>7.2f}x"
                 f"  {result.described[name] if name.startswith('no ') else ''}"
                 + (f"  ERRORS: {s.errors[:2]}" if s.errors else "")
@@ -165,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     cases = [c for c in args.cases.split(",") if c]
     if not cases or set(cases) - set(CASES):
         parser.error(f"--cases: a comma-separated subset of {', '.join(CASES)}")
+    if args.repeats < 1 or args.duration <= 0:
+        parser.error("--repeats must be at least 1 and --duration above 0")
+    if args.json is not None and not args.json.parent.is_dir():
+        parser.error(f"--json {args.json}: no such directory {args.json.parent}")
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="tcplife-levers-") as workdir:
@@ -186,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                     {
                         "case": r.case,
                         "servers": {
-                            name: {"lever_off": r.described[name], **asdict(s)}
+                            name: {"what": r.described[name], **asdict(s)}
                             for name, s in r.summaries.items()
                         },
                     }
