@@ -26,18 +26,7 @@ from pathlib import Path
 from typing import IO
 
 from ._levers import LEVERS, NONE
-from ._load import LoadResult
-from ._run import (
-    PYTHON,
-    SCENARIOS,
-    ServerSpec,
-    Summary,
-    _tcpecho,
-    runLoad,
-    startServer,
-    stopServer,
-    summarize,
-)
+from ._run import PYTHON, ServerSpec, Summary, _tcpecho, runBench
 
 #: Each case: the load client's scenario, and twist's options for every
 #: server in it.  Transport levers are measured with the per-connection
@@ -95,34 +84,15 @@ def runCase(
     case: str, duration: float, repeats: int, workdir: Path, progress: IO[str]
 ) -> CaseResult:
     scenario, _ = CASES[case]
-    options = [*SCENARIOS[scenario], "--duration", str(duration)]
     specs = serversFor(case)
-    running = []
-    byServer: dict[str, list[LoadResult]] = {spec.name: [] for spec, _ in specs}
-    try:
-        for spec, _ in specs:
-            running.append(startServer(spec, workdir))
-        for repeat in range(repeats):
-            for server in running:
-                result = runLoad(server, scenario, options)
-                byServer[server.spec.name].append(result)
-                cpu = result.cpuSeconds / result.messages * 1e6 if result.messages else 0
-                print(
-                    f"  {case} #{repeat + 1} {server.spec.name}: {cpu:.1f} us CPU/msg"
-                    + (f", ERRORS {result.errors}" if result.errors else ""),
-                    file=progress,
-                    flush=True,
-                )
-    finally:
-        for server in running:
-            stopServer(server)
-    summaries = {name: summarize(runs) for name, runs in byServer.items()}
-    for summary in summaries.values():
-        for reference in (BASELINE, "uvloop"):
-            if summaries[reference].cpuPerMessage:
-                summary.ratios[reference] = (
-                    summary.cpuPerMessage / summaries[reference].cpuPerMessage
-                )
+    results = runBench(
+        [scenario], [spec for spec, _ in specs], duration, repeats, 0, workdir, progress
+    )
+    summaries = results.summaries[scenario]
+    baseline = summaries[BASELINE].cpuPerMessage
+    if baseline:
+        for summary in summaries.values():
+            summary.ratios[BASELINE] = summary.cpuPerMessage / baseline
     return CaseResult(case, summaries, {spec.name: what for spec, what in specs})
 
 
