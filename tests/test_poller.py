@@ -304,3 +304,108 @@ class FastPathTests(DirectTestCase):
         yield self.connectClient(port)
         self.assertIn(repr(self.transportOf()), repr(poller))
         self.assertIn("holding 1", repr(poller))
+
+
+class ClosingDescriptor(RecordingDescriptor):
+    """
+    Asks its poller, when read, to close it once the batch is done; records
+    into a log shared with the other descriptors of the batch.
+    """
+
+    def __init__(self, fd: int, poller: BatchedPoller, log: list[str], closes: bool) -> None:
+        super().__init__(fd)
+        self.poller = poller
+        self.log = log
+        self.closes = closes
+
+    def doRead(self) -> None:
+        self.log.append(f"{self.fd} read")
+        if self.closes:
+            self.log.append(f"{self.fd} close asked: {self.poller.closeAfterDispatch(self)}")
+
+    def _closeFlushed(self) -> None:
+        self.log.append(f"{self.fd} closed")
+
+
+class CloseAfterDispatchTests(SynchronousTestCase):
+    """
+    A close asked for while a batch is dispatched happens once the batch is
+    done: after its caller returned, before the reactor's next pass, with no
+    delayed call.
+    """
+
+    def batch(self, *closes: bool) -> tuple[BatchedPoller, list[ClosingDescriptor], list[str]]:
+        poller = BatchedPoller(MemoryReactor())
+        self.addCleanup(poller._epoll.close)
+        log: list[str] = []
+        descriptors = [
+            ClosingDescriptor(10_000 + n, poller, log, close) for n, close in enumerate(closes)
+        ]
+        for descriptor in descriptors:
+            poller._selectables[descriptor.fd] = descriptor
+            poller._reads.add(descriptor.fd)
+        return poller, descriptors, log
+
+    def test_closedOnceTheBatchIsDone(self) -> None:
+        """
+        The first descriptor of a batch asks to be closed; the second is
+        still read before the first is closed, once.
+        """
+        poller, descriptors, log = self.batch(True, False)
+        poller._dispatchAll([(d.fd, select.EPOLLIN) for d in descriptors], poller._selectables)
+        self.assertEqual(
+            log, ["10000 read", "10000 close asked: True", "10001 read", "10000 closed"]
+        )
+
+    def test_outsideABatchTheCallerMustScheduleIt(self) -> None:
+        """
+        Asked outside a batch (from a timer, say), the poller declines and
+        closes nothing; DirectServer then falls back to callLater.
+        """
+        poller, descriptors, log = self.batch(False)
+        self.assertFalse(poller.closeAfterDispatch(descriptors[0]))
+        poller._dispatchAll([], poller._selectables)
+        self.assertEqual(log, [])
+
+    def test_anErrorClosingOneIsLoggedAndTheOthersClose(self) -> None:
+        """
+        A close that raises is logged; the rest of the batch's closes run.
+        """
+        poller, descriptors, log = self.batch(True, True)
+
+        def broken() -> None:
+            raise ValueError("broken close")
+
+        descriptors[0]._closeFlushed = broken  # type: ignore[method-assign]
+        poller._dispatchAll([(d.fd, select.EPOLLIN) for d in descriptors], poller._selectables)
+        self.assertEqual(log[-1], "10001 closed")
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+
+
+class CloseWithoutDelayedCallTests(DirectTestCase):
+    """
+    On loopback, on whichever reactor runs the suite: an echo ended by the
+    peer's FIN closes from the dispatch batch, not through callLater.
+    """
+
+    @inlineCallbacks
+    def test_endOfInputClosesWithoutADelayedCall(self) -> Deferred[None]:
+        """
+        The echo comes back whole, the close is a FIN, and no
+        C{_closeFlushed} went through C{callLater}.
+        """
+        scheduled: list[Any] = []
+        callLater = reactor.callLater  # type: ignore[attr-defined]
+
+        def recordingCallLater(delay: float, f: Any, *args: Any, **kwargs: Any) -> Any:
+            scheduled.append(f)
+            return callLater(delay, f, *args, **kwargs)
+
+        self.patch(reactor, "callLater", recordingCallLater)
+        port = self.listen()
+        echoed = yield callInThread(echoWithHalfClose, port, b"ping")
+        yield self.recorded.when(lifecycle="close")
+        self.assertEqual(echoed, b"ping")
+        self.assertEqual(self.recorded.of("close")[0]["how"], "fin")
+        closes = [f for f in scheduled if getattr(f, "__name__", "") == "_closeFlushed"]
+        self.assertEqual(closes, [])

@@ -63,11 +63,48 @@ class ErrorAwareDispatch:
     if TYPE_CHECKING:
         _reads: set[int]
 
+    #: While a batch is being dispatched: the connections to close once it
+    #: is done (see L{closeAfterDispatch}).
+    _closing: list[Any] | None = None
+
+    def closeAfterDispatch(self, connection: Any) -> bool:
+        """
+        Call C{connection._closeFlushed()} once the batch being dispatched is
+        done: after its caller has returned, as C{callLater(0)} would, without
+        a delayed call (and its heap operations) per connection.  Returns
+        C{False}, having done nothing, when no batch is being dispatched.
+        """
+        closing = self._closing
+        if closing is None:
+            return False
+        closing.append(connection)
+        return True
+
     def _dispatchAll(self, events: list[tuple[int, int]], selectables: dict[int, Any]) -> None:
         """
-        Dispatch one C{epoll.poll} batch.  Input on a descriptor being read,
-        the event nearly every message is, goes straight to C{doRead}, as
-        L{_doReadOrWrite} would send it; everything else goes through that.
+        Dispatch one C{epoll.poll} batch, then close the connections that
+        asked to be closed meanwhile.
+        """
+        closing: list[Any] = []
+        self._closing = closing
+        try:
+            self._dispatchBatch(events, selectables)
+        finally:
+            # From here on a close waits for the reactor's next pass again.
+            self._closing = None
+            for connection in closing:
+                try:
+                    connection._closeFlushed()
+                except KeyboardInterrupt:
+                    raise
+                except BaseException:
+                    log.err(None, f"Unhandled error closing {connection!r}")
+
+    def _dispatchBatch(self, events: list[tuple[int, int]], selectables: dict[int, Any]) -> None:
+        """
+        Input on a descriptor being read, the event nearly every message is,
+        goes straight to C{doRead}, as L{_doReadOrWrite} would send it;
+        everything else goes through that.
         """
         reads = self._reads
         for fd, event in events:

@@ -67,8 +67,9 @@ class DirectServer(tcp.Server):
         while C{bufferSize} stays the producer's high-water mark;
       - C{TCP_NODELAY} is on: each write is one complete message or the
         echo of one, and Nagle's algorithm would hold it back for an ACK;
-      - C{loseConnection} with nothing to flush closes on the next pass of
-        the reactor loop instead of waiting for a writable event.
+      - C{loseConnection} with nothing to flush closes once the batch of
+        events being dispatched is done (or on the reactor's next pass)
+        instead of waiting for a writable event.
 
     Errors from an immediate send are not raised to the writer: the bytes are
     buffered and the next writable event meets the error and disconnects, as
@@ -281,11 +282,13 @@ class DirectServer(tcp.Server):
             return
         # Nothing to flush, here or in the kernel: Twisted would start
         # writing only to learn that on the next wake-up (two epoll_ctl calls
-        # and an event); close on the next pass instead, still never from
-        # inside the caller.
+        # and an event); close once the batch of events being dispatched is
+        # done, or else on the reactor's next pass: never inside the caller.
         self.stopReading()
         self.disconnecting = 1
-        self.reactor.callLater(0, self._closeFlushed)  # type: ignore[attr-defined]
+        closeAfterDispatch = getattr(self._poller, "closeAfterDispatch", None)
+        if closeAfterDispatch is None or not closeAfterDispatch(self):
+            self.reactor.callLater(0, self._closeFlushed)  # type: ignore[attr-defined]
 
     def _kernelUnsent(self) -> int:
         """
