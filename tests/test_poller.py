@@ -19,7 +19,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from zope.interface import implementer
 
-from tcplife._poller import BatchedPoller, pollerFor
+from tcplife._poller import BatchedPoller, ErrorAwareDispatch, pollerFor
 from tcplife.directreactor import DirectEPollReactor
 
 from .helpers import (
@@ -381,6 +381,44 @@ class CloseAfterDispatchTests(SynchronousTestCase):
         self.assertEqual(log[-1], "10001 closed")
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
 
+    def test_aKeyboardInterruptClosingOneStillClosesTheOthers(self) -> None:
+        """
+        A KeyboardInterrupt from one close reaches the reactor's caller, once
+        the other closes of the batch have run: none is left open.
+        """
+        poller, descriptors, log = self.batch(True, True)
+
+        def interrupted() -> None:
+            raise KeyboardInterrupt()
+
+        descriptors[0]._closeFlushed = interrupted  # type: ignore[method-assign]
+        self.assertRaises(
+            KeyboardInterrupt,
+            poller._dispatchAll,
+            [(d.fd, select.EPOLLIN) for d in descriptors],
+            poller._selectables,
+        )
+        self.assertEqual(log[-1], "10001 closed")
+
+    def test_aBatchDispatchedInsideABatchKeepsTheOuterOnesCloses(self) -> None:
+        """
+        A handler that dispatches a batch of its own (iterating the reactor)
+        does not end the outer batch: a close asked for after it still waits
+        for the outer batch to be done.
+        """
+        poller, descriptors, log = self.batch(False, True)
+        outer = descriptors[0]
+
+        def readAndNest() -> None:
+            log.append("10000 read")
+            poller._dispatchAll([], poller._selectables)
+
+        outer.doRead = readAndNest  # type: ignore[method-assign]
+        poller._dispatchAll([(d.fd, select.EPOLLIN) for d in descriptors], poller._selectables)
+        self.assertEqual(
+            log, ["10000 read", "10001 read", "10001 close asked: True", "10001 closed"]
+        )
+
 
 class CloseWithoutDelayedCallTests(DirectTestCase):
     """
@@ -391,8 +429,8 @@ class CloseWithoutDelayedCallTests(DirectTestCase):
     @inlineCallbacks
     def test_endOfInputClosesWithoutADelayedCall(self) -> Deferred[None]:
         """
-        The echo comes back whole, the close is a FIN, and no
-        C{_closeFlushed} went through C{callLater}.
+        The echo comes back whole, the close is a FIN, queued with the
+        dispatch batch, and no C{_closeFlushed} went through C{callLater}.
         """
         scheduled: list[Any] = []
         callLater = reactor.callLater  # type: ignore[attr-defined]
@@ -402,10 +440,18 @@ class CloseWithoutDelayedCallTests(DirectTestCase):
             return callLater(delay, f, *args, **kwargs)
 
         self.patch(reactor, "callLater", recordingCallLater)
+        queued: list[bool] = []
+        closeAfterDispatch = ErrorAwareDispatch.closeAfterDispatch
+
+        def recordingCloseAfterDispatch(poller: ErrorAwareDispatch, connection: Any) -> bool:
+            queued.append(closeAfterDispatch(poller, connection))
+            return queued[-1]
+
+        self.patch(ErrorAwareDispatch, "closeAfterDispatch", recordingCloseAfterDispatch)
         port = self.listen()
         echoed = yield callInThread(echoWithHalfClose, port, b"ping")
         yield self.recorded.when(lifecycle="close")
         self.assertEqual(echoed, b"ping")
         self.assertEqual(self.recorded.of("close")[0]["how"], "fin")
         closes = [f for f in scheduled if getattr(f, "__name__", "") == "_closeFlushed"]
-        self.assertEqual(closes, [])
+        self.assertEqual((queued, closes), ([True], []))

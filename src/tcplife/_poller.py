@@ -85,20 +85,36 @@ class ErrorAwareDispatch:
         Dispatch one C{epoll.poll} batch, then close the connections that
         asked to be closed meanwhile.
         """
+        # Restored, not cleared, at the end: a handler may iterate the
+        # reactor and so dispatch a batch inside this one.
+        previous = self._closing
         closing: list[Any] = []
         self._closing = closing
         try:
             self._dispatchBatch(events, selectables)
         finally:
-            # From here on a close waits for the reactor's next pass again.
-            self._closing = None
-            for connection in closing:
-                try:
-                    connection._closeFlushed()
-                except KeyboardInterrupt:
-                    raise
-                except BaseException:
-                    log.err(None, f"Unhandled error closing {connection!r}")
+            # From here on a close joins the enclosing batch, if any, or
+            # waits for the reactor's next pass.
+            self._closing = previous
+            if closing:
+                self._closeAll(closing)
+
+    @staticmethod
+    def _closeAll(closing: list[Any]) -> None:
+        # Every one of them, whatever the others raise: a connection left out
+        # would stay open, neither read nor written nor scheduled.
+        interrupted: KeyboardInterrupt | None = None
+        for connection in closing:
+            try:
+                connection._closeFlushed()
+            except KeyboardInterrupt as e:
+                # As callWithLogger and the stock reactor: not swallowed,
+                # once the rest are closed.
+                interrupted = e
+            except BaseException:
+                log.err(None, f"Unhandled error closing {connection!r}")
+        if interrupted is not None:
+            raise interrupted
 
     def _dispatchBatch(self, events: list[tuple[int, int]], selectables: dict[int, Any]) -> None:
         """
