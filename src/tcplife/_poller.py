@@ -14,7 +14,9 @@ logging context, once) for the whole batch.
 
 Dispatching follows Twisted's C{_doReadOrWrite} and C{_disconnectSelectable}
 step for step, with one correction: an C{EPOLLERR} is read, not taken for an
-end of input, so a RST is always reported as a lost connection.
+end of input, so a RST is always reported as a lost connection.  Connections
+that asked to close during a batch (L{ErrorAwareDispatch.closeAfterDispatch})
+are closed once it is done, where Twisted would need a delayed call each.
 
 Only where C{select.epoll} exists (Linux); elsewhere connections register with
 the reactor as usual.
