@@ -265,6 +265,44 @@ class DispatchTests(SynchronousTestCase):
         )
 
 
+class DescriptorGoneTests(SynchronousTestCase):
+    """
+    Input for a descriptor whose C{fileno()} is -1 (it went away) is not
+    read: the descriptor is disconnected, as Twisted's C{_doReadOrWrite} does,
+    on the batch fast path too.
+    """
+
+    def dispatchInputToGone(self, dispatcher: Any, selectables: dict[int, Any]) -> list[str]:
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+        fd = ours.fileno()
+        descriptor = RecordingDescriptor(fd)
+        dispatcher.addReader(descriptor)
+        descriptor.fd = -1
+        dispatcher._dispatchAll([(fd, select.EPOLLIN)], selectables)
+        self.assertNotIn(descriptor, dispatcher.getReaders())
+        return descriptor.calls
+
+    def test_batchedPollerDisconnectsAGoneDescriptor(self) -> None:
+        """
+        Through a L{BatchedPoller}: no doRead, a ConnectionFdescWentAway.
+        """
+        poller = BatchedPoller(MemoryReactor())
+        self.addCleanup(poller._epoll.close)
+        calls = self.dispatchInputToGone(poller, poller._selectables)
+        self.assertEqual(calls, ["connectionLost ConnectionFdescWentAway"])
+
+    def test_directReactorDisconnectsAGoneDescriptor(self) -> None:
+        """
+        Through tcplife's own reactor: no doRead, a ConnectionFdescWentAway.
+        """
+        direct = DirectEPollReactor()  # type: ignore[no-untyped-call]
+        self.addCleanup(direct._poller.close)
+        calls = self.dispatchInputToGone(direct, direct._selectables)
+        self.assertEqual(calls, ["connectionLost ConnectionFdescWentAway"])
+
+
 class RaisesDone(Protocol):
     """
     Raises ConnectionDone from dataReceived: a bug, not an end of input.

@@ -132,14 +132,17 @@ class ErrorAwareDispatch:
                 continue
             try:
                 if event == EPOLLIN and fd in reads:
-                    inRead = True
                     try:
-                        why = selectable.doRead()
+                        # As _doReadOrWrite: a descriptor that went away
+                        # (fileno -1, or raising) is disconnected, not read.
+                        if selectable.fileno() == -1:
+                            why, inRead = _NO_DESCRIPTOR, False
+                        else:
+                            why, inRead = selectable.doRead(), True
                     except BaseException:
-                        # As _doReadOrWrite: what doRead raised is the
-                        # reason, and not a read result (no half-close).
-                        why = sys.exc_info()[1]
-                        inRead = False
+                        # What doRead raised is the reason, and not a read
+                        # result (no half-close).
+                        why, inRead = sys.exc_info()[1], False
                         log.err()
                     if why:
                         self._disconnectSelectable(selectable, why, inRead)  # type: ignore[attr-defined]
