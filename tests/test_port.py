@@ -10,6 +10,7 @@ import socket
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import UnsupportedAddressFamily
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -88,6 +89,25 @@ class EndpointPortTests(TestCase):
         self.assertIsInstance(port, LifecyclePort)
         echoed = yield callInThread(echoWithHalfClose, listening.getsockname()[1], b"adopted")
         self.assertEqual(echoed, b"adopted")
+
+    def test_adoptingAnUnsupportedFamilyRaisesUnsupportedAddressFamily(self) -> None:
+        """
+        An address family the reactor does not support is refused with
+        L{UnsupportedAddressFamily}, as the reactor's own adoptStreamPort does.
+        """
+        listening = socket.socket()
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(1)
+        self.addCleanup(listening.close)
+        unsupported = 2**16 + 7
+        self.assertRaises(
+            UnsupportedAddressFamily,
+            self.ports.adoptStreamPort,
+            listening.fileno(),
+            unsupported,
+            self.factory,
+        )
+        self.assertEqual(self.ports.ports, [])
 
 
 class CappedPolicy:
