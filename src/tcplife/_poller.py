@@ -28,7 +28,6 @@ import select
 import sys
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
-from weakref import WeakKeyDictionary
 
 from twisted.internet import error, main
 from twisted.internet.interfaces import IHalfCloseableDescriptor, IReadDescriptor
@@ -244,6 +243,48 @@ class BatchedPoller(ErrorAwareDispatch):
             except BaseException:
                 log.err(None, f"Error disconnecting {selectable!r}")
 
+    def showThrough(self, reactor: Any) -> None:
+        """
+        Make C{reactor}'s C{getReaders}, C{getWriters} and C{removeAll} (and
+        so C{disconnectAll}) see the connections held here, not this set: as
+        if they had registered with the reactor, which is what Twisted's
+        callers (trial's janitor, a reactor's shutdown, tests that look for a
+        transport among the readers) rely on.  This reactor only: its methods
+        are wrapped on the instance.
+        """
+        getReaders = reactor.getReaders
+        getWriters = reactor.getWriters
+        removeAll = reactor.removeAll
+
+        def getReadersWithHeld() -> list[Any]:
+            return [each for each in getReaders() if each is not self] + self.getReaders()
+
+        def getWritersWithHeld() -> list[Any]:
+            return [each for each in getWriters() if each is not self] + self.getWriters()
+
+        def removeAllWithHeld() -> list[Any]:
+            return [each for each in removeAll() if each is not self] + self.removeAll()
+
+        reactor.getReaders = getReadersWithHeld
+        reactor.getWriters = getWritersWithHeld
+        reactor.removeAll = removeAllWithHeld
+
+    def removeAll(self) -> list[Any]:
+        """
+        Stop watching every connection held, and return them, as
+        C{IReactorFDSet.removeAll} does.
+        """
+        held = list(self._selectables.values())
+        for fd in self._selectables:
+            # A descriptor closed already has left the epoll set by itself.
+            with suppress(OSError):
+                self._epoll.unregister(fd)
+        self._selectables.clear()
+        self._reads.clear()
+        self._writes.clear()
+        self.reactor.removeReader(self)
+        return held
+
     # -- for the connections -------------------------------------------------
 
     def addReader(self, reader: Any) -> None:
@@ -322,28 +363,32 @@ class BatchedPoller(ErrorAwareDispatch):
         selectable.connectionLost(reason)
 
 
-_pollers: WeakKeyDictionary[Any, Any] = WeakKeyDictionary()
-# The last answer: a process has one reactor, and this runs per connection.
-_last: tuple[Any, Any] = (None, None)
-
-
 def pollerFor(reactor: Any) -> Any:
     """
     Where a connection of C{reactor} registers for events: a L{BatchedPoller}
     on Linux when the reactor dispatches through C{callWithLogger} (any
     C{posixbase} reactor but tcplife's own), otherwise the reactor itself.
+
+    The answer is kept on the reactor (as C{_tcplifePoller}), not in a
+    registry: the poller refers to its reactor, so a registry entry would
+    keep both alive forever, while on the reactor they are collected with
+    it.  This runs per connection: the lookup is one attribute.
     """
-    global _last
-    if _last[0] is reactor:
-        return _last[1]
-    poller = _pollers.get(reactor)
-    if poller is None:
-        if _HAVE_EPOLL and _dispatchesWithLogger(reactor):
-            poller = BatchedPoller(reactor)
-        else:
-            poller = reactor
-        _pollers[reactor] = poller
-    _last = (reactor, poller)
+    try:
+        return reactor._tcplifePoller
+    except AttributeError:
+        return _attachPoller(reactor)
+
+
+def _attachPoller(reactor: Any) -> Any:
+    if _HAVE_EPOLL and _dispatchesWithLogger(reactor):
+        poller: Any = BatchedPoller(reactor)
+        poller.showThrough(reactor)
+    else:
+        poller = reactor
+    # A reactor that takes no attributes is asked again next time.
+    with suppress(AttributeError):
+        reactor._tcplifePoller = poller
     return poller
 
 
