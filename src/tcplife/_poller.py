@@ -124,6 +124,7 @@ class ErrorAwareDispatch:
         everything else goes through that.
         """
         reads = self._reads
+        why: Any
         for fd, event in events:
             selectable = selectables.get(fd)
             if selectable is None:
