@@ -4,8 +4,9 @@ tcplife's own listening ports, reached through endpoint strings.
 
 from __future__ import annotations
 
-import os
 import socket
+import subprocess
+import sys
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
@@ -18,6 +19,7 @@ from tcplife import LifecycleServerFactory
 from tcplife._port import LifecyclePort, LifecycleUNIXPort, PolicedPort, PortReactor
 
 from .helpers import WAIT, RecordedEvents, callInThread, echoWithHalfClose
+from .servers import temporaryDirectory
 
 
 def unixEcho(path: str, payload: bytes) -> bytes:
@@ -65,7 +67,9 @@ class EndpointPortTests(TestCase):
         """
         C{unix:} builds a LifecycleUNIXPort, and the events name the path.
         """
-        path = os.path.abspath(self.mktemp())
+        # Not under trial's mktemp: AF_UNIX paths end at 108 bytes, and the
+        # checkout may be anywhere.
+        path = str(temporaryDirectory(self) / "echo.sock")
         port = yield self.listen(f"unix:{path}")
         self.assertIsInstance(port, LifecycleUNIXPort)
         echoed = yield callInThread(unixEcho, path, b"over unix")
@@ -108,6 +112,29 @@ class EndpointPortTests(TestCase):
             self.factory,
         )
         self.assertEqual(self.ports.ports, [])
+
+
+class CheckoutPathTests(SynchronousTestCase):
+    """
+    The suite passes from a checkout, or a working directory, at any path.
+    """
+
+    def test_unixSocketTestPassesFromADeepDirectory(self) -> None:
+        """
+        The UNIX endpoint test, run from a directory deeper than an AF_UNIX
+        path may be long, binds its socket elsewhere and passes.
+        """
+        deep = temporaryDirectory(self) / ("d" * 100) / ("e" * 100)
+        deep.mkdir(parents=True)
+        test = f"{__file__}::EndpointPortTests::test_unixEndpointUsesLifecycleUNIXPort"
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+            cwd=deep,
+            capture_output=True,
+            text=True,
+            timeout=WAIT * 3,
+        )
+        self.assertEqual(result.returncode, 0, result.stdout[-3000:])
 
 
 class CappedPolicy:
