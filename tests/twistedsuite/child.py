@@ -118,9 +118,10 @@ def main(reactorName: str, module: str, workdir: str) -> int:
 
 if __name__ == "__main__":
     try:
-        sys.exit(main(*sys.argv[1:]))
-    except BaseException:
+        status = main(*sys.argv[1:])
+    except Exception:
         # A broken run (bad arguments, an import that fails before trial
         # starts) is reported as such by the parent: it finds no outcomes.
         Failure().printTraceback()
-        sys.exit(2)
+        status = 2
+    sys.exit(status)
