@@ -201,7 +201,9 @@ class BatchedPoller(ErrorAwareDispatch):
     Offers the reactor's C{addReader}/C{addWriter}/C{removeReader}/
     C{removeWriter} to the descriptors it holds, and registers itself with
     the reactor only while it holds any (so an idle process, or a test that
-    closed everything, leaves no reader behind).
+    closed everything, leaves no reader behind).  The reactor's
+    C{getReaders}, C{getWriters} and C{removeAll} show the connections it
+    holds, not itself (L{showThrough}).
     """
 
     def __init__(self, reactor: Any) -> None:
