@@ -1,7 +1,7 @@
 """
 C{python -m tests.twistedsuite} (C{make twisted-suite}): Twisted's own reactor
-and transport tests on the stock epoll reactor, on tcplife-direct and on the
-stock reactor listening through tcplife's ports, compared.
+and transport tests on the stock epoll reactor, on tcplife-direct, and on
+both of these listening through tcplife's ports, compared.
 
 Each module runs on each reactor in a process of its own, bounded by trial's
 timeouts (L{suite.PER_TEST_TIMEOUT}) and by a C{timeout} wrapper
@@ -91,7 +91,9 @@ def firstLines(detail: str, count: int = 6) -> str:
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.twistedsuite", description=__doc__)
     parser.add_argument("--module", action="append", choices=MODULES, help="only this module")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="runs at once")
+    # Twice the CPUs: most of the long runs are waiting out a hang's timeout.
+    jobs = 2 * (os.cpu_count() or 1)
+    parser.add_argument("--jobs", type=int, default=jobs, help=f"runs at once ({jobs})")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     options = parser.parse_args(argv)
     modules: tuple[str, ...] = tuple(options.module or MODULES)
@@ -140,7 +142,7 @@ def report(
             result, elapsed = results[module, reactor]
             state = "" if result.completed else "  KILLED by the time limit or broken"
             print(
-                f"{reactor:>6} {module}: {result.count('pass')} passed, "
+                f"{reactor:>12} {module}: {result.count('pass')} passed, "
                 f"{result.count('fail') + result.count('hung')} failed, "
                 f"{result.count('skip')} skipped, {elapsed:.0f} s{state}"
             )

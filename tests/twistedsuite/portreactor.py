@@ -1,6 +1,7 @@
 """
-A test-only reactor: Twisted's epoll reactor whose listening calls build
-tcplife's ports, so that Twisted's own tests exercise them.
+Test-only reactors whose listening calls build tcplife's ports, so that
+Twisted's own tests exercise them: the stock epoll reactor's and
+tcplife-direct's.
 """
 
 from __future__ import annotations
@@ -8,21 +9,20 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.epollreactor import EPollReactor
-from twisted.internet.main import installReactor
 
 from tcplife._port import PortReactor
+from tcplife.directreactor import DirectEPollReactor
 
 
-class PortEPollReactor(EPollReactor):
+class ListensThroughPorts:
     """
-    C{EPollReactor}, but C{listenTCP}, C{listenSSL}, C{listenUNIX} and
-    C{adoptStreamPort} go through L{PortReactor}: C{LifecyclePort},
-    C{DirectServer}, the batched poller and tcplife's TLS serve every
-    connection a test accepts.
+    A reactor mixin: C{listenTCP}, C{listenSSL}, C{listenUNIX} and
+    C{adoptStreamPort} go through L{PortReactor}, so C{LifecyclePort},
+    C{DirectServer} and tcplife's TLS serve every connection a test accepts.
     """
 
     def __init__(self) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
+        super().__init__()
         self._ports = PortReactor(self)
 
     def listenTCP(self, *args: Any, **kwargs: Any) -> Any:
@@ -38,8 +38,15 @@ class PortEPollReactor(EPollReactor):
         return self._ports.adoptStreamPort(*args, **kwargs)
 
 
-def install() -> None:
+class PortEPollReactor(ListensThroughPorts, EPollReactor):
     """
-    Install L{PortEPollReactor} as the global reactor.
+    The stock epoll reactor listening through tcplife's ports: its
+    connections are dispatched by the batched poller.
     """
-    installReactor(PortEPollReactor())  # type: ignore[no-untyped-call]
+
+
+class DirectPortReactor(ListensThroughPorts, DirectEPollReactor):
+    """
+    tcplife-direct listening through tcplife's ports, as C{twist --reactor
+    tcplife-direct tcpecho} serves.
+    """

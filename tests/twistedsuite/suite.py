@@ -17,9 +17,10 @@ REACTORS = {
     "stock": "twisted.internet.epollreactor.EPollReactor",
     "direct": "tcplife.directreactor.DirectEPollReactor",
     "ports": "tests.twistedsuite.portreactor.PortEPollReactor",
+    "direct-ports": "tests.twistedsuite.portreactor.DirectPortReactor",
 }
 STOCK = "stock"
-TCPLIFE_REACTORS = ("direct", "ports")
+TCPLIFE_REACTORS = ("direct", "ports", "direct-ports")
 
 #: Modules whose tests are made per reactor by C{ReactorBuilder}.
 BUILDER_MODULES = (
