@@ -5,10 +5,11 @@ both of these listening through tcplife's ports, compared.
 
 Each module runs on each reactor in a process of its own, bounded by trial's
 timeouts (L{suite.PER_TEST_TIMEOUT}) and by a C{timeout} wrapper
-(L{suite.PER_RUN_TIMEOUT}).  The target fails for a test that fails (or
+(L{suite.PER_RUN_TIMEOUT}), the whole within L{suite.SUITE_TIMEOUT}.  The
+target fails for a test that fails (or
 hangs, or does not run) on a tcplife reactor but not on stock and is not in
-C{deviations.txt}; for a listed deviation that passes (a stale entry); and
-for a module that stock itself could not run.
+C{deviations.txt}; for a listed deviation that passes (a stale entry); for a
+run the time limit ended; and for a module that stock itself could not run.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .suite import (
     PER_RUN_TIMEOUT,
     REACTORS,
     STOCK,
+    SUITE_TIMEOUT,
     TCPLIFE_REACTORS,
     Deviation,
     RunResult,
@@ -45,16 +47,19 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 _TIMED_OUT = (124, 137)
 
 
-def runOne(module: str, reactor: str, workdir: Path) -> tuple[RunResult, float]:
+def runOne(module: str, reactor: str, workdir: Path, deadline: float) -> tuple[RunResult, float]:
     """
-    Run C{module} on C{reactor} in a child process; its outcomes and the
-    wall time it took.
+    Run C{module} on C{reactor} in a child process, ended at C{deadline}
+    (C{time.monotonic}) at the latest; its outcomes and the wall time it took.
     """
     workdir.mkdir()
+    limit = min(PER_RUN_TIMEOUT, int(deadline - time.monotonic()))
+    if limit <= 0:
+        return RunResult(completed=False), 0.0
     command = [
         "timeout",
         "--kill-after=10",
-        str(PER_RUN_TIMEOUT),
+        str(limit),
         sys.executable,
         "-m",
         "tests.twistedsuite.child",
@@ -107,9 +112,10 @@ def main(argv: Sequence[str]) -> int:
     root = Path(tempfile.mkdtemp(prefix="tcplife-ts-"))
     runs = [(module, reactor) for module in modules for reactor in REACTORS]
     started = time.monotonic()
+    deadline = started + SUITE_TIMEOUT
     with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
         futures = {
-            run: pool.submit(runOne, run[0], run[1], root / f"{index}-{run[1]}")
+            run: pool.submit(runOne, run[0], run[1], root / f"{index}-{run[1]}", deadline)
             for index, run in enumerate(runs)
         }
         results = {run: future.result() for run, future in futures.items()}
@@ -158,6 +164,11 @@ def report(
             print(f"  note: fails on stock too, not counted: {testId}")
         for reactor in TCPLIFE_REACTORS:
             result, _ = results[module, reactor]
+            if not result.completed:
+                # trial's own timeouts should have ended any hang: this one
+                # blocked beyond them, or the run broke.
+                problems += 1
+                print(f"  PROBLEM: {reactor} did not finish {module}; see its output.txt")
             verdict = judge(reactor, stock.outcomes, result.outcomes, deviations)
             for testId in verdict.unexpected:
                 problems += 1
