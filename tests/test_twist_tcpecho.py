@@ -206,6 +206,7 @@ class TcpechoFailureTests(SynchronousTestCase):
             (["--backlog", "0"], "--backlog must be"),
             (["--backlog", "-3"], "not '-3'"),
             (["--listen", "nonsense:1"], "Unknown endpoint type: 'nonsense'"),
+            (["--listen", "tcp:0", "--interface", "127.0.0.1"], "--interface applies to --port"),
         ]:
             result = runTwist("tcpecho", *argv)
             self.assertEqual(result.returncode, 64, (argv, result.stderr))

@@ -55,8 +55,9 @@ class Options(usage.Options):
         [
             "backlog",
             None,
-            str(DEFAULT_BACKLOG),
-            "Length of the kernel's queue of connections not yet accepted (listen()'s backlog).",
+            None,
+            "Length of the kernel's queue of connections not yet accepted (listen()'s "
+            f"backlog) for --port (default: {DEFAULT_BACKLOG}).",
         ],
         [
             "protocol",
@@ -124,13 +125,16 @@ class Options(usage.Options):
         self["listen"].append(description)
 
     def postOptions(self) -> None:
-        self["backlog"] = wholeNumber("--backlog", self["backlog"], 1, 65535)
         if self["port"] is not None:
             self["port"] = wholeNumber("--port", self["port"], 0, 65535)
         elif not self["listen"]:
             self["port"] = DEFAULT_PORT
-        if self["reuse-port"] and self["port"] is None:
-            raise usage.UsageError("--reuse-port applies to --port; give --port too.")
+        if self["port"] is None:
+            self._refuseWithoutPort()
+        if self["backlog"] is None:
+            self["backlog"] = DEFAULT_BACKLOG
+        else:
+            self["backlog"] = wholeNumber("--backlog", self["backlog"], 1, 65535)
         for description in self["listen"]:
             _parseEndpoint(globalReactor(), description)
         if self["max-connections"] is not None:
@@ -151,6 +155,18 @@ class Options(usage.Options):
             self["protocol"] = loadClass("--protocol", self["protocol"], Protocol)
         if self["factory"] is not None:
             self["factory"] = loadClass("--factory", self["factory"], LifecycleServerFactory)
+
+    def _refuseWithoutPort(self) -> None:
+        # Each --listen endpoint string carries its own address and backlog;
+        # these options would be silently ignored.
+        if self["reuse-port"]:
+            raise usage.UsageError("--reuse-port applies to --port; give --port too.")
+        for option in ("interface", "backlog"):
+            if self[option]:
+                raise usage.UsageError(
+                    f"--{option} applies to --port; give --port too, or put "
+                    f"{option}= in the --listen endpoint (tcp:9000:{option}=...)."
+                )
 
 
 def _parseEndpoint(
