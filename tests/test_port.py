@@ -16,19 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from tcplife import LifecycleServerFactory
 from tcplife._port import LifecyclePort, LifecycleUNIXPort, PolicedPort, PortReactor
 
-from .helpers import WAIT, RecordedEvents, callInThread, echoWithHalfClose
-
-
-def unixEcho(path: str, payload: bytes) -> bytes:
-    with socket.socket(socket.AF_UNIX) as client:
-        client.settimeout(WAIT)
-        client.connect(path)
-        client.sendall(payload)
-        client.shutdown(socket.SHUT_WR)
-        received = b""
-        while chunk := client.recv(65536):
-            received += chunk
-        return received
+from .helpers import WAIT, RecordedEvents, callInThread, echoWithHalfClose, unixEcho
 
 
 class EndpointPortTests(TestCase):

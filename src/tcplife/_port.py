@@ -25,6 +25,7 @@ from socket import socket as Socket  # noqa: N812 (the type, beside the module)
 from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet import tcp, unix
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IListeningPort,
     IProtocolFactory,
@@ -40,6 +41,7 @@ from zope.interface import implementer
 from ._proxy import ProxyHeaderFactory
 from ._tls import HalfCloseableTLSFactory
 from ._transport import DirectAccepts, DirectServer, acceptSocket
+from ._unixpath import listenerAt
 
 # accept() failures that mean "out of descriptors or memory": retrying at once
 # would spin, and closing the waiting clients (Twisted's remedy) loses them.
@@ -172,8 +174,27 @@ class LifecyclePort(PolicedPort, DirectAccepts, tcp.Port):
 
 class LifecycleUNIXPort(PolicedPort, unix.Port):
     """
-    A UNIX listening port that accepts under an L{AcceptPolicy}.
+    A UNIX listening port that accepts under an L{AcceptPolicy}, and never
+    harms another server's socket.
     """
+
+    def startListening(self) -> None:
+        # Twisted takes a stale lock file (its pid is gone) as leave to unlink
+        # the path, even while another process listens on it, and keeps the
+        # lock when bind() fails, so the next start finds it stale.
+        path = self._bindPath
+        if self._preexistingSocket is None and listenerAt(path):
+            raise CannotListenError(None, path, OSError(errno.EADDRINUSE, "Address already in use"))
+        try:
+            super().startListening()  # type: ignore[no-untyped-call]
+        except BaseException as e:
+            if self.lockFile is not None and self.lockFile.locked:
+                self.lockFile.unlock()
+            if isinstance(e, OSError):
+                # Making the lock file failed (ENOENT, EACCES): a failure to
+                # listen on this path like any other.
+                raise CannotListenError(None, path, e) from e
+            raise
 
 
 @implementer(IReactorTCP, IReactorSSL, IReactorSocket, IReactorUNIX)

@@ -55,10 +55,18 @@ class ServerService(Service):
                 nofile_soft_before=before,
                 nofile_hard=hard,
             )
-        if self.metrics is not None:
-            self.metrics.startService()
-        for listener in self.listeners:
-            listener.startService()
+        started: list[Listener] = []
+        try:
+            if self.metrics is not None:
+                self.metrics.startService()
+                started.append(self.metrics)
+            for listener in self.listeners:
+                listener.startService()
+                started.append(listener)
+        except BaseException:
+            for listener in started:
+                listener.abandon()
+            raise
 
     def stopService(self) -> Deferred[None]:
         Service.stopService(self)
