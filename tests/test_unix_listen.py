@@ -130,6 +130,16 @@ class UnixSocketOwnershipTests(SynchronousTestCase):
         self.assertFalse(os.path.lexists(self.path), "the socket was left behind")
         self.assertFalse(os.path.lexists(self.lock), "the lock file was left behind")
 
+    def test_listenEventNamesTheBacklog(self) -> None:
+        """
+        The C{listen} event of a UNIX socket carries the backlog it listens
+        with, as it does for TCP.
+        """
+        server = TwistProcess("tcpecho", "--listen", f"unix:{self.path}:backlog=7")
+        self.addCleanup(server.kill)
+        listen = server.waitFor(lifecycle="listen")
+        self.assertEqual((listen["address"], listen["backlog"]), (f"unix:{self.path}", 7))
+
     def test_missingDirectoryIsNamed(self) -> None:
         """
         A path in a directory that does not exist: one line that says so.

@@ -156,7 +156,8 @@ class LifecycleLog:
     def listen(self, address: str, backlog: int | None, endpoint: str) -> None:
         self.logger.emit(
             _info,
-            "listen on {address} (backlog {backlog})",
+            # stdio: has no queue to speak of.
+            "listen on {address}" if backlog is None else "listen on {address} (backlog {backlog})",
             lifecycle=LISTEN,
             address=address,
             backlog=backlog,

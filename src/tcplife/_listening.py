@@ -87,6 +87,16 @@ def _unixReason(path: bytes | str, cause: BaseException | str | None) -> str:
     return f"{cause.strerror} ({hint})" if hint else cause.strerror
 
 
+def _cappedAtSomaxconn(backlog: int | None) -> int | None:
+    if backlog is None:
+        return None
+    try:
+        with open("/proc/sys/net/core/somaxconn") as limit:
+            return min(backlog, int(limit.read()))
+    except (OSError, ValueError):
+        return backlog
+
+
 def listeningSocket(port: IListeningPort) -> socket.socket | None:
     """
     The kernel socket behind a listening port, where there is one to see.
@@ -151,6 +161,10 @@ class Listener(Service):
                 # The kernel's own figure: listen() silently caps the request
                 # at net.core.somaxconn.
                 backlog = queue.backlog
+            elif handle.family == socket.AF_UNIX:
+                # No TCP_INFO for UNIX sockets: what the port asked listen()
+                # for, capped as the kernel caps it.
+                backlog = _cappedAtSomaxconn(getattr(port, "backlog", backlog))
         if self.events is not None:
             self.events.listen(self.address, backlog, self.description)
         else:
