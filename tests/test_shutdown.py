@@ -1,5 +1,5 @@
 """
-Graceful drain on SIGTERM/SIGINT, with C{twist tcpecho} as a user runs it.
+Graceful drain on SIGTERM, SIGINT and SIGHUP, with C{twist tcpecho} as a user runs it.
 """
 
 from __future__ import annotations
@@ -9,7 +9,29 @@ import socket
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from .helpers import WAIT, TwistProcess, recvExactly, recvUntilEOF, startTcpecho
+from .helpers import (
+    WAIT,
+    TwistProcess,
+    echoWithHalfClose,
+    recvExactly,
+    recvUntilEOF,
+    startTcpecho,
+)
+
+
+def hangupAsATerminalDelivers() -> None:
+    """
+    For C{preexec_fn}: SIGHUP at its default, as under a terminal (a test run
+    started with C{nohup} would pass it on ignored).
+    """
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
+def hangupIgnored() -> None:
+    """
+    For C{preexec_fn}: SIGHUP ignored, as C{nohup} starts a command.
+    """
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 class DrainTests(SynchronousTestCase):
@@ -18,7 +40,7 @@ class DrainTests(SynchronousTestCase):
     """
 
     def start(self, *args: str) -> tuple[TwistProcess, int]:
-        return startTcpecho(self, *args)
+        return startTcpecho(self, *args, preexec_fn=hangupAsATerminalDelivers)
 
     def connect(self, port: int) -> socket.socket:
         client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
@@ -65,6 +87,42 @@ class DrainTests(SynchronousTestCase):
         client.close()
         server.waitFor(lifecycle="drained")
         self.assertIn(server.finish(), (-signal.SIGINT, 128 + signal.SIGINT))
+
+    def test_sighupDrainsLikeSigterm(self) -> None:
+        """
+        SIGHUP (the terminal running the server closed) stops listening and
+        drains: an open client still gets its echo in full, and the process
+        then dies of the signal, as twist does after SIGTERM.
+        """
+        server, port = self.start()
+        client = self.connect(port)
+        client.sendall(b"before ")
+        self.assertEqual(recvExactly(client, 7), b"before ")
+
+        server.process.send_signal(signal.SIGHUP)
+        self.assertEqual(server.waitFor(lifecycle="drain")["open"], 1)
+        client.sendall(b"after")
+        client.shutdown(socket.SHUT_WR)
+        self.assertEqual(recvUntilEOF(client), b"after")
+        drained = server.waitFor(lifecycle="drained")
+        self.assertEqual(
+            (drained["ended_by_peer"], drained["closed_at_deadline"], drained["aborted"]),
+            (1, 0, 0),
+        )
+        server.waitFor(lifecycle="close", initiator="peer", how="fin")
+        self.assertIn(server.finish(), (-signal.SIGHUP, 128 + signal.SIGHUP))
+        self.assertNotIn("Traceback", server.stderr_text())
+
+    def test_sighupIgnoredByNohupStaysIgnored(self) -> None:
+        """
+        Started with SIGHUP ignored (nohup), the server goes on serving after
+        a SIGHUP.
+        """
+        server, port = startTcpecho(self, preexec_fn=hangupIgnored)
+        server.process.send_signal(signal.SIGHUP)
+        self.assertEqual(echoWithHalfClose(port, b"still here"), b"still here")
+        self.assertEqual(server.of(lifecycle="drain"), [])
+        self.assertIn(server.signal(signal.SIGTERM), (-signal.SIGTERM, 128 + signal.SIGTERM))
 
     def test_deadlineClosesIdlePeersAndAbortsUndrained(self) -> None:
         """
@@ -118,4 +176,21 @@ class DrainTests(SynchronousTestCase):
         self.assertEqual(server.waitFor(lifecycle="drained")["aborted"], 1)
         self.assertIn(server.finish(), (-signal.SIGTERM, 128 + signal.SIGTERM))
         self.assertEqual([e for e in server.events if "log_failure" in e], [])
+        self.assertNotIn("ReactorNotRunning", server.stderr_text())
+
+    def test_secondSighupEndsAtOnce(self) -> None:
+        """
+        A second SIGHUP during the drain a first one began aborts what is
+        open at once, as a second SIGTERM does.
+        """
+        server, port = self.start("--shutdown-timeout", "600")
+        client = self.connect(port)
+        client.sendall(b"x")
+        recvExactly(client, 1)
+        server.process.send_signal(signal.SIGHUP)
+        server.waitFor(lifecycle="drain")
+        server.process.send_signal(signal.SIGHUP)
+        abort = server.waitFor(lifecycle="drain-abort")
+        self.assertEqual((abort["open"], abort["reason"]), (1, "second SIGHUP"))
+        self.assertIn(server.finish(), (-signal.SIGHUP, 128 + signal.SIGHUP))
         self.assertNotIn("ReactorNotRunning", server.stderr_text())

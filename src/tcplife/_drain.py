@@ -11,11 +11,47 @@ from types import FrameType
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorCore, IReactorTime
+from twisted.logger import Logger
 
 from ._server import LifecycleServerFactory
 
 SignalHandler = Callable[[int, FrameType | None], Any] | int | None
+
+#: The signals that begin a drain, and end it at once when they come again.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+_log = Logger()
+
+
+def drainOnHangup(reactor: IReactorCore) -> None:
+    """
+    Once C{reactor} runs and handles SIGTERM, make SIGHUP (the terminal that
+    runs the server went away) stop it the same way: listening stops, the
+    open connections drain, and C{twist} then dies of the signal, status
+    128+1, which systemd counts as a clean stop.  Python's default for
+    SIGHUP would end the process at once, without any of that.  A SIGHUP
+    ignored from the start (C{nohup}) stays ignored.
+    """
+    reactor.addSystemEventTrigger("after", "startup", _installHangupHandler, reactor)
+
+
+def _installHangupHandler(reactor: Any) -> None:
+    # Only where the reactor installed its own handlers (twist does; a
+    # reactor run with installSignalHandlers=False did not).
+    if signal.getsignal(signal.SIGTERM) != reactor.sigTerm:
+        return
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_DFL:
+        return
+
+    def hangup(signum: int, frame: FrameType | None) -> None:
+        _log.info("Received SIGHUP, shutting down.")
+        # What the reactor's own SIGTERM handler does: twist re-raises the
+        # signal it records once the reactor has stopped.
+        reactor.callFromThread(reactor.stop)
+        reactor._exitSignal = signum
+
+    signal.signal(signal.SIGHUP, hangup)
 
 
 class Drainer:
@@ -25,8 +61,8 @@ class Drainer:
     Listening has already stopped when L{drain} is called.  Each connection
     runs on until its peer closes or half-closes and has its echo in full.
     At C{timeout} seconds, those left are closed gracefully; those still
-    open C{grace} seconds later are aborted.  A second SIGINT or SIGTERM
-    during the drain aborts everything at once.
+    open C{grace} seconds later are aborted.  A second SIGINT, SIGTERM or
+    SIGHUP during the drain aborts everything at once.
 
     @ivar endedByPeer: Connections that ended before the deadline.
     @ivar closedAtDeadline: Connections closed gracefully at the deadline.
@@ -120,15 +156,16 @@ class Drainer:
 
     def trapSecondSignal(self) -> None:
         """
-        From now on SIGINT and SIGTERM abort the drain instead of reaching
-        Twisted, whose handler would only log C{ReactorNotRunning}.  Call it as
-        soon as shutdown begins; L{drain} calls it too.
+        From now on SIGINT, SIGTERM and SIGHUP abort the drain instead of
+        reaching the handlers that began it, which would only log
+        C{ReactorNotRunning}.  Call it as soon as shutdown begins; L{drain}
+        calls it too.
         """
         if not self._handleSignals or self._previousHandlers:
             return
         if threading.current_thread() is not threading.main_thread():
             return
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in _STOP_SIGNALS:
             self._previousHandlers[signum] = signal.signal(signum, self._secondSignal)
 
     def _secondSignal(self, signum: int, frame: FrameType | None) -> None:

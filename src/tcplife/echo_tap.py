@@ -94,7 +94,7 @@ class Options(usage.Options):
             "shutdown-timeout",
             None,
             "10",
-            "On SIGTERM/SIGINT, wait this many seconds for open connections to finish.",
+            "On SIGTERM, SIGINT or SIGHUP, wait this many seconds for open connections to finish.",
         ],
         [
             "metrics",
@@ -203,7 +203,7 @@ def makeFactory(options: Options, reactor: IReactorCore) -> LifecycleServerFacto
 def makeService(options: Options, reactor: IReactorCore | None = None) -> IService:
     """
     One listener per endpoint (and one for --port), all serving one factory;
-    metrics if asked; a graceful drain on SIGTERM/SIGINT.
+    metrics if asked; a graceful drain on SIGTERM, SIGINT and SIGHUP.
     """
     if reactor is None:
         reactor = globalReactor()
@@ -247,4 +247,6 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
         handleSignals=True,
         callFromThread=getattr(reactor, "callFromThread", None),
     )
-    return ServerService(factory, listeners, drainer, metrics, raiseDescriptorLimit=True)
+    return ServerService(
+        factory, listeners, drainer, metrics, raiseDescriptorLimit=True, drainOnHangup=reactor
+    )
