@@ -172,6 +172,19 @@ def recvUntilEOF(client: socket.socket) -> bytes:
     return data
 
 
+def recvUntilEOFOrReset(client: socket.socket) -> bytes:
+    """
+    Read everything until the peer's FIN or its reset.
+    """
+    data = b""
+    try:
+        while chunk := client.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    return data
+
+
 def closeWithReset(client: socket.socket) -> None:
     """
     Close with SO_LINGER 0: the kernel sends RST instead of FIN.

@@ -15,6 +15,7 @@ from .helpers import (
     echoWithHalfClose,
     recvExactly,
     recvUntilEOF,
+    recvUntilEOFOrReset,
     startTcpecho,
 )
 
@@ -87,6 +88,76 @@ class DrainTests(SynchronousTestCase):
         client.close()
         server.waitFor(lifecycle="drained")
         self.assertIn(server.finish(), (-signal.SIGINT, 128 + signal.SIGINT))
+
+    def connectQueued(self, port: int, request: bytes) -> socket.socket:
+        """
+        A client that sends C{request} and half-closes while it waits in the
+        kernel's accept queue.
+        """
+        client = self.connect(port)
+        client.sendall(request)
+        client.shutdown(socket.SHUT_WR)
+        return client
+
+    def test_clientsQueuedAtSigtermAreServedWithinTheCap(self) -> None:
+        """
+        With --max-connections 1, three clients waiting in the kernel's queue
+        with their requests sent when SIGTERM comes are not reset: each gets
+        its whole echo once the one before it closes, one at a time.
+        """
+        server, port = self.start("--max-connections", "1")
+        first = self.connect(port)
+        first.sendall(b"first ")
+        self.assertEqual(recvExactly(first, 6), b"first ")
+        server.waitFor(lifecycle="accept-paused")
+        queued = [self.connectQueued(port, b"queued %d" % n * 1000) for n in range(3)]
+
+        server.process.send_signal(signal.SIGTERM)
+        drain = server.waitFor(lifecycle="drain")
+        first.sendall(b"last")
+        first.shutdown(socket.SHUT_WR)
+        self.assertEqual(recvUntilEOF(first), b"last")
+        for n, client in enumerate(queued):
+            self.assertEqual(recvUntilEOF(client), b"queued %d" % n * 1000)
+        self.assertEqual((drain["open"], drain["queued"]), (1, 3))
+        drained = server.waitFor(lifecycle="drained")
+        self.assertEqual(
+            (drained["ended_by_peer"], drained["closed_at_deadline"], drained["unserved"]),
+            (4, 0, 0),
+        )
+        phases = [
+            e["lifecycle"] for e in server.events if e.get("lifecycle") in ("accept", "close")
+        ]
+        self.assertEqual(phases, ["accept", "close"] * 4)
+        self.assertIn(server.finish(), (-signal.SIGTERM, 128 + signal.SIGTERM))
+
+    def test_queuedClientsStillWaitingAtTheDeadlineAreCounted(self) -> None:
+        """
+        A queued client whose turn has not come by --shutdown-timeout is
+        closed unserved, and the drained event counts it.
+        """
+        server, port = self.start(
+            "--max-connections", "1", "--shutdown-timeout", "0.5", "--close-timeout", "0.5"
+        )
+        first = self.connect(port)
+        first.sendall(b"x")
+        recvExactly(first, 1)
+        server.waitFor(lifecycle="accept-paused")
+        waiting = self.connectQueued(port, b"never served")
+
+        server.process.send_signal(signal.SIGTERM)
+        self.assertEqual(server.waitFor(lifecycle="drain")["queued"], 1)
+        self.assertEqual(recvUntilEOF(first), b"")
+        # Its request was never read, so the close is a RST, or a FIN if
+        # the RST is still on its way.
+        self.assertEqual(recvUntilEOFOrReset(waiting), b"")
+        drained = server.waitFor(lifecycle="drained")
+        self.assertEqual(
+            (drained["ended_by_peer"], drained["closed_at_deadline"], drained["unserved"]),
+            (0, 1, 1),
+        )
+        self.assertEqual(len(server.of(lifecycle="accept")), 1)
+        self.assertIn(server.finish(), (-signal.SIGTERM, 128 + signal.SIGTERM))
 
     def test_sighupDrainsLikeSigterm(self) -> None:
         """

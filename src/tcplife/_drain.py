@@ -58,7 +58,9 @@ class Drainer:
     """
     Waits for a factory's open connections to end, within limits.
 
-    Listening has already stopped when L{drain} is called.  Each connection
+    Listening has already stopped when L{drain} is called, and the clients
+    that were in the kernel's accept queue then were taken off it: they are
+    served as connections close (see L{AcceptGate.closing}).  Each connection
     runs on until its peer closes or half-closes and has its echo in full.
     At C{timeout} seconds, those left are closed gracefully; those still
     open C{grace} seconds later are aborted.  A second SIGINT, SIGTERM or
@@ -68,6 +70,9 @@ class Drainer:
     @ivar closedAtDeadline: Connections closed gracefully at the deadline.
     @ivar aborted: Connections aborted (after the grace, or on a second
         signal).
+    @ivar unserved: Clients whose handshake had completed but who were
+        never served: still waiting for a slot at the deadline, or left in
+        the kernel's queue when listening stopped.
     """
 
     def __init__(
@@ -87,6 +92,7 @@ class Drainer:
         self.endedByPeer = 0
         self.closedAtDeadline = 0
         self.aborted = 0
+        self.unserved = 0
         self._handleSignals = handleSignals
         self._callFromThread = callFromThread
         self._startedAt = 0.0
@@ -107,7 +113,7 @@ class Drainer:
         self._done = Deferred()
         self.trapSecondSignal()
         events = self.factory.events
-        events.drain(len(self.factory.connections), self.timeout)
+        events.drain(len(self.factory.connections), len(self.factory.gate.waiting), self.timeout)
         self._timers = [self.clock.callLater(self.timeout, self._deadline)]
         if self._endAtOnce is not None:
             self._abortAll(self._endAtOnce)
@@ -115,6 +121,8 @@ class Drainer:
         return self._done
 
     def _deadline(self) -> None:
+        # Before closing any connection, whose close would serve one of them.
+        self.factory.gate.closeWaiting()
         left = list(self.factory.connections.values())
         self.factory.events.drainDeadline(len(left), self.grace)
         for connection in left:
@@ -123,6 +131,7 @@ class Drainer:
         self._timers.append(self.clock.callLater(self.grace, self._abortAll, "not drained"))
 
     def _abortAll(self, reason: str) -> None:
+        self.factory.gate.closeWaiting()
         left = list(self.factory.connections.values())
         if not left:
             return
@@ -140,10 +149,12 @@ class Drainer:
         self.closedAtDeadline = len(self._closedAtDeadline - self._aborted)
         closedBy = self.aborted + self.closedAtDeadline
         self.endedByPeer = self._countClosedSinceStart() - closedBy
+        self.unserved = self.factory.gate.unserved
         self.factory.events.drained(
             self.endedByPeer,
             self.closedAtDeadline,
             self.aborted,
+            self.unserved,
             self.clock.seconds() - self._startedAt,
         )
         assert self._done is not None

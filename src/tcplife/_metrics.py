@@ -110,7 +110,8 @@ class ServerCollector(Collector):
             "tcplife_connections_refused",
             "Connections turned away by limits: 'backlog-full' counts handshakes "
             "the kernel dropped with the accept queue full; 'factory' counts "
-            "connections the factory declined.",
+            "connections the factory declined; 'shutdown' counts clients whose "
+            "handshake had completed that shutdown left unserved.",
             labels=["reason"],
         )
         dropped = 0
@@ -126,6 +127,7 @@ class ServerCollector(Collector):
             dropped += listenDrops(handle) or 0
         refused.add_metric(["backlog-full"], dropped)
         refused.add_metric(["factory"], factory.gate.refusedByFactory)
+        refused.add_metric(["shutdown"], factory.gate.unserved)
         yield depth
         yield backlog
         yield refused

@@ -75,6 +75,14 @@ class AcceptPolicy(Protocol):
         The factory declined an accepted connection (buildProtocol gave None).
         """
 
+    def closing(self, port: PolicedPort) -> None:
+        """
+        C{port} is about to close its listening socket, which resets every
+        client still in its accept queue although the kernel completed their
+        handshakes: the last moment to take them off it (and to serve them
+        later with L{PolicedPort.serveAccepted}).
+        """
+
 
 class PolicedPort:
     """
@@ -85,6 +93,7 @@ class PolicedPort:
     _log = Logger()
 
     if TYPE_CHECKING:
+        backlog: int
         numberAccepts: int
         sessionno: int
         socket: Socket
@@ -136,6 +145,22 @@ class PolicedPort:
             self.numberAccepts = limit + 20
         else:
             self.numberAccepts = max(1, accepted)
+
+    def connectionLost(self, reason: Any) -> None:
+        if self.acceptPolicy is not None:
+            try:
+                self.acceptPolicy.closing(self)
+            except BaseException:
+                # The port closes all the same.
+                self._log.failure("Accept policy failed while {port} closed", port=self)
+        super().connectionLost(reason)  # type: ignore[misc]
+
+    def serveAccepted(self, client: Socket, address: Any) -> None:
+        """
+        Serve a connection accepted earlier, as if accepted now.
+        """
+        assert self.acceptPolicy is not None
+        self._serve(client, address, self.acceptPolicy)
 
     def _serve(self, client: Socket, address: Any, policy: AcceptPolicy) -> None:
         if len(address) == 4:
