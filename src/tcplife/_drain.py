@@ -18,8 +18,8 @@ from ._server import LifecycleServerFactory
 
 SignalHandler = Callable[[int, FrameType | None], Any] | int | None
 
-#: The signals that begin a drain, and end it at once when they come again.
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: The signals that end a drain at once when they come again.
+_INSISTING_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 _log = Logger()
 
@@ -32,6 +32,11 @@ def drainOnHangup(reactor: IReactorCore) -> None:
     128+1, which systemd counts as a clean stop.  Python's default for
     SIGHUP would end the process at once, without any of that.  A SIGHUP
     ignored from the start (C{nohup}) stays ignored.
+
+    Only the first SIGHUP counts: a terminal that closes sends more than one
+    (the shell forwards its own to the job, and the kernel sends one to the
+    foreground process group), and a second would otherwise abort the drain
+    the first began.
     """
     reactor.addSystemEventTrigger("after", "startup", _installHangupHandler, reactor)
 
@@ -45,6 +50,7 @@ def _installHangupHandler(reactor: Any) -> None:
         return
 
     def hangup(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         _log.info("Received SIGHUP, shutting down.")
         # What the reactor's own SIGTERM handler does: twist re-raises the
         # signal it records once the reactor has stopped.
@@ -63,8 +69,9 @@ class Drainer:
     served as connections close (see L{AcceptGate.closing}).  Each connection
     runs on until its peer closes or half-closes and has its echo in full.
     At C{timeout} seconds, those left are closed gracefully; those still
-    open C{grace} seconds later are aborted.  A second SIGINT, SIGTERM or
-    SIGHUP during the drain aborts everything at once.
+    open C{grace} seconds later are aborted.  A second SIGINT or SIGTERM
+    during the drain aborts everything at once; a SIGHUP (the terminal went
+    away, see L{drainOnHangup}) does not.
 
     @ivar endedByPeer: Connections that ended before the deadline.
     @ivar closedAtDeadline: Connections closed gracefully at the deadline.
@@ -167,17 +174,19 @@ class Drainer:
 
     def trapSecondSignal(self) -> None:
         """
-        From now on SIGINT, SIGTERM and SIGHUP abort the drain instead of
-        reaching the handlers that began it, which would only log
-        C{ReactorNotRunning}.  Call it as soon as shutdown begins; L{drain}
-        calls it too.
+        From now on SIGINT and SIGTERM abort the drain instead of reaching
+        the handlers that began it, which would only log
+        C{ReactorNotRunning}, and SIGHUP is ignored: a closed terminal says
+        nothing about how long to wait.  Call it as soon as shutdown begins;
+        L{drain} calls it too.
         """
         if not self._handleSignals or self._previousHandlers:
             return
         if threading.current_thread() is not threading.main_thread():
             return
-        for signum in _STOP_SIGNALS:
+        for signum in _INSISTING_SIGNALS:
             self._previousHandlers[signum] = signal.signal(signum, self._secondSignal)
+        self._previousHandlers[signal.SIGHUP] = signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     def _secondSignal(self, signum: int, frame: FrameType | None) -> None:
         # Signal handlers run between bytecodes; hand the work to the reactor.
