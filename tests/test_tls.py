@@ -19,7 +19,7 @@ from typing import Any
 
 from OpenSSL import SSL
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol
+from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import DefaultOpenSSLContextFactory
 from twisted.internet.task import Clock
@@ -58,6 +58,35 @@ class LateAnswer(Protocol):
         self.transport.loseConnection()
 
     def writeConnectionLost(self) -> None:
+        pass
+
+
+@implementer(IPushProducer)
+class ClosesWhileProducing(Protocol):
+    """
+    On its first read becomes its transport's producer, writes, and asks to
+    close; L{finish} writes the rest and unregisters, which lets the close
+    go ahead.
+    """
+
+    def dataReceived(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
+        self.transport.write(b"early ")
+        self.transport.loseConnection()
+
+    def finish(self) -> None:
+        assert self.transport is not None
+        self.transport.write(b"late")
+        self.transport.unregisterProducer()  # type: ignore[attr-defined]
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
         pass
 
 
@@ -243,6 +272,19 @@ class CloseNotifyTests(SynchronousTestCase):
         close = tls.close()
         self.assertEqual((close["initiator"], close["how"]), ("peer", "reset"))
         self.assertEqual(tls.recorded.of("half-close"), [])
+
+    def test_writesBeforeUnregisteringGoBeforeOurCloseNotify(self) -> None:
+        """
+        A protocol that asked to close while its producer was registered
+        loses nothing it writes before unregistering: the write gathered
+        for the next reactor pass goes out before the close_notify that
+        unregistering sends.
+        """
+        tls = MemoryTLS(self.certificate, ClosesWhileProducing)
+        tls.send(b"go")
+        tls.server.wrappedProtocol.wrappedProtocol.finish()
+        tls.fromServer()
+        self.assertEqual((tls.received, tls.closeNotify), (b"early late", True))
 
     def test_twistedsOwnTLSDropsTheEchoBeforeCloseNotify(self) -> None:
         """

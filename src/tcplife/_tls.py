@@ -96,6 +96,12 @@ class HalfCloseableTLS(BufferingTLSTransport):
         if not (self._lostTLSConnection or self._peerClosedTLS):
             self._tlsShutdownFinished(Failure(ConnectionLost()))  # type: ignore[no-untyped-call]
 
+    def unregisterProducer(self) -> None:
+        # After loseConnection, unregistering sends our close_notify at once:
+        # writes gathered for the next reactor pass must go before it.
+        self._aggregator.flush()
+        super().unregisterProducer()  # type: ignore[no-untyped-call]
+
     def writeConnectionLost(self) -> None:
         passWriteConnectionLost(self.wrappedProtocol)
 
