@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from OpenSSL import SSL
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
@@ -26,14 +28,24 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface import implementer
 
-from tcplife import LifecycleServerFactory
+from tcplife import LifecycleServerFactory, serverFromString
+from tcplife._port import PortReactor
 from tcplife._tls import HalfCloseableTLSFactory
 
 from .certs import SelfSigned
-from .helpers import WAIT, RecordedEvents, TwistProcess, pattern, portOf
+from .helpers import (
+    WAIT,
+    RecordedEvents,
+    TwistProcess,
+    callInThread,
+    pattern,
+    portOf,
+    recvUntilEOF,
+    socketUnder,
+)
 
 
 @implementer(IHalfCloseableProtocol)
@@ -286,6 +298,26 @@ class CloseNotifyTests(SynchronousTestCase):
         tls.fromServer()
         self.assertEqual((tls.received, tls.closeNotify), (b"early late", True))
 
+    def test_tls13CloseNotifyAfterOursWaitsForTheProtocolsProducer(self) -> None:
+        """
+        TLS 1.3: when the peer's close_notify answers a close that still
+        waits for the protocol's producer, what the producer writes next
+        still arrives, and our close_notify and the TCP close follow its
+        unregistering.
+        """
+        tls = MemoryTLS(self.certificate, ClosesWhileProducing)
+        tls.send(b"go")
+        self.assertEqual((tls.received, tls.closeNotify), (b"early ", False))
+        tls.client.shutdown()
+        tls.toServer()
+        self.assertFalse(tls.transport.disconnecting)
+        producing = tls.server.wrappedProtocol.wrappedProtocol
+        producing.finish()
+        tls.fromServer()
+        self.assertEqual((tls.received, tls.closeNotify), (b"early late", True))
+        self.assertTrue(tls.transport.disconnecting)
+        self.assertEqual(tls.recorded.of("half-close"), [])
+
     def test_twistedsOwnTLSDropsTheEchoBeforeCloseNotify(self) -> None:
         """
         Why tcplife has its own TLS protocol: Twisted's drops output written
@@ -297,6 +329,123 @@ class CloseNotifyTests(SynchronousTestCase):
         tls.clock.advance(1)
         tls.fromServer()
         self.assertEqual((tls.received, tls.closeNotify), (b"", True))
+
+
+class CloseAfterFirstRead(Protocol):
+    """
+    Echoes the first bytes it reads, then closes: a server that ends the
+    connection before the client does.
+    """
+
+    def dataReceived(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+        self.transport.loseConnection()
+
+
+def answerCloseNotify(
+    port: int, context: ssl.SSLContext, request: bytes
+) -> tuple[str | None, bytes, bytes]:
+    """
+    A TLS client that sends C{request}, reads until the server's
+    close_notify, answers it with its own (as Python's ssl, Twisted and
+    browsers do), then reads the bare TCP connection until the server's FIN.
+    Blocking: run it in a thread.
+
+    @return: The TLS version, the reply, and what came after the close_notify
+        exchange (nothing, on a clean close).
+    """
+    raw = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+    with context.wrap_socket(raw, server_hostname="localhost") as client:
+        if request:
+            client.sendall(request)
+        reply = b""
+        while chunk := client.recv(1 << 16):
+            reply += chunk
+        version = client.version()
+        plain = client.unwrap()
+        try:
+            after = recvUntilEOF(plain)
+        except TimeoutError:
+            raise AssertionError(
+                f"no FIN from the server {WAIT} s after the close_notify exchange"
+            ) from None
+    return version, reply, after
+
+
+class ServerClosesFirstTests(TestCase):
+    """
+    A TLS server that closes first, listening as C{twist tcpecho --listen
+    ssl:...} does, finishes the close when the client answers its
+    close_notify: the connection is lost, the C{close} event logged, and
+    the socket closed.
+    """
+
+    def setUp(self) -> None:
+        self.certificate = SelfSigned(Path(self.mktemp()))
+        self.recorded = RecordedEvents()
+
+    @inlineCallbacks
+    def assertCloseFinishes(
+        self,
+        version: ssl.TLSVersion,
+        request: bytes,
+        how: str,
+        **settings: Any,
+    ) -> Deferred[None]:
+        factory = LifecycleServerFactory(clock=reactor, events=self.recorded.log, **settings)
+        if request:
+            factory.protocol = CloseAfterFirstRead  # type: ignore[assignment]
+        endpoint = serverFromString(PortReactor(reactor), self.certificate.endpoint())
+        port = yield endpoint.listen(factory)
+        self.addCleanup(port.stopListening)
+        context = ssl.create_default_context(cafile=str(self.certificate.cert))
+        context.minimum_version = context.maximum_version = version
+        accepted = self.recorded.when(lifecycle="accept")
+        exchange = callInThread(answerCloseNotify, port.getHost().port, context, request)
+        yield accepted
+        [tracked] = factory.connections.values()
+        tcp = socketUnder(tracked)
+
+        negotiated, reply, after = yield exchange
+
+        close = yield self.recorded.when(lifecycle="close")
+        self.assertEqual((negotiated, reply, after), (version.name.replace("_", "."), request, b""))
+        self.assertEqual((close["initiator"], close["how"]), ("local", how))
+        self.assertEqual(self.recorded.of("half-close"), [])
+        self.assertEqual(tcp.fileno(), -1)
+
+    def test_tls13ProtocolThatClosesFirst(self) -> Deferred[None]:
+        """
+        TLS 1.3: a protocol that closes after its first read gets its
+        connection closed once the client answers the close_notify.
+        """
+        return self.assertCloseFinishes(ssl.TLSVersion.TLSv1_3, b"first", "fin")
+
+    def test_tls12ProtocolThatClosesFirst(self) -> Deferred[None]:
+        """
+        TLS 1.2: a protocol that closes after its first read gets its
+        connection closed once the client answers the close_notify.
+        """
+        return self.assertCloseFinishes(ssl.TLSVersion.TLSv1_2, b"first", "fin")
+
+    def test_tls13IdleTimeout(self) -> Deferred[None]:
+        """
+        TLS 1.3: the idle timeout's graceful close finishes when the client
+        answers, long before the close timeout would abort it.
+        """
+        return self.assertCloseFinishes(
+            ssl.TLSVersion.TLSv1_3, b"", "timeout", idleTimeout=0.2, closeTimeout=WAIT * 3
+        )
+
+    def test_tls12IdleTimeout(self) -> Deferred[None]:
+        """
+        TLS 1.2: the idle timeout's graceful close finishes when the client
+        answers, long before the close timeout would abort it.
+        """
+        return self.assertCloseFinishes(
+            ssl.TLSVersion.TLSv1_2, b"", "timeout", idleTimeout=0.2, closeTimeout=WAIT * 3
+        )
 
 
 class RefusingFactoryTests(SynchronousTestCase):

@@ -17,7 +17,9 @@ L{HalfCloseableTLS} sends what was written before anything else, and under
 TLS 1.3 passes C{close_notify} to the protocol as C{readConnectionLost} (the
 C{half-close} event); our own C{close_notify} follows when the protocol
 closes.  Under TLS 1.2 and older, RFC 5246 7.2.1 asks for an immediate reply
-and close, which stays as Twisted does it (after the flush).
+and close, which stays as Twisted does it (after the flush).  When we closed
+first (the protocol, an idle timeout, a drain), the peer's C{close_notify}
+answers ours and closes TCP, under either version.
 
 A TCP FIN without C{close_notify} may be a truncation attack, so the protocol
 still learns of it as a lost connection (C{ConnectionLost}, the C{close}
@@ -75,11 +77,25 @@ class HalfCloseableTLS(BufferingTLSTransport):
         # What the protocol wrote in answer to the data before the
         # close_notify goes out before anything that ends the connection.
         self._aggregator.flush()
-        if self._tlsConnection.get_protocol_version() < TLS1_3_VERSION:
-            self._shutdownTLS()  # type: ignore[no-untyped-call]
-            self._tlsShutdownFinished(None)  # type: ignore[no-untyped-call]
-            return
-        passReadConnectionLost(self.wrappedProtocol, self.loseConnection)
+        halfClose = self._tlsConnection.get_protocol_version() >= TLS1_3_VERSION
+        if self.disconnecting:
+            # We closed first, and this answers our close_notify; the
+            # protocol's loseConnection, already called, would do nothing now.
+            if halfClose and self._producer is not None:
+                # Ours waits for the protocol's producer: unregisterProducer
+                # sends it and, the peer's being in, closes TCP.
+                return
+            self._closeBothWays()
+        elif halfClose:
+            passReadConnectionLost(self.wrappedProtocol, self.loseConnection)
+        else:
+            # RFC 5246 7.2.1: answer at once, and close.
+            self._closeBothWays()
+
+    def _closeBothWays(self) -> None:
+        # Our close_notify (if not sent yet) and then TCP's FIN.
+        self._shutdownTLS()  # type: ignore[no-untyped-call]
+        self._tlsShutdownFinished(None)  # type: ignore[no-untyped-call]
 
     def readConnectionLost(self) -> None:
         """
