@@ -18,11 +18,13 @@ from twisted.internet.error import (
     DNSLookupError,
     NoRouteError,
 )
+from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import directlyProvides
 
 from tcplife import (
     ConnectFailedError,
@@ -124,6 +126,19 @@ class EchoClientTests(SynchronousTestCase):
         self.assertTrue(x.transport.writeClosed)
         [half] = x.recorded.of("half-close")
         self.assertEqual(half["initiator"], "local")
+
+    def test_overTLSTheRequestWaitsForTheHandshake(self) -> None:
+        """
+        Over TLS nothing is sent until the handshake is done (Twisted's TLS
+        would abort a close_notify asked for sooner); then the request and
+        the half-close follow.
+        """
+        transport = HalfClosingTransport(hostAddress=LOCAL, peerAddress=SERVER)
+        directlyProvides(transport, ISSLTransport)
+        x = Exchange(b"hello\n", transport=transport)
+        self.assertEqual((x.pump(), x.transport.writeClosed), (b"", False))
+        x.connection.handshakeCompleted()
+        self.assertEqual((x.pump(), x.transport.writeClosed), (b"hello\n", True))
 
     def test_identicalEchoSucceedsAndClosesCleanly(self) -> None:
         """

@@ -20,6 +20,7 @@ from typing import Any
 from OpenSSL import SSL
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.endpoints import clientFromString
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
@@ -31,7 +32,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface import implementer
 
-from tcplife import LifecycleServerFactory, serverFromString
+from tcplife import EchoClient, LifecycleClientFactory, LifecycleServerFactory, serverFromString
 from tcplife._port import PortReactor
 from tcplife._tls import HalfCloseableTLSFactory
 
@@ -446,6 +447,58 @@ class ServerClosesFirstTests(TestCase):
         return self.assertCloseFinishes(
             ssl.TLSVersion.TLSv1_2, b"", "timeout", idleTimeout=0.2, closeTimeout=WAIT * 3
         )
+
+
+@implementer(IHalfCloseableProtocol)
+class AnswerAtTheEnd(Protocol):
+    """
+    Echoes nothing until the peer has finished sending, then all of it at
+    once, and closes: a server that needs the client's half-close.
+    """
+
+    def connectionMade(self) -> None:
+        self.received: list[bytes] = []
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received.append(data)
+
+    def readConnectionLost(self) -> None:
+        assert self.transport is not None
+        self.transport.write(b"".join(self.received))
+        self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+
+class EchoClientOverTLSTests(TestCase):
+    """
+    L{EchoClient} through Twisted's TLS client endpoint, against a tcplife
+    TLS server on loopback.
+    """
+
+    @inlineCallbacks
+    def test_tls13HalfCloseIsACloseNotifyTheServerCanAnswer(self) -> Deferred[None]:
+        """
+        Once the request is written the client sends its close_notify (TLS
+        1.3's half-close) and keeps reading: a server that answers only then
+        gets it, and the whole reply comes back.
+        """
+        certificate = SelfSigned(Path(self.mktemp()))
+        server = LifecycleServerFactory(clock=reactor)
+        server.protocol = AnswerAtTheEnd  # type: ignore[assignment]
+        endpoint = serverFromString(PortReactor(reactor), certificate.endpoint())
+        port = yield endpoint.listen(server)
+        self.addCleanup(port.stopListening)
+        recorded = RecordedEvents()
+        request = pattern(300_000)
+        client = LifecycleClientFactory(request, timeout=WAIT, clock=reactor, events=recorded.log)
+        target = f"ssl:127.0.0.1:{port.getHost().port}"
+        protocol = yield client.connect(clientFromString(reactor, target), target)
+        assert isinstance(protocol, EchoClient)
+        outcome = yield protocol.finished
+        self.assertTrue(outcome.ok, outcome.describe())
+        self.assertEqual(recorded.phases(), ["connect", "connected", "half-close", "close"])
 
 
 class RefusingFactoryTests(SynchronousTestCase):

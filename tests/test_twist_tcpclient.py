@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
+from .certs import SelfSigned, atMostTLS12
 from .helpers import (
     BIN,
     WAIT,
@@ -26,6 +28,7 @@ from .helpers import (
     freePort,
     parseJSONRecords,
     pattern,
+    portOf,
     startTcpecho,
 )
 from .servers import (
@@ -148,6 +151,99 @@ class OneShotTests(SynchronousTestCase):
         self.assertTrue(stderr.startswith("Error: --port must be a whole number from 1 to 65535"))
         self.assertIn("Usage: twist", stderr)
         self.assertNotIn("Traceback", stderr + done.stdout.decode())
+
+
+class TLSTests(SynchronousTestCase):
+    """
+    One exchange over TLS with C{twist tcpecho --listen ssl:...}: the request
+    goes out after the handshake, the half-close is a close_notify, and the
+    whole echo comes back, under TLS 1.3 and 1.2.
+    """
+
+    def startServer(self, *, tls12: bool = False) -> None:
+        directory = temporaryDirectory(self)
+        self.certificate = SelfSigned(directory / "certificate")
+        self.trustRoots = directory / "roots"
+        self.trustRoots.mkdir()
+        (self.trustRoots / "cert.pem").write_bytes(self.certificate.certPEM)
+        env = atMostTLS12(directory / "openssl") if tls12 else None
+        self.server = TwistProcess("tcpecho", "--listen", self.certificate.endpoint(), env=env)
+        self.addCleanup(self.server.kill)
+        self.port = portOf(self.server.waitFor(lifecycle="listen")["address"])
+
+    def negotiatedVersion(self) -> str | None:
+        """
+        The TLS version the server negotiates with a client that offers all.
+        """
+        context = ssl.create_default_context(cafile=str(self.certificate.cert))
+        raw = socket.create_connection(("127.0.0.1", self.port), timeout=WAIT)
+        with context.wrap_socket(raw, server_hostname="localhost") as client:
+            return client.version()
+
+    def assertEchoed(self, connect: str, *, tls13: bool) -> None:
+        """
+        A line, then 1 MiB, each through C{--connect}, come back whole.
+        """
+        for payload in (b"hello\n", pattern(1 << 20)):
+            self.assertEchoedOnce(connect, payload, tls13=tls13)
+
+    def assertEchoedOnce(self, connect: str, payload: bytes, *, tls13: bool) -> None:
+        done, _ = runClient("--connect", connect, "--file", "-", input=payload)
+        self.assertEqual(done.returncode, 0, verdict(done))
+        self.assertTrue(done.stdout == payload, "the echo differs from what was sent")
+        client = events(done)
+        self.assertEqual(
+            [e["lifecycle"] for e in client], ["connect", "connected", "half-close", "close"]
+        )
+        close = client[-1]
+        self.assertEqual(
+            (close["initiator"], close["how"], close["bytes_in"], close["bytes_out"]),
+            ("local", "fin", len(payload), len(payload)),
+        )
+        accept = self.server.waitFor(lifecycle="accept", peer=client[1]["local"])
+        served = self.server.waitFor(lifecycle="close", conn_id=accept["conn_id"])
+        self.assertEqual(
+            (served["initiator"], served["how"], served["bytes_in"], served["bytes_out"]),
+            ("peer", "fin", len(payload), len(payload)),
+        )
+        # Under TLS 1.3 our close_notify is a half-close (RFC 8446 6.1); under
+        # 1.2 the server answers it and closes at once, after the echo.
+        halfClosed = self.server.of(lifecycle="half-close", conn_id=accept["conn_id"])
+        self.assertEqual(len(halfClosed), 1 if tls13 else 0)
+
+    def test_sslEndpointUnderTLS13(self) -> None:
+        """
+        --connect ssl:HOST:PORT against a TLS 1.3 server gets the whole
+        echo, status 0, and both sides log a clean close.
+        """
+        self.startServer()
+        self.assertEqual(self.negotiatedVersion(), "TLSv1.3")
+        self.assertEchoed(f"ssl:127.0.0.1:{self.port}", tls13=True)
+
+    def test_sslEndpointUnderTLS12(self) -> None:
+        """
+        --connect ssl:HOST:PORT against a server held to TLS 1.2 gets the
+        whole echo, status 0, and both sides log a clean close.
+        """
+        self.startServer(tls12=True)
+        self.assertEqual(self.negotiatedVersion(), "TLSv1.2")
+        self.assertEchoed(f"ssl:127.0.0.1:{self.port}", tls13=False)
+
+    def test_verifyingTlsEndpointUnderTLS13(self) -> None:
+        """
+        --connect tls:localhost:PORT:trustRoots=DIR verifies the server's
+        certificate and gets the whole echo, under TLS 1.3.
+        """
+        self.startServer()
+        self.assertEchoed(f"tls:localhost:{self.port}:trustRoots={self.trustRoots}", tls13=True)
+
+    def test_verifyingTlsEndpointUnderTLS12(self) -> None:
+        """
+        --connect tls:localhost:PORT:trustRoots=DIR verifies the server's
+        certificate and gets the whole echo, under TLS 1.2.
+        """
+        self.startServer(tls12=True)
+        self.assertEchoed(f"tls:localhost:{self.port}:trustRoots={self.trustRoots}", tls13=False)
 
 
 class FailureTests(TestCase):

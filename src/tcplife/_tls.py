@@ -25,15 +25,17 @@ A TCP FIN without C{close_notify} may be a truncation attack, so the protocol
 still learns of it as a lost connection (C{ConnectionLost}, the C{close}
 event's C{how=reset}), but what it had written is sent before the close
 instead of being dropped.
+
+Our own half-close over TLS is a C{close_notify} too: L{loseWriteConnection}.
 """
 
 from __future__ import annotations
 
 from OpenSSL.SSL import TLS1_3_VERSION, Error, WantReadError, ZeroReturnError
 from twisted.internet.error import ConnectionLost
-from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol
+from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, ITransport
 from twisted.protocols.policies import ProtocolWrapper
-from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -136,3 +138,21 @@ class HalfCloseableTLSFactory(TLSMemoryBIOFactory):
         if wrapped is None:
             return None
         return HalfCloseableTLS(self, wrapped)
+
+
+def loseWriteConnection(transport: ITransport) -> None:
+    """
+    End our sending, after everything written so far, and keep reading: a
+    TCP FIN, or over TLS a C{close_notify} (RFC 8446 6.1).
+
+    Twisted's TLS transports (client and server) have no C{loseWriteConnection}
+    of their own: the call passes through to TCP, whose FIN goes out before
+    TLS data still waiting (for the handshake, say) and reads as a truncation.
+    Their C{loseConnection} is the TLS half-close: C{close_notify} once the
+    writes and any producer are done, reading until the peer's C{close_notify},
+    and only then TCP's close.
+    """
+    if isinstance(transport, TLSMemoryBIOProtocol):
+        transport.loseConnection()
+    else:
+        transport.loseWriteConnection()  # type: ignore[attr-defined]
