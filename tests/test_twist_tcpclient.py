@@ -14,6 +14,7 @@ import socket
 import ssl
 import subprocess
 import time
+from functools import partial
 from typing import Any
 
 from twisted.internet.defer import Deferred, inlineCallbacks
@@ -139,6 +140,20 @@ class OneShotTests(SynchronousTestCase):
         self.addCleanup(server.stop)
         done, _ = runClient("--port", str(server.port), "-m", "from asyncio")
         self.assertEqual((done.returncode, done.stdout), (0, b"from asyncio\n"))
+
+    def test_echoThatCannotBeWrittenIsStatus74(self) -> None:
+        """
+        Standard output that refuses the echo (/dev/full, as a full disk
+        does): one line naming the error and status 74 (EX_IOERR), not 0.
+        """
+        _, port = startEcho(self)
+        with open("/dev/full", "wb") as full:
+            done, _ = runClient("--port", str(port), "-m", "hello", stdout=full)
+        self.assertEqual(
+            verdict(done),
+            ["tcpclient: cannot write the echo to standard output: No space left on device"],
+        )
+        self.assertEqual(done.returncode, 74)
 
     def test_badOptionIsTwistsUsageError(self) -> None:
         """
@@ -268,6 +283,32 @@ class FailureTests(TestCase):
         self.assertEqual(done.returncode, status)
         self.assertNotIn(b"Traceback", done.stderr + done.stdout)
         return done, elapsed
+
+    @inlineCallbacks
+    def test_closedPipeStopsTheCopyNotTheCheck(self) -> Deferred[None]:
+        """
+        A reader that went away (C{| head}) stops the copy, and the exit
+        status still says whether the echo came back: 0 for an exact one,
+        65 for a corrupted one.
+        """
+        _, echo = startEcho(self)
+        corrupting = listen(self, Corrupting)
+        for port, status in ((echo, 0), (corrupting, 65)):
+            reading, writing = os.pipe()
+            os.close(reading)
+            self.addCleanup(os.close, writing)
+            run = partial(
+                runClient,
+                "--port",
+                str(port),
+                "--file",
+                "-",
+                input=pattern(1 << 20),
+                stdout=writing,
+            )
+            done, _ = yield callInThread(run)
+            self.assertEqual(done.returncode, status, verdict(done))
+            self.assertNotIn(b"Traceback", done.stderr)
 
     def test_refused(self) -> None:
         """

@@ -5,10 +5,12 @@ logged.
 
 from __future__ import annotations
 
+import errno
 import os
 import resource
 import signal
 import sys
+from collections.abc import Callable
 from typing import IO, Any, cast
 
 from twisted.application.service import IService
@@ -339,16 +341,19 @@ def makeService(
 
     clock = cast(IReactorTime, reactor)
     if not options["load"]:
+        output = _Output(stdout)
         factory = LifecycleClientFactory(
             options["request"],
             timeout=options["timeout"],
-            output=_Output(stdout),
+            output=output,
             clock=clock,
             events=LifecycleLog(trace=bool(options["trace"]), threshold=twistLogLevel(options)),
         )
         if options["protocol"] is not None:
             factory.protocol = options["protocol"]
-        return OneShot(factory, endpoint, target, reactor, errors=stderr, done=done)
+        oneShot = OneShot(factory, endpoint, target, reactor, errors=stderr, done=done)
+        output.failed = oneShot.outputFailed
+        return oneShot
     settings = LoadSettings(
         target=target,
         pattern=options["pattern"],
@@ -383,26 +388,33 @@ def _realStream(stream: Any) -> Any:
 
 class _Output:
     """
-    Standard output for the echo: a reader that goes away (C{| head}) stops
-    the copy, not the check.
+    Standard output for the echo.  A reader that goes away (C{| head}: EPIPE)
+    stops the copy, not the check; any other write error (a full disk,
+    C{/dev/full}) stops the copy and is passed to C{failed}.
     """
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: IO[bytes], failed: Callable[[OSError], None] | None = None) -> None:
         self._stream: IO[bytes] | None = stream
+        self.failed = failed
 
     def write(self, data: bytes) -> None:
         if self._stream is not None:
             try:
                 self._stream.write(data)
-            except OSError:
-                self._stream = None
+            except OSError as e:
+                self._stop(e)
 
     def flush(self) -> None:
         if self._stream is not None:
             try:
                 self._stream.flush()
-            except OSError:
-                self._stream = None
+            except OSError as e:
+                self._stop(e)
+
+    def _stop(self, error: OSError) -> None:
+        self._stream = None
+        if error.errno != errno.EPIPE and self.failed is not None:
+            self.failed(error)
 
 
 class _TextOutput:
