@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.internet.defer import Deferred
+from twisted.internet.error import DNSLookupError
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IHandshakeListener,
@@ -30,9 +31,8 @@ from ._failures import (
     CLOSED_EARLY,
     MISMATCH,
     TIMEOUT,
-    ConnectFailedError,
     ConnectTimeoutError,
-    connectFailureKind,
+    connectFailure,
     lostConnectionKind,
 )
 from ._sinks import ByteSink
@@ -370,14 +370,17 @@ class LifecycleClientFactory(ConnectionTracking, Factory):
             return wrapped
 
         def failed(failure: Failure) -> Failure:
-            kind, reason = connectFailureKind(failure)
-            self.events.connectFailed(target, reason)
-            return Failure(ConnectFailedError(target, kind, reason))
+            error = connectFailure(target, failure)
+            self.events.connectFailed(target, error.reason)
+            return Failure(error)
 
         return connecting.addCallbacks(connected, failed)
 
 
 def _connectTimedOut(result: object, timeout: float) -> object:
     if isinstance(result, Failure):
-        raise ConnectTimeoutError(timeout)
+        # HostnameEndpoint fails a connect cancelled during its name lookup
+        # with DNSLookupError (and one cancelled later with
+        # ConnectingCancelledError): the lookup is what got no answer.
+        raise ConnectTimeoutError(timeout, inLookup=bool(result.check(DNSLookupError)))
     return result
