@@ -155,6 +155,24 @@ class OneShotTests(SynchronousTestCase):
         )
         self.assertEqual(done.returncode, 74)
 
+    def test_endlessFileIsRefused(self) -> None:
+        """
+        --file /dev/zero is refused at once with twist's one-line error,
+        naming the bound and load mode, and status 64: not read until the
+        memory runs out.
+        """
+        done, _ = runClient("--file", "/dev/zero")
+        self.assertEqual(done.returncode, 64)
+        self.assertTrue(
+            done.stderr.startswith(
+                b"Error: --file '/dev/zero' holds more than 64 MiB, the most one-shot mode "
+                b"keeps in memory to check the echo; for volume, use load mode "
+                b"(--connections N --size BYTES).\n"
+            ),
+            done.stderr[:300],
+        )
+        self.assertNotIn(b"Traceback", done.stderr)
+
     def test_badOptionIsTwistsUsageError(self) -> None:
         """
         A bad value: twist's one-line C{Error: ...}, the usage, status 64,

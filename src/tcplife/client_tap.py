@@ -39,6 +39,11 @@ DEFAULT_SIZE = 64
 DEFAULT_WINDOW = 1 << 16
 DEFAULT_DURATION = 10.0
 LONGEST_MESSAGE = 1 << 24
+#: The largest --file one-shot mode sends: it keeps the whole request in
+#: memory to check the echo against it.
+LONGEST_FILE = 64 << 20
+#: Bytes read at a time from --file.
+_FILE_CHUNK = 1 << 20
 LONGEST_WINDOW = 1 << 26
 #: Messages in flight per connection, at most (each has a send time kept).
 MOST_IN_FLIGHT = 1 << 16
@@ -186,14 +191,22 @@ class Options(usage.Options):
         try:
             if path == "-":
                 stream = self.stdin if self.stdin is not None else sys.stdin.buffer
-                return stream.read()
-            with open(path, "rb") as f:
-                return f.read()
+                request = _readAtMost(stream, LONGEST_FILE)
+            else:
+                with open(path, "rb") as f:
+                    request = _readAtMost(f, LONGEST_FILE)
         except OSError as e:
             raise usage.UsageError(f"--file {path!r} cannot be read: {e.strerror}.") from None
         except KeyboardInterrupt:
             # Ctrl-C while waiting for standard input: stop, as cat would.
             raise SystemExit(128 + signal.SIGINT) from None
+        if request is None:
+            raise usage.UsageError(
+                f"--file {path!r} holds more than {LONGEST_FILE >> 20} MiB, the most one-shot "
+                "mode keeps in memory to check the echo; for volume, use load mode "
+                "(--connections N --size BYTES)."
+            )
+        return request
 
     def _checkLoad(self) -> None:
         for name in ("messages", "file", "protocol"):
@@ -270,6 +283,21 @@ class Options(usage.Options):
             os.path.exists(path) and not os.access(path, os.W_OK)
         ):
             raise usage.UsageError(f"--json {path!r} cannot be written: permission denied.")
+
+
+def _readAtMost(stream: IO[bytes], limit: int) -> bytes | None:
+    """
+    Everything C{stream} holds, or C{None} once it turns out to hold more
+    than C{limit} bytes (C{/dev/zero} never ends).
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := stream.read(_FILE_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _parseEndpoint(reactor: object, description: str) -> IStreamClientEndpoint:
