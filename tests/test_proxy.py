@@ -63,6 +63,60 @@ def v2Header(
     return V2Parser.PREFIX + bytes([0x21, family]) + struct.pack("!H", len(body)) + body
 
 
+#: The longest IPv6 address in text, as in the spec's worst case.
+LONGEST_IPV6 = ":".join(["ffff"] * 8)
+
+#: v1 headers the spec allows, with the accept event's peer and local.
+V1_VALID = [
+    # HAProxy's form for a client it cannot name (one on a UNIX socket):
+    # the connection's own addresses stand.
+    (b"PROXY UNKNOWN\r\n", "10.0.0.2:33000", "10.0.0.3:9000"),
+    (b"PROXY UNKNOWN whatever comes before CRLF\r\n", "10.0.0.2:33000", "10.0.0.3:9000"),
+    # The spec's worst case: exactly 107 bytes with the CRLF.
+    (
+        b"PROXY UNKNOWN %s %s 65535 65535\r\n" % (LONGEST_IPV6.encode(), LONGEST_IPV6.encode()),
+        "10.0.0.2:33000",
+        "10.0.0.3:9000",
+    ),
+    (
+        b"PROXY TCP4 255.255.255.255 0.0.0.0 65535 0\r\n",
+        "255.255.255.255:65535",
+        "0.0.0.0:0",
+    ),
+    (
+        b"PROXY TCP6 2001:DB8::7 %s 40002 443\r\n" % LONGEST_IPV6.encode(),
+        "[2001:db8::7]:40002",
+        f"[{LONGEST_IPV6}]:443",
+    ),
+]
+
+#: v1 headers the spec rules out, with what the rejection says.
+V1_INVALID = [
+    (
+        b"PROXY UNKNOWN %s %s 65535 655350\r\n" % (LONGEST_IPV6.encode(), LONGEST_IPV6.encode()),
+        "no CRLF within 107 bytes",
+    ),
+    (b"PROXY " + b"x" * 120, "no CRLF within 107 bytes"),
+    (b"PROXY TCP4 203.0.113.9 192.0.2.1 1 443\n", "LF without CR"),
+    (b"PROXY TCP4 ::1 ::1 1 443\r\n", "TCP4 needs IPv4 addresses"),
+    (b"PROXY TCP4 example.com 192.0.2.1 1 443\r\n", "TCP4 needs IPv4 addresses"),
+    (b"PROXY TCP4 203.0.113.09 192.0.2.1 1 443\r\n", "TCP4 needs IPv4 addresses"),
+    (b"PROXY TCP4 203.0.113.256 192.0.2.1 1 443\r\n", "TCP4 needs IPv4 addresses"),
+    (b"PROXY TCP6 127.0.0.1 127.0.0.1 1 443\r\n", "TCP6 needs IPv6 addresses"),
+    (b"PROXY TCP6 ::ffff:192.0.2.1 ::1 1 443\r\n", "TCP6 needs IPv6 addresses"),
+    (b"PROXY TCP6 fe80::1%eth0 ::1 1 443\r\n", "TCP6 needs IPv6 addresses"),
+    (b"PROXY TCP6 2001:db8::1::2 ::1 1 443\r\n", "TCP6 needs IPv6 addresses"),
+    (b"PROXY TCP4 203.0.113.9 192.0.2.1 http 443\r\n", "a port is not a number from 0 to 65535"),
+    (b"PROXY TCP4 203.0.113.9 192.0.2.1 70000 443\r\n", "a port is not a number from 0 to 65535"),
+    (b"PROXY TCP4 203.0.113.9 192.0.2.1 1 0443\r\n", "a port is not a number from 0 to 65535"),
+    (b"PROXY TCP4 203.0.113.9 192.0.2.1 1 443 x\r\n", "TCP4 needs two addresses and two ports"),
+    (b"PROXY TCP4 203.0.113.9 192.0.2.1 1\r\n", "TCP4 needs two addresses and two ports"),
+    (b"PROXY  TCP4 203.0.113.9 192.0.2.1 1 443\r\n", "protocol is not TCP4, TCP6 or UNKNOWN"),
+    (b"PROXY tcp4 203.0.113.9 192.0.2.1 1 443\r\n", "protocol is not TCP4, TCP6 or UNKNOWN"),
+    (b"PROXY UNKNOWNX\r\n", "protocol is not TCP4, TCP6 or UNKNOWN"),
+    (b"PROXY \r\n", "protocol is not TCP4, TCP6 or UNKNOWN"),
+]
+
 #: A v2 LOCAL command: what a balancer's own health check sends.
 V2_LOCAL = V2Parser.PREFIX + bytes([0x20, 0x00]) + struct.pack("!H", 0)
 
@@ -184,6 +238,24 @@ class HeaderTests(SynchronousTestCase):
             ],
         )
 
+    def test_v1HeaderTheSpecAllowsIsAccepted(self) -> None:
+        """
+        Every v1 header form that section 2.1 of the spec allows, among them
+        the bare C{PROXY UNKNOWN} and a line of exactly 107 bytes, connects
+        the protocol with the addresses it names (the connection's own for
+        UNKNOWN), whole or a byte at a time.
+        """
+        for header, peer, local in V1_VALID:
+            for pieces in ([header], [header[i : i + 1] for i in range(len(header))]):
+                h = Harness()
+                for piece in pieces:
+                    h.protocol.dataReceived(piece)
+                h.protocol.dataReceived(b"echo")
+                accept = h.accepted()
+                self.assertEqual((accept["peer"], accept["local"]), (peer, local), header)
+                self.assertEqual(h.transport.value(), b"echo")
+                self.assertFalse(h.transport.disconnecting)
+
     def test_localCommandKeepsTheConnectionsOwnAddresses(self) -> None:
         """
         A v2 LOCAL command (a balancer's health check) names nobody: the
@@ -283,20 +355,15 @@ class RejectionTests(SynchronousTestCase):
         h.protocol.dataReceived(b"PX")
         self.assertRejected(h, "not a PROXY protocol header")
 
-    def test_malformedV1HeaderIsRejected(self) -> None:
+    def test_v1HeaderTheSpecForbidsIsRejected(self) -> None:
         """
-        A v1 header whose port is no number, or whose address is no IP
-        address, is rejected rather than raising.
+        Every v1 header that section 2.1 of the spec rules out is rejected,
+        with a reason that says what is wrong, rather than read leniently.
         """
-        for header in (
-            b"PROXY TCP4 203.0.113.9 192.0.2.1 http 443\r\n",
-            b"PROXY TCP4 example.com 192.0.2.1 1 443\r\n",
-            b"PROXY TCP4 203.0.113.9 192.0.2.1 70000 443\r\n",
-            b"PROXY " + b"x" * 120,
-        ):
+        for header, detail in V1_INVALID:
             h = Harness()
             h.protocol.dataReceived(header)
-            self.assertRejected(h, "invalid PROXY header")
+            self.assertRejected(h, f"invalid PROXY header ({detail})")
 
     def test_malformedV2HeaderIsRejected(self) -> None:
         """

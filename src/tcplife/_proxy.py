@@ -12,7 +12,8 @@ than the signature.
 
 L{ProxyHeaderProtocol} connects the wrapped protocol only once the header is
 parsed, passes half-close through, and waits for a header split across reads.
-It reuses Twisted's own v1 and v2 header parsers.
+It reads v2 headers with Twisted's own parser, and v1 headers with
+L{tcplife._proxyv1}, which follows the spec where Twisted's parser does not.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.haproxy._exceptions import InvalidProxyHeader
 from twisted.protocols.haproxy._info import ProxyInfo
-from twisted.protocols.haproxy._v1parser import V1Parser
 from twisted.protocols.haproxy._v2parser import V2Parser
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
@@ -46,14 +46,15 @@ from zope.interface import directlyProvides, implementer, providedBy
 
 from ._address import describeAddress
 from ._halfclose import passReadConnectionLost, passWriteConnectionLost
+from ._proxyv1 import SIGNATURE as _V1_SIGNATURE
+from ._proxyv1 import V1HeaderParser
 
 # A v2 header is recognised by its 12-byte signature and needs 16 bytes before
 # its length is known; a v1 header starts with "PROXY ".
 _V2_SIGNATURE = V2Parser.PREFIX
 _V2_FIXED = 16
-_V1_SIGNATURE = V1Parser.PROXYSTR + b" "
 
-_Parser = V1Parser | V2Parser
+_Parser = V1HeaderParser | V2Parser
 _TOO_SHORT: Final = "too short"
 
 
@@ -64,7 +65,7 @@ def _startParser(received: bytes) -> _Parser | Literal["too short"] | None:
     """
     for signature, needed, parser in (
         (_V2_SIGNATURE, _V2_FIXED, V2Parser),
-        (_V1_SIGNATURE, len(_V1_SIGNATURE), V1Parser),
+        (_V1_SIGNATURE, len(_V1_SIGNATURE), V1HeaderParser),
     ):
         shared = min(len(received), len(signature))
         if received[:shared] == signature[:shared]:
@@ -151,10 +152,14 @@ class ProxyHeaderProtocol(ProtocolWrapper):
                 return
             source = _checkedAddress(info.source)
             destination = _checkedAddress(info.destination)
-        except (InvalidProxyHeader, ValueError, KeyError, struct.error):
-            # Twisted's parsers let a few malformed headers through as
-            # ValueError (a v1 port that is no number), KeyError (a v2 family
-            # and protocol pair it has no format for) or struct.error.
+        except InvalidProxyHeader as e:
+            # Ours (v1) says what is wrong; Twisted's (v2) says nothing.
+            self._reject(f"invalid PROXY header ({e})" if str(e) else "invalid PROXY header")
+            return
+        except (ValueError, KeyError, struct.error):
+            # Twisted's v2 parser lets a few malformed headers through as
+            # KeyError (a family and protocol pair it has no format for) or
+            # struct.error.
             self._reject("invalid PROXY header")
             return
         self._headerParsed(info, source, destination, remaining or b"")
