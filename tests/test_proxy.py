@@ -14,7 +14,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import Logger
+from twisted.logger import Logger, formatEvent, globalLogPublisher
 from twisted.protocols.haproxy._v2parser import V2Parser
 from twisted.protocols.haproxy._wrapper import HAProxyWrappingFactory
 from twisted.python.failure import Failure
@@ -22,7 +22,12 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tcplife import LifecycleServerFactory
 from tcplife._endpoints import serverFromString
-from tcplife._proxy import ProxyHeaderFactory, ProxyHeaderProtocol, ProxyServerEndpoint
+from tcplife._proxy import (
+    REJECTION_WARNING_INTERVAL,
+    ProxyHeaderFactory,
+    ProxyHeaderProtocol,
+    ProxyServerEndpoint,
+)
 from tcplife.echo_tap import Options, makeService
 
 from .helpers import RecordedEvents
@@ -133,16 +138,27 @@ class Harness:
         self.warnings: list[dict[str, Any]] = []
         if wrapped is None:
             wrapped = LifecycleServerFactory(clock=self.clock, events=self.recorded.log)
-        self.factory = ProxyHeaderFactory(wrapped, self.clock)
-        protocol = self.factory.buildProtocol(BALANCER)
-        protocol._log = Logger(namespace="tcplife.proxy", observer=self.warnings.append)
-        self.protocol = protocol
-        self.transport = StringTransport(hostAddress=BACKEND, peerAddress=BALANCER)
-        protocol.makeConnection(self.transport)
+        self.factory = ProxyHeaderFactory(
+            wrapped, self.clock, log=Logger(observer=self.warnings.append)
+        )
+        self.protocol, self.transport = connectThrough(self.factory)
 
     def accepted(self) -> dict[str, Any]:
         [accept] = self.recorded.of("accept")
         return accept
+
+
+def connectThrough(
+    factory: ProxyHeaderFactory, balancer: IPv4Address = BALANCER
+) -> tuple[ProxyHeaderProtocol, StringTransport]:
+    """
+    A new connection from C{balancer} to C{factory}, on a StringTransport.
+    """
+    protocol = factory.buildProtocol(balancer)
+    assert protocol is not None
+    transport = StringTransport(hostAddress=BACKEND, peerAddress=balancer)
+    protocol.makeConnection(transport)
+    return protocol, transport
 
 
 class PeerAtConnectionMade(Protocol):
@@ -405,6 +421,95 @@ class RejectionTests(SynchronousTestCase):
         h.clock.advance(ProxyHeaderProtocol.headerTimeout * 2)
         self.assertFalse(h.transport.disconnecting)
         self.assertEqual(h.clock.getDelayedCalls(), [])
+
+
+class RejectionWarningTests(SynchronousTestCase):
+    """
+    A flood of connections without a valid header makes one warning per
+    interval, not one per connection.
+    """
+
+    def setUp(self) -> None:
+        self.clock = MemoryReactorClock()
+        self.warnings: list[dict[str, Any]] = []
+        self.factory = ProxyHeaderFactory(
+            LifecycleServerFactory(clock=self.clock, events=RecordedEvents().log),
+            self.clock,
+            log=Logger(observer=self.warnings.append),
+        )
+
+    def junk(self, count: int, port: int = 33000) -> None:
+        """
+        C{count} connections from the balancer's C{port} that send no header.
+        """
+        for _ in range(count):
+            protocol, _ = connectThrough(self.factory, IPv4Address("TCP", "10.0.0.2", port))
+            protocol.dataReceived(b"SSH-2.0-x\r\n")
+
+    def summary(self, warning: dict[str, Any]) -> tuple[Any, ...]:
+        return (warning["rejected"], warning["reason"], warning["balancer"])
+
+    def test_firstAtOnceThenOneLinePerIntervalWithACount(self) -> None:
+        """
+        The first rejection is warned of at once; the next ones within the
+        interval make a single line when it ends, which counts them and
+        names the latest; a steady flood makes one line per interval.
+        """
+        self.junk(1)
+        [first] = self.warnings
+        self.assertEqual(self.summary(first), (1, "not a PROXY protocol header", "10.0.0.2:33000"))
+        self.junk(49)
+        self.clock.advance(REJECTION_WARNING_INTERVAL / 2)
+        self.junk(50)
+        self.junk(1, port=33999)
+        self.clock.advance(REJECTION_WARNING_INTERVAL / 2 - 0.25)
+        self.assertEqual(len(self.warnings), 1)
+        self.clock.advance(0.25)
+        [_, held] = self.warnings
+        self.assertEqual(self.summary(held), (100, "not a PROXY protocol header", "10.0.0.2:33999"))
+        self.assertIn("100 connections closed in 10 s", formatEvent(held))
+        for _ in range(10):
+            self.junk(10)
+            self.clock.advance(REJECTION_WARNING_INTERVAL / 10)
+        self.assertEqual([w["rejected"] for w in self.warnings], [1, 100, 100])
+
+    def test_afterAQuietIntervalTheNextIsWarnedAtOnce(self) -> None:
+        """
+        Once a whole interval has passed without a rejection, the next one
+        is warned of at once, as the first was.
+        """
+        self.junk(1)
+        self.clock.advance(REJECTION_WARNING_INTERVAL)
+        self.junk(1)
+        self.assertEqual([w["rejected"] for w in self.warnings], [1, 1])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_stoppingWarnsOfTheHeldRejectionsAtOnce(self) -> None:
+        """
+        When the listener stops, the rejections held back are warned of at
+        once, and no delayed call is left behind.
+        """
+        self.junk(3)
+        self.clock.advance(2)
+        self.factory.doStart()
+        self.factory.doStop()
+        self.assertEqual([w["rejected"] for w in self.warnings], [1, 2])
+        self.assertIn("2 connections closed in 2 s", formatEvent(self.warnings[1]))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_warningsAreInTheTcplifeProxyNamespace(self) -> None:
+        """
+        By default the warning goes to the global log in the namespace
+        C{tcplife.proxy}, as the README says.
+        """
+        seen: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(seen.append)
+        self.addCleanup(globalLogPublisher.removeObserver, seen.append)
+        factory = ProxyHeaderFactory(Factory.forProtocol(Protocol), self.clock)
+        protocol, _ = connectThrough(factory)
+        protocol.dataReceived(b"junk")
+        [warning] = [event for event in seen if event.get("rejected")]
+        self.assertEqual(warning["log_namespace"], "tcplife.proxy")
 
 
 class EndpointTests(SynchronousTestCase):

@@ -98,7 +98,8 @@ class ProxyHeaderProtocol(ProtocolWrapper):
 
     A connection that sends anything but a valid header, closes first, or
     sends no header within L{headerTimeout} seconds is closed without its
-    protocol ever being connected, and one warning is logged.
+    protocol ever being connected, and the factory's L{RejectionWarnings}
+    hear of it.
 
     @cvar headerTimeout: Seconds to wait for the header.  A balancer sends it
         at once; a client that connects here directly and waits for the
@@ -109,7 +110,6 @@ class ProxyHeaderProtocol(ProtocolWrapper):
     headerTimeout = 10.0
 
     factory: ProxyHeaderFactory
-    _log = Logger(namespace="tcplife.proxy")
 
     def __init__(self, factory: ProxyHeaderFactory, wrappedProtocol: IProtocol) -> None:
         super().__init__(factory, wrappedProtocol)
@@ -234,13 +234,86 @@ class ProxyHeaderProtocol(ProtocolWrapper):
         self._rejected = True
         self._cancelTimeout()
         assert self.transport is not None
-        self._log.warn(
-            "PROXY header: {reason}; closing the connection from {balancer}",
-            reason=reason,
-            balancer=describeAddress(self.transport.getPeer()),
-        )
+        self.factory.rejections.rejected(reason, describeAddress(self.transport.getPeer()))
         if self.connected:
             self.transport.loseConnection()
+
+
+#: Seconds between two warnings about connections closed for want of a
+#: valid PROXY header; those in between are counted into the next one.
+REJECTION_WARNING_INTERVAL: Final = 10.0
+
+
+class RejectionWarnings:
+    """
+    Warns of connections closed for want of a valid PROXY header without
+    letting a flood of them flood the log: the first at once, then at most
+    one line per L{interval}, which counts those closed since the last line
+    and names the latest.
+
+    Every line has the fields C{reason} and C{balancer} (of the latest) and
+    C{rejected} (how many it stands for).
+    """
+
+    def __init__(
+        self, log: Logger, clock: IReactorTime, interval: float = REJECTION_WARNING_INTERVAL
+    ) -> None:
+        self.log = log
+        self.interval = interval
+        self._clock = clock
+        self._lastWarning: float | None = None
+        self._held = 0
+        self._latest = ("", "")
+        self._flush: IDelayedCall | None = None
+
+    def rejected(self, reason: str, balancer: str) -> None:
+        """
+        One more connection from C{balancer} was closed, for C{reason}.
+        """
+        now = self._clock.seconds()
+        last = self._lastWarning
+        if self._flush is None and (last is None or now - last >= self.interval):
+            self._warn(1, reason, balancer)
+            return
+        self._held += 1
+        self._latest = (reason, balancer)
+        if self._flush is None:
+            assert last is not None
+            self._flush = self._clock.callLater(last + self.interval - now, self._warnHeld)
+
+    def stop(self) -> None:
+        """
+        Warn now of those held back (the listener is stopping).
+        """
+        if self._flush is not None:
+            self._flush.cancel()
+            self._warnHeld()
+
+    def _warnHeld(self) -> None:
+        self._flush = None
+        held, self._held = self._held, 0
+        self._warn(held, *self._latest)
+
+    def _warn(self, rejected: int, reason: str, balancer: str) -> None:
+        now = self._clock.seconds()
+        if rejected == 1:
+            self.log.warn(
+                "PROXY header: {reason}; closing the connection from {balancer}",
+                reason=reason,
+                balancer=balancer,
+                rejected=rejected,
+            )
+        else:
+            assert self._lastWarning is not None
+            self.log.warn(
+                "PROXY header: {rejected} connections closed in {seconds:.3g} s; "
+                "the latest: {reason}, from {balancer}",
+                reason=reason,
+                balancer=balancer,
+                rejected=rejected,
+                seconds=now - self._lastWarning,
+            )
+        self._lastWarning = now
 
 
 class ProxyHeaderFactory(WrappingFactory[ProxyHeaderProtocol]):
@@ -248,13 +321,25 @@ class ProxyHeaderFactory(WrappingFactory[ProxyHeaderProtocol]):
     Wraps each protocol of C{wrappedFactory} in a L{ProxyHeaderProtocol}.
 
     @ivar clock: Times the wait for each header.
+    @ivar rejections: Warns of connections closed without a valid header,
+        in the log namespace C{tcplife.proxy} unless C{log} says otherwise.
     """
 
     protocol = ProxyHeaderProtocol
 
-    def __init__(self, wrappedFactory: IProtocolFactory, clock: IReactorTime) -> None:
+    def __init__(
+        self, wrappedFactory: IProtocolFactory, clock: IReactorTime, log: Logger | None = None
+    ) -> None:
         super().__init__(wrappedFactory)  # type: ignore[no-untyped-call]
         self.clock = clock
+        if log is None:
+            # An instance's own Logger: as a class attribute, Logger would
+            # name its namespace after the class instead.
+            log = Logger(namespace="tcplife.proxy")
+        self.rejections = RejectionWarnings(log, clock)
+
+    def stopFactory(self) -> None:
+        self.rejections.stop()
 
     def buildProtocol(self, addr: IAddress | None) -> ProxyHeaderProtocol | None:  # type: ignore[override]
         # A factory that refuses the connection (returns None) refuses it
