@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from tcplife import LifecycleServerFactory
+from tcplife._admission import AcceptGate
 from tcplife._endpoints import serverFromString
 from tcplife._proxy import (
     REJECTION_WARNING_INTERVAL,
@@ -132,15 +133,21 @@ class Harness:
     PROXY wrapper, on a StringTransport.
     """
 
-    def __init__(self, wrapped: Factory | None = None) -> None:
+    def __init__(self, wrapped: Factory | None = None, *, admitted: bool = False) -> None:
         self.clock = MemoryReactorClock()
         self.recorded = RecordedEvents()
         self.warnings: list[dict[str, Any]] = []
+        self.gate: AcceptGate | None = None
         if wrapped is None:
             wrapped = LifecycleServerFactory(clock=self.clock, events=self.recorded.log)
         self.factory = ProxyHeaderFactory(
             wrapped, self.clock, log=Logger(observer=self.warnings.append)
         )
+        if admitted:
+            # What a listening tcplife port does: the server factory's own
+            # gate counts the connections waiting for their header.
+            assert isinstance(wrapped, LifecycleServerFactory)
+            self.gate = self.factory.admission = wrapped.gate
         self.protocol, self.transport = connectThrough(self.factory)
 
     def accepted(self) -> dict[str, Any]:
@@ -421,6 +428,51 @@ class RejectionTests(SynchronousTestCase):
         h.clock.advance(ProxyHeaderProtocol.headerTimeout * 2)
         self.assertFalse(h.transport.disconnecting)
         self.assertEqual(h.clock.getDelayedCalls(), [])
+
+
+class AdmissionTests(SynchronousTestCase):
+    """
+    A connection holds a slot under the server's cap from accept on, not
+    only once its header is in.
+    """
+
+    def harness(self) -> tuple[Harness, AcceptGate]:
+        h = Harness(admitted=True)
+        assert h.gate is not None
+        return h, h.gate
+
+    def test_slotIsHeldFromAcceptThenByTheFactorysConnection(self) -> None:
+        """
+        Before its header a connection is open (awaiting its header) though
+        the factory has not seen it; once the header is in, the factory's
+        connection holds the same single slot; when it closes, none.
+        """
+        h, gate = self.harness()
+        self.assertEqual((gate.openConnections(), gate.awaitingHeader), (1, 1))
+        self.assertEqual(h.recorded.of("accept"), [])
+        h.protocol.dataReceived(v1Header("203.0.113.9", 1))
+        self.assertEqual((gate.openConnections(), gate.awaitingHeader), (1, 0))
+        self.assertEqual(len(h.recorded.of("accept")), 1)
+        h.protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual((gate.openConnections(), gate.refusedHeader), (0, 0))
+
+    def test_connectionWithoutAValidHeaderFreesItsSlotOnceClosed(self) -> None:
+        """
+        A connection rejected for its header, or for sending none in time,
+        holds its slot (and descriptor) until it is really closed, then frees
+        it and is counted as refused.
+        """
+        for offend in (
+            lambda h: h.protocol.dataReceived(b"GET / HTTP/1.0\r\n\r\n"),
+            lambda h: h.clock.advance(ProxyHeaderProtocol.headerTimeout),
+        ):
+            h, gate = self.harness()
+            offend(h)
+            self.assertTrue(h.transport.disconnecting)
+            self.assertEqual((gate.openConnections(), gate.refusedHeader), (1, 0))
+            h.protocol.connectionLost(Failure(ConnectionDone()))
+            self.assertEqual((gate.openConnections(), gate.refusedHeader), (0, 1))
+            self.assertEqual(h.recorded.events, [])
 
 
 class RejectionWarningTests(SynchronousTestCase):

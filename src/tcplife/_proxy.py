@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+import typing
 from typing import Final, Literal
 
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -90,6 +91,31 @@ def _checkedAddress(address: IAddress | None) -> IAddress | None:
     return IPv6Address("TCP", ip.compressed, address.port)
 
 
+class HeaderAdmission(typing.Protocol):
+    """
+    Counts connections against a cap while they wait for their PROXY header,
+    before the factory behind the wrapper knows of them
+    (L{tcplife._admission.AcceptGate} is one).
+    """
+
+    def headerAwaited(self) -> None:
+        """
+        A connection was accepted and waits for its header; it holds a slot
+        from now on.
+        """
+
+    def headerArrived(self) -> None:
+        """
+        Its header arrived: the factory's connection, made next, takes over
+        its slot.
+        """
+
+    def headerRefused(self) -> None:
+        """
+        It closed without a valid header: its slot is free again.
+        """
+
+
 @implementer(IHalfCloseableProtocol, ITransport)
 class ProxyHeaderProtocol(ProtocolWrapper):
     """
@@ -120,6 +146,7 @@ class ProxyHeaderProtocol(ProtocolWrapper):
         self._parser: _Parser | None = None
         self._timeout: IDelayedCall | None = None
         self._rejected = False
+        self._admission: HeaderAdmission | None = None
 
     def makeConnection(self, transport: ITransport) -> None:
         # ProtocolWrapper.makeConnection would connect the wrapped protocol
@@ -127,6 +154,11 @@ class ProxyHeaderProtocol(ProtocolWrapper):
         directlyProvides(self, providedBy(transport))
         Protocol.makeConnection(self, transport)
         self.factory.registerProtocol(self)  # type: ignore[no-untyped-call]
+        # Open from accept on, header or not: silent connections must not
+        # hold descriptors beyond the cap.
+        self._admission = self.factory.admission
+        if self._admission is not None:
+            self._admission.headerAwaited()
         self._timeout = self.factory.clock.callLater(self.headerTimeout, self._headerTimedOut)
 
     def dataReceived(self, data: bytes) -> None:
@@ -177,6 +209,9 @@ class ProxyHeaderProtocol(ProtocolWrapper):
         # header names no addresses: the connection's own ones stand.
         self._source = source
         self._destination = destination
+        admission, self._admission = self._admission, None
+        if admission is not None:
+            admission.headerArrived()
         self.wrappedProtocol.makeConnection(self)
         if remaining and self.connected:
             self.wrappedProtocol.dataReceived(remaining)
@@ -218,6 +253,9 @@ class ProxyHeaderProtocol(ProtocolWrapper):
         self.factory.unregisterProtocol(self)  # type: ignore[no-untyped-call]
         if not self._rejected:
             self._reject("closed before the PROXY header")
+        admission, self._admission = self._admission, None
+        if admission is not None:
+            admission.headerRefused()
 
     def _headerTimedOut(self) -> None:
         self._timeout = None
@@ -323,6 +361,9 @@ class ProxyHeaderFactory(WrappingFactory[ProxyHeaderProtocol]):
     @ivar clock: Times the wait for each header.
     @ivar rejections: Warns of connections closed without a valid header,
         in the log namespace C{tcplife.proxy} unless C{log} says otherwise.
+    @ivar admission: Counts each connection from accept until its header
+        arrives (or it closes without one), if set; the admission gate of the
+        port that listens with this factory sets itself here.
     """
 
     protocol = ProxyHeaderProtocol
@@ -337,6 +378,7 @@ class ProxyHeaderFactory(WrappingFactory[ProxyHeaderProtocol]):
             # name its namespace after the class instead.
             log = Logger(namespace="tcplife.proxy")
         self.rejections = RejectionWarnings(log, clock)
+        self.admission: HeaderAdmission | None = None
 
     def stopFactory(self) -> None:
         self.rejections.stop()
