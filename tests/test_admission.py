@@ -144,6 +144,17 @@ class GateTests(SynchronousTestCase):
         [resumed] = self.recorded.of("accept-resumed")
         self.assertEqual(resumed["open"], 1)
 
+    def test_refusedHeaderEndsAnExhaustionPause(self) -> None:
+        """
+        A connection closed without its header frees a descriptor too, so a
+        pause for want of descriptors ends at once, not at the next retry.
+        """
+        self.gate.headerAwaited()
+        self.gate.acceptsExhausted(self.port, errno.EMFILE)  # type: ignore[arg-type]
+        self.gate.headerRefused()
+        self.assertTrue(self.port.reading)
+        self.assertIsNone(self.gate.paused)
+
     def test_noCapMeansNoPause(self) -> None:
         """
         Without a cap the gate never pauses for connections.
