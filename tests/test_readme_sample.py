@@ -1,5 +1,5 @@
 """
-The README's captured JSON log is what tcpecho writes today.
+The README's captured logs and error lines are what twist writes today.
 """
 
 from __future__ import annotations
@@ -11,18 +11,28 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from .helpers import TwistProcess, echoWithHalfClose
+from .helpers import TwistProcess, echoWithHalfClose, runTwist
+from .servers import temporaryDirectory
 from .test_readme import README
 
 #: Fields whose values depend on the run (addresses, times), not the code.
 RUN_SPECIFIC = {"address", "endpoint", "peer", "local", "log_time", "duration_s", "log_flattened"}
 
 
-def readmeSample() -> list[dict[str, Any]]:
+def sampleText(name: str, language: str = "") -> str:
+    """
+    The fenced block (of C{language}) that follows C{<!-- sample: name -->}.
+    """
     text = README.read_text(encoding="utf-8")
-    match = re.search(r"<!-- sample: json-log -->\s*```json\n(.*?)```", text, re.DOTALL)
-    assert match is not None, "README has no json-log sample"
-    return [json.loads(line) for line in match.group(1).splitlines() if line.strip()]
+    match = re.search(
+        rf"<!-- sample: {re.escape(name)} -->\s*```{language}\n(.*?)```", text, re.DOTALL
+    )
+    assert match is not None, f"README has no {name} sample"
+    return match.group(1)
+
+
+def readmeSample() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in sampleText("json-log", "json").splitlines() if line]
 
 
 class JSONSampleTests(SynchronousTestCase):
@@ -65,3 +75,21 @@ class JSONSampleTests(SynchronousTestCase):
                 {k: v for k, v in documented.items() if k not in varying},
                 {k: v for k, v in actual.items() if k not in varying},
             )
+
+
+class TextSampleTests(SynchronousTestCase):
+    """
+    The text samples of the README are what twist prints.
+    """
+
+    def test_endpointErrorsAreWhatTwistSays(self) -> None:
+        """
+        Each endpoint error the README shows is the first line twist
+        prints for that description, there and then.
+        """
+        directory = temporaryDirectory(self)
+        for line in sampleText("endpoint-errors").splitlines():
+            description = line.split("'")[1]
+            result = runTwist("tcpecho", "--listen", description, cwd=str(directory))
+            self.assertEqual(result.returncode, 64, result.stderr)
+            self.assertEqual(result.stderr.splitlines()[0], line)

@@ -149,6 +149,22 @@ class OneShotTests(SynchronousTestCase):
         self.assertIn("Usage: twist", stderr)
         self.assertNotIn("Traceback", stderr + done.stdout.decode())
 
+    def test_badValuesThatFailedLateAreUsageErrors(self) -> None:
+        """
+        Descriptions that used to fail only when connecting get twist's 'Error: ...'
+        line and status 64 at once.
+        """
+        for argv, problem in [
+            (["--connect", "tcp:127.0.0.1:0", "-m", "x"], "--connect 'tcp:127.0.0.1:0' is not"),
+            (["--connect", "unix:", "-m", "x"], "path must name a socket path, not ''"),
+        ]:
+            done, _ = runClient(*argv)
+            stderr = done.stderr.decode()
+            self.assertEqual(done.returncode, 64, (argv, stderr))
+            self.assertTrue(stderr.startswith("Error: "), stderr[:200])
+            self.assertIn(problem, stderr.splitlines()[0])
+            self.assertNotIn("Traceback", stderr + done.stdout.decode())
+
 
 class FailureTests(TestCase):
     """

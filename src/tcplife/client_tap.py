@@ -17,7 +17,6 @@ from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
-    clientFromString,
 )
 from twisted.internet.interfaces import IReactorCore, IReactorTime, IStreamClientEndpoint
 from twisted.logger import LogLevel
@@ -29,7 +28,7 @@ from ._exit import stopAndExit
 from ._load import PATTERNS, STREAM, LoadRun, LoadSettings
 from ._loadservice import LoadService
 from ._oneshot import OneShot
-from ._options import globalReactor, loadClass, twistLogLevel, wholeNumber
+from ._options import clientEndpoint, globalReactor, loadClass, twistLogLevel, wholeNumber
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9000
@@ -271,15 +270,7 @@ class Options(usage.Options):
 
 
 def _parseEndpoint(reactor: object, description: str) -> IStreamClientEndpoint:
-    try:
-        endpoint: IStreamClientEndpoint = clientFromString(reactor, description)
-        return endpoint
-    except (ValueError, TypeError, KeyError, IndexError, OSError) as e:
-        detail = str(e) or type(e).__name__
-        if isinstance(e, (KeyError, TypeError)):
-            # The parsers' own words here are Python's, about their arguments.
-            detail = "missing or unknown parameters (for example tcp:HOST:PORT or unix:PATH)"
-        raise usage.UsageError(f"--connect {description!r} is not usable: {detail}.") from None
+    return clientEndpoint("--connect", reactor, description)
 
 
 def describeTarget(host: str, port: int) -> str:
