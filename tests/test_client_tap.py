@@ -19,6 +19,7 @@ from tcplife._loadservice import LoadService
 from tcplife._oneshot import OneShot
 from tcplife.client_tap import Options, makeEndpoint, makeService
 
+from .certs import TLSMistakes
 from .helpers import assertRejected
 from .servers import temporaryDirectory
 
@@ -72,6 +73,10 @@ BAD_CLIENT_DESCRIPTIONS = [
         "ssl needs port (for example ssl:example.com:443:caCertsDir=/etc/ssl/certs).",
     ),
     ("ssl:localhost:443:hostname=a..b", "hostname 'a..b' is not a host name"),
+    (
+        "ssl:localhost:443:privateKey=key.pem",
+        "privateKey= needs certKey= too: the client certificate that goes with the key.",
+    ),
     ("tls:localhost", "tls needs port (for example tls:example.com:443)."),
     (
         "tls:localhost:443:timeout=soon",
@@ -318,3 +323,88 @@ class ServiceTests(SynchronousTestCase):
         )
         self.assertRaises(UsageError, parse, "-c", "1", "--json", str(directory))
         self.assertFalse(os.path.exists(directory / "r.json"))
+
+
+class TLSFileTests(SynchronousTestCase):
+    """
+    The usual mistakes with the files of C{--connect ssl:} and C{tls:} are
+    one line that names the file and the problem, not OpenSSL's traceback.
+    """
+
+    def setUp(self) -> None:
+        self.files = TLSMistakes(temporaryDirectory(self))
+
+    def test_eachMistakeNamesTheFileAndTheProblem(self) -> None:
+        """
+        A trust-roots folder holding a key, a file or nothing where a folder
+        belongs, a folder without certificates, a client certificate without
+        its key or with another's, a key file given as the certificate, and
+        an encrypted key, are each refused with the sentence that says so.
+        """
+        key, cert = self.files.good.key, self.files.good.cert
+        withKey, empty = self.files.trustRootsWithKey, key.parent / "empty"
+        empty.mkdir()
+        missing = key.parent / "missing"
+        for description, problem in [
+            (
+                f"ssl:localhost:443:caCertsDir={withKey}",
+                f"caCertsDir folder '{withKey}' holds 'key.pem', which is no certificate "
+                "(it holds: PRIVATE KEY); keep only CA certificates there.",
+            ),
+            (
+                f"tls:localhost:443:trustRoots={withKey}",
+                f"trustRoots folder '{withKey}' holds 'key.pem', which is no certificate",
+            ),
+            (
+                f"tls:localhost:443:trustRoots={cert}",
+                f"trustRoots must name a folder of CA certificates (*.pem), and '{cert}' "
+                "is a file.",
+            ),
+            (
+                f"tls:localhost:443:trustRoots={missing}",
+                f"trustRoots must name a folder of CA certificates (*.pem), and '{missing}' "
+                "does not exist.",
+            ),
+            (
+                f"tls:localhost:443:trustRoots={empty}",
+                f"trustRoots folder '{empty}' holds no CA certificate "
+                "(only files named *.pem count).",
+            ),
+            (
+                f"tls:localhost:443:certificate={cert}",
+                f"certificate file '{cert}' holds no private key, and no privateKey= names one; "
+                "add privateKey=KEY.pem.",
+            ),
+            (
+                f"tls:localhost:443:certificate={cert}:privateKey={self.files.other.key}",
+                f"the certificate in '{cert}' does not match the private key in "
+                f"'{self.files.other.key}' (it was made for another key).",
+            ),
+            (
+                f"ssl:localhost:443:certKey={key}",
+                f"certKey file '{key}' holds no certificate (it holds: PRIVATE KEY).",
+            ),
+            (
+                f"tls:localhost:443:certificate={cert}:privateKey={self.files.encryptedKey}",
+                f"privateKey file '{self.files.encryptedKey}' holds an encrypted private key",
+            ),
+        ]:
+            assertRejected(
+                self,
+                parse,
+                ["--connect", description, "-m", "x"],
+                f"--connect '{description}' is not usable: {problem}",
+            )
+
+    def test_trustRootsAndAClientCertificateConnect(self) -> None:
+        """
+        A folder of CA certificates and a client certificate with its key
+        (in two files or in one) are accepted.
+        """
+        key, cert = self.files.good.key, self.files.good.cert
+        trust, both = self.files.trustRoots, self.files.serving / "localhost.pem"
+        for description in [
+            f"tls:localhost:443:trustRoots={trust}:certificate={cert}:privateKey={key}",
+            f"ssl:localhost:443:caCertsDir={trust}:certKey={both}",
+        ]:
+            self.assertEqual(parse("--connect", description, "-m", "x")["connect"], description)

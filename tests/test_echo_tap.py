@@ -12,7 +12,9 @@ from tcplife import LifecycleServerFactory, ListenFailed
 from tcplife._listening import Listener
 from tcplife.echo_tap import Options, makeService
 
+from .certs import TLSMistakes
 from .helpers import RecordedEvents, assertRejected
+from .servers import temporaryDirectory
 from .test_connection import Upper
 
 
@@ -76,6 +78,7 @@ BAD_SERVER_DESCRIPTIONS = [
     ("haproxy:tcp:abc", "port must be a whole number from 0 to 65535, not 'abc'."),
     ("haproxy:haproxy:tcp:9001", "haproxy: is given twice"),
     ("haproxy:bogus:1", "unknown endpoint type 'bogus'"),
+    ("tls:/nonexistent", "path must name a folder of keys and certificates (*.pem), and "),
 ]
 
 
@@ -305,3 +308,88 @@ class ServiceTests(SynchronousTestCase):
         self.assertIn("0.0.0.0:9000", message)
         self.assertIn("Address already in use", message)
         self.assertIsInstance(failure, SystemExit)
+
+
+class TLSFileTests(SynchronousTestCase):
+    """
+    The usual mistakes with the files of C{--listen ssl:} and C{tls:} are
+    one line that names the file and the problem, not OpenSSL's traceback.
+    """
+
+    def setUp(self) -> None:
+        self.files = TLSMistakes(temporaryDirectory(self))
+
+    def test_eachMistakeNamesTheFileAndTheProblem(self) -> None:
+        """
+        A key without its certificate, a certificate of another key, the
+        two swapped, a missing file, an encrypted key, a chain or DH file
+        that holds something else, and a tls: folder with nothing to serve,
+        are each refused with the sentence that says so.
+        """
+        key, cert = self.files.good.key, self.files.good.cert
+        otherCert, encrypted = self.files.other.cert, self.files.encryptedKey
+        missing = key.parent / "missing.pem"
+        for description, problem in [
+            (
+                f"ssl:0:privateKey={key}",
+                f"privateKey file '{key}' holds no certificate, and no certKey= names one; "
+                "add certKey=CERT.pem.",
+            ),
+            (
+                f"ssl:0:privateKey={key}:certKey={otherCert}",
+                f"the certificate in '{otherCert}' does not match the private key in '{key}' "
+                "(it was made for another key).",
+            ),
+            (
+                f"ssl:0:privateKey={cert}:certKey={key}",
+                f"privateKey file '{cert}' holds no private key (it holds: CERTIFICATE).",
+            ),
+            (
+                f"ssl:0:privateKey={missing}:certKey={cert}",
+                f"privateKey file '{missing}' cannot be read: No such file or directory.",
+            ),
+            ("ssl:0", "privateKey file 'server.pem' cannot be read: No such file or directory."),
+            (
+                f"ssl:0:privateKey={encrypted}:certKey={cert}",
+                f"privateKey file '{encrypted}' holds an encrypted private key; decrypt it first",
+            ),
+            (
+                f"ssl:0:privateKey={key}:certKey={cert}:extraCertChain={key}",
+                f"extraCertChain file '{key}' holds no certificate (it holds: PRIVATE KEY).",
+            ),
+            (
+                f"ssl:0:privateKey={key}:certKey={cert}:dhParameters={key}",
+                f"dhParameters file '{key}' holds no DH parameters (it holds: PRIVATE KEY); "
+                "make them with: openssl dhparam -out dh.pem 2048.",
+            ),
+            (
+                f"tls:{self.files.trustRoots}:port=0",
+                f"path folder '{self.files.trustRoots}' holds no private key together with its "
+                "certificate for a DNS name (subjectAltName), so it can serve no name.",
+            ),
+            (
+                f"haproxy:ssl:0:privateKey={key}",
+                f"privateKey file '{key}' holds no certificate",
+            ),
+        ]:
+            assertRejected(
+                self,
+                parse,
+                ["--listen", description],
+                f"--listen '{description}' is not usable: {problem}",
+            )
+
+    def test_aKeyAndItsCertificateServe(self) -> None:
+        """
+        The key with its certificate (in two files or in one), and a tls:
+        folder of them, are accepted.
+        """
+        key, cert = self.files.good.key, self.files.good.cert
+        both = self.files.serving / "localhost.pem"
+        descriptions = [
+            f"ssl:0:privateKey={key}:certKey={cert}:sslmethod=TLS_METHOD",
+            f"ssl:0:privateKey={both}",
+            f"tls:{self.files.serving}:port=0",
+        ]
+        options = parse(*(arg for d in descriptions for arg in ("--listen", d)))
+        self.assertEqual(options["listen"], descriptions)

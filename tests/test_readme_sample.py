@@ -11,6 +11,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from .certs import SelfSigned
 from .helpers import TwistProcess, echoWithHalfClose, runTwist
 from .servers import temporaryDirectory
 from .test_readme import README
@@ -85,9 +86,11 @@ class TextSampleTests(SynchronousTestCase):
     def test_endpointErrorsAreWhatTwistSays(self) -> None:
         """
         Each endpoint error the README shows is the first line twist
-        prints for that description, there and then.
+        prints for that description, there and then (with a C{key.pem} that
+        holds only a key in the working directory).
         """
         directory = temporaryDirectory(self)
+        (directory / "key.pem").write_bytes(SelfSigned(directory / "pair").keyPEM)
         for line in sampleText("endpoint-errors").splitlines():
             description = line.split("'")[1]
             result = runTwist("tcpecho", "--listen", description, cwd=str(directory))

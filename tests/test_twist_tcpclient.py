@@ -18,6 +18,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
+from .certs import TLSMistakes
 from .helpers import (
     BIN,
     WAIT,
@@ -151,12 +152,17 @@ class OneShotTests(SynchronousTestCase):
 
     def test_badValuesThatFailedLateAreUsageErrors(self) -> None:
         """
-        Descriptions that used to fail only when connecting get twist's 'Error: ...'
-        line and status 64 at once.
+        Descriptions that used to fail only when connecting (or with
+        OpenSSL's traceback) get twist's 'Error: ...' line and status 64 at once.
         """
+        withKey = TLSMistakes(temporaryDirectory(self)).trustRootsWithKey
         for argv, problem in [
             (["--connect", "tcp:127.0.0.1:0", "-m", "x"], "--connect 'tcp:127.0.0.1:0' is not"),
             (["--connect", "unix:", "-m", "x"], "path must name a socket path, not ''"),
+            (
+                ["--connect", f"tls:localhost:1:trustRoots={withKey}", "-m", "x"],
+                f"trustRoots folder '{withKey}' holds 'key.pem', which is no certificate",
+            ),
         ]:
             done, _ = runClient(*argv)
             stderr = done.stderr.decode()

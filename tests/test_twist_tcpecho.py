@@ -13,7 +13,9 @@ import subprocess
 from twisted.logger import eventsFromJSONLogFile
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
+from .certs import SelfSigned
 from .helpers import WAIT, TwistProcess, echoWithHalfClose, freePort, pattern, portOf, runTwist
+from .servers import temporaryDirectory
 
 
 class TcpechoProcessTests(SynchronousTestCase):
@@ -225,14 +227,16 @@ class TcpechoFailureTests(SynchronousTestCase):
     def test_badEndpointDescriptionsExitWithUsageStatus(self) -> None:
         """
         Endpoint descriptions that used to fail only when listening (status
-        1) or to listen with a backlog of 0 get twist's 'Error: ...' line
-        naming the problem, and status 64.
+        1), to listen with a backlog of 0, or to end in OpenSSL's traceback
+        get twist's 'Error: ...' line naming the problem, and status 64.
         """
+        key = SelfSigned(temporaryDirectory(self)).key
         for argv, problem in [
             (["--listen", "tcp:70000"], "port must be a whole number from 0 to 65535"),
             (["--listen", "unix:"], "address must name a socket path, not ''"),
             (["--listen", "tcp:0:backlog=-5"], "backlog must be a whole number from 1 to 65535"),
             (["--metrics", "tcp:9100:bogus=1"], "unknown parameter 'bogus'"),
+            (["--listen", f"ssl:0:privateKey={key}"], f"privateKey file '{key}' holds no cert"),
         ]:
             result = runTwist("tcpecho", *argv)
             self.assertEqual(result.returncode, 64, (argv, result.stderr))

@@ -28,6 +28,8 @@ from twisted.internet.interfaces import (
 from twisted.plugin import getPlugins
 from zope.interface import Interface
 
+from . import _pemfiles
+
 #: Twisted's own tokenizer, the one its serverFromString and
 #: clientFromString use, so that a check sees what Twisted will see.
 _parse = cast(
@@ -167,12 +169,52 @@ def _sslMethod(name: str, value: str) -> None:
         raise EndpointError(f"{name} must be one of {', '.join(_SSL_METHODS)}, not '{value}'")
 
 
+def _asEndpointError(check: Callable[..., None], *args: str | None) -> None:
+    try:
+        check(*args)
+    except _pemfiles.UnusableFileError as e:
+        raise EndpointError(str(e)) from None
+
+
+def _fileCheck(check: Callable[[str, str], None]) -> Check:
+    return lambda name, value: _asEndpointError(check, name, value)
+
+
 def _oneSocket(values: Mapping[str, str]) -> None:
     if ("index" in values) == ("name" in values):
         raise EndpointError(
             "systemd needs either index= or name= to pick the inherited socket "
             "(for example systemd:domain=INET:name=tcpecho)"
         )
+
+
+def _serverKeyPair(values: Mapping[str, str]) -> None:
+    key = values.get("privateKey", "server.pem")  # Twisted's default
+    _asEndpointError(
+        _pemfiles.checkKeyAndCertificate, "privateKey", key, "certKey", values.get("certKey")
+    )
+
+
+def _clientCertificate(certificate: str) -> Callable[[Mapping[str, str]], None]:
+    """
+    The client certificate of C{ssl:} (C{certKey=}) or C{tls:}
+    (C{certificate=}), with C{privateKey=}.
+    """
+
+    def check(values: Mapping[str, str]) -> None:
+        certPath, keyPath = values.get(certificate), values.get("privateKey")
+        if certPath is not None:
+            _asEndpointError(
+                _pemfiles.checkCertificateAndKey, certificate, certPath, "privateKey", keyPath
+            )
+        elif keyPath is not None:
+            # Twisted would quietly connect without any client certificate.
+            raise EndpointError(
+                f"privateKey= needs {certificate}= too: the client certificate "
+                "that goes with the key"
+            )
+
+    return check
 
 
 def _wrappedEndpoint(name: str, value: str) -> None:
@@ -187,6 +229,7 @@ _CLIENT_PORT = _wholeNumber(1, 65535)
 _BACKLOG = _wholeNumber(1, 65535)
 _TIMEOUT = _wholeNumber(1, 1_000_000, " of seconds")
 _PATH = _someText("a socket path")
+_TRUST_ROOTS = _fileCheck(_pemfiles.checkTrustRoots)
 
 _SERVER_FORMS: Mapping[str, _Form] = {
     # _parseTCP(factory, port, interface="", backlog=50)
@@ -219,18 +262,19 @@ _SERVER_FORMS: Mapping[str, _Form] = {
     "ssl": _Form(
         {
             "port": _PORT,
-            "privateKey": _anything,
+            "privateKey": _anything,  # with certKey, by _serverKeyPair
             "certKey": _anything,
             "sslmethod": _sslMethod,
             "interface": _anything,
             "backlog": _BACKLOG,
-            "extraCertChain": _anything,
-            "dhParameters": _anything,
+            "extraCertChain": _fileCheck(_pemfiles.checkCertificates),
+            "dhParameters": _fileCheck(_pemfiles.checkDHParameters),
         },
         positional=8,
         required=("port",),
         example="ssl:9443:privateKey=key.pem:certKey=cert.pem",
         usual=1,
+        together=(_serverKeyPair,),
     ),
     # _SystemdParser._parseServer(reactor, domain, index=None, name=None)
     "systemd": _Form(
@@ -245,7 +289,7 @@ _SERVER_FORMS: Mapping[str, _Form] = {
     # port="443", backlog="50", interface="::")
     "tls": _Form(
         {
-            "path": _anything,
+            "path": _fileCheck(_pemfiles.checkServingFolder),
             "port": _PORT,
             "backlog": _BACKLOG,
             "interface": _anything,
@@ -278,9 +322,9 @@ _CLIENT_FORMS: Mapping[str, _Form] = {
     "ssl": _Form(
         {
             **_CLIENT_TCP,
-            "certKey": _anything,
+            "certKey": _anything,  # with privateKey, by _clientCertificate
             "privateKey": _anything,
-            "caCertsDir": _anything,
+            "caCertsDir": _TRUST_ROOTS,
             "hostname": _hostName,
         },
         positional=2,
@@ -288,6 +332,7 @@ _CLIENT_FORMS: Mapping[str, _Form] = {
         example="ssl:example.com:443:caCertsDir=/etc/ssl/certs",
         usual=2,
         fillUnnamed=True,
+        together=(_clientCertificate("certKey"),),
     ),
     # _parseClientUNIX(*args, **kwargs): path, timeout, lockfile
     "unix": _Form(
@@ -305,15 +350,16 @@ _CLIENT_FORMS: Mapping[str, _Form] = {
             "port": _CLIENT_PORT,
             "timeout": _TIMEOUT,
             "bindAddress": _someText("a local address"),
-            "certificate": _anything,
+            "certificate": _anything,  # with privateKey, by _clientCertificate
             "privateKey": _anything,
-            "trustRoots": _anything,
+            "trustRoots": _TRUST_ROOTS,
             "endpoint": _wrappedEndpoint,
         },
         positional=8,
         required=("host", "port"),
         example="tls:example.com:443",
         usual=2,
+        together=(_clientCertificate("certificate"),),
     ),
 }
 
