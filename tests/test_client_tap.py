@@ -324,6 +324,23 @@ class ServiceTests(SynchronousTestCase):
         self.assertRaises(UsageError, parse, "-c", "1", "--json", str(directory))
         self.assertFalse(os.path.exists(directory / "r.json"))
 
+    def test_jsonPathThatCouldNotBeWrittenAfterTheRunIsRefusedBeforeIt(self) -> None:
+        """
+        An empty --json, or a name the file system cannot take, is refused
+        when the options are read, not when the report is due.
+        """
+        directory = temporaryDirectory(self)
+        assertRejected(
+            self,
+            parse,
+            ["-c", "1", "--json", ""],
+            "--json needs a file name ('-': standard output)",
+        )
+        tooLong = str(directory / ("r" * 300))
+        assertRejected(
+            self, parse, ["-c", "1", "--json", tooLong], f"--json {tooLong!r} cannot be written"
+        )
+
 
 class TLSFileTests(SynchronousTestCase):
     """

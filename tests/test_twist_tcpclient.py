@@ -153,7 +153,8 @@ class OneShotTests(SynchronousTestCase):
     def test_badValuesThatFailedLateAreUsageErrors(self) -> None:
         """
         Descriptions that used to fail only when connecting (or with
-        OpenSSL's traceback) get twist's 'Error: ...' line and status 64 at once.
+        OpenSSL's traceback), and a --json path that failed only once the
+        run was over, get twist's 'Error: ...' line and status 64 at once.
         """
         withKey = TLSMistakes(temporaryDirectory(self)).trustRootsWithKey
         for argv, problem in [
@@ -163,6 +164,7 @@ class OneShotTests(SynchronousTestCase):
                 ["--connect", f"tls:localhost:1:trustRoots={withKey}", "-m", "x"],
                 f"trustRoots folder '{withKey}' holds 'key.pem', which is no certificate",
             ),
+            (["-c", "1", "-n", "5", "--json", ""], "--json needs a file name"),
         ]:
             done, _ = runClient(*argv)
             stderr = done.stderr.decode()

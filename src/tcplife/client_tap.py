@@ -258,6 +258,16 @@ class Options(usage.Options):
         path = self["json"]
         if path is None or path == "-":
             return
+        # The report is written when the run is over: a path that cannot
+        # take it must fail now, not after the whole run.
+        if not path:
+            raise usage.UsageError("--json needs a file name ('-': standard output), not ''.")
+        try:
+            os.stat(path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:  # a name too long, a loop of links, ...
+            raise usage.UsageError(f"--json {path!r} cannot be written: {e.strerror}.") from None
         directory = os.path.dirname(path) or "."
         if os.path.isdir(path) or not os.path.isdir(directory):
             raise usage.UsageError(
