@@ -6,25 +6,39 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
+import sys
 from pathlib import Path
 
+from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
+from tcplife.echo_tap import Options, makeService
+
 from .helpers import TwistProcess, echoWithHalfClose
+from .servers import temporaryDirectory
 
 README = Path(__file__).parent.parent / "README.md"
 
 
-def exampleCode(name: str) -> str:
+def exampleCode(name: str, language: str = "python") -> str:
     """
-    The fenced Python block that follows C{<!-- example: name -->}.
+    The fenced block (of C{language}) that follows C{<!-- example: name -->}.
     """
     text = README.read_text(encoding="utf-8")
     match = re.search(
-        rf"<!-- example: {re.escape(name)} -->\s*```python\n(.*?)```", text, re.DOTALL
+        rf"<!-- example: {re.escape(name)} -->\s*```{language}\n(.*?)```", text, re.DOTALL
     )
     assert match is not None, f"README has no example named {name}"
     return match.group(1)
+
+
+def shellCommands(name: str) -> list[list[str]]:
+    """
+    The commands of the README's shell example C{name}, split into words as
+    a shell splits them (quotes and backslashes, comments dropped).
+    """
+    return [shlex.split(line, comments=True) for line in exampleCode(name, "sh").splitlines()]
 
 
 class UpperEchoExampleTests(SynchronousTestCase):
@@ -62,3 +76,31 @@ class UpperEchoExampleTests(SynchronousTestCase):
         accepted = server.waitFor(lifecycle="accept")
         self.assertEqual(accepted["conn_id"], close["conn_id"])
         server.waitFor(lifecycle="half-close", conn_id=close["conn_id"])
+
+
+class ShellExampleTests(SynchronousTestCase):
+    """
+    The README's shell examples mean, to a shell, what the README says.
+    """
+
+    def test_tcpechoCommandsParseAsAShellPassesThem(self) -> None:
+        """
+        Every command of the README's C{twist tcpecho} examples, split as a
+        shell splits it, is accepted by tcpecho's options; the tcp6 one
+        listens on IPv6's every address (C{::}), the unix one on its path.
+        """
+        directory = temporaryDirectory(self)
+        (directory / "upper_echo.py").write_text(exampleCode("upper_echo.py"), encoding="utf-8")
+        sys.path.insert(0, str(directory))
+        self.addCleanup(sys.path.remove, str(directory))
+        self.addCleanup(sys.modules.pop, "upper_echo", None)
+        for words in shellCommands("tcpecho-commands"):
+            self.assertEqual(words[0], "twist", words)
+            options = Options()
+            options.parseOptions(words[words.index("tcpecho") + 1 :])
+            if options["listen"]:
+                reactor = MemoryReactorClock()
+                makeService(options, reactor).startService()
+                [(port, _, _, interface)] = reactor.tcpServers
+                self.assertEqual((port, interface), (9000, "::"))
+                self.assertEqual([s[0] for s in reactor.unixServers], ["/run/echo.sock"])
