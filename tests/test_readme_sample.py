@@ -9,10 +9,11 @@ import re
 import signal
 from typing import Any
 
+from twisted.logger import eventFromJSON, formatEventAsClassicLogText
 from twisted.trial.unittest import SynchronousTestCase
 
 from .certs import SelfSigned
-from .helpers import TwistProcess, echoWithHalfClose, runTwist
+from .helpers import TwistProcess, echoWithHalfClose, runTwist, startTcpecho
 from .servers import temporaryDirectory
 from .test_readme import README
 
@@ -34,6 +35,14 @@ def sampleText(name: str, language: str = "") -> str:
 
 def readmeSample() -> list[dict[str, Any]]:
     return [json.loads(line) for line in sampleText("json-log", "json").splitlines() if line]
+
+
+def logShape(line: str) -> str:
+    """
+    A text log line without its time, and with every number (ports,
+    addresses, descriptor limits, durations) as N.
+    """
+    return re.sub(r"\d+", "N", line.split(" ", 1)[1])
 
 
 class JSONSampleTests(SynchronousTestCase):
@@ -82,6 +91,25 @@ class TextSampleTests(SynchronousTestCase):
     """
     The text samples of the README are what twist prints.
     """
+
+    def test_quickStartLogIsEveryLineTcpechoLogs(self) -> None:
+        """
+        The Quick start's log of C{make serve} and one C{nc -N} client has
+        every line tcpecho logs in that session, in order, the same but for
+        times, addresses and numbers.
+        """
+        server, port = startTcpecho(self)
+        self.assertEqual(echoWithHalfClose(port, b"hello\n"), b"hello\n")
+        server.waitFor(lifecycle="close")
+        live = [
+            formatEventAsClassicLogText(eventFromJSON(json.dumps(event))) for event in server.events
+        ]
+        documented = [
+            line for line in sampleText("quick-start-log").splitlines() if line[:1].isdigit()
+        ]
+        self.assertEqual(
+            [logShape(line) for line in documented], [logShape(line.rstrip("\n")) for line in live]
+        )
 
     def test_endpointErrorsAreWhatTwistSays(self) -> None:
         """
