@@ -7,15 +7,19 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
+import socket
+import ssl
+import subprocess
 import sys
 from pathlib import Path
 
 from twisted.internet.testing import MemoryReactorClock
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from tcplife.echo_tap import Options, makeService
 
-from .helpers import TwistProcess, echoWithHalfClose
+from .helpers import WAIT, TwistProcess, echoWithHalfClose, freePort, portOf, readLine
 from .servers import temporaryDirectory
 
 README = Path(__file__).parent.parent / "README.md"
@@ -104,3 +108,30 @@ class ShellExampleTests(SynchronousTestCase):
                 [(port, _, _, interface)] = reactor.tcpServers
                 self.assertEqual((port, interface), (9000, "::"))
                 self.assertEqual([s[0] for s in reactor.unixServers], ["/run/echo.sock"])
+
+    def test_tlsCommandsServeTheCertificateTheyMake(self) -> None:
+        """
+        The README's TLS example, run in an empty folder: its openssl command
+        makes a key and a certificate that C{twist tcpecho --listen ssl:...}
+        serves (on a free port here) to a client that verifies it for
+        localhost with that certificate as its only trust root.
+        """
+        makeCertificate, serve, _ = shellCommands("tls-commands")
+        if not shutil.which(makeCertificate[0]):
+            raise SkipTest("openssl is not installed")
+        directory = temporaryDirectory(self)
+        subprocess.run(
+            makeCertificate, cwd=directory, check=True, capture_output=True, timeout=WAIT
+        )
+        port = freePort()
+        listen = serve[serve.index("--listen") + 1].replace(
+            "ssl:9443:", f"ssl:{port}:interface=127.0.0.1:"
+        )
+        server = TwistProcess("tcpecho", "--listen", listen, cwd=str(directory))
+        self.addCleanup(server.kill)
+        self.assertEqual(portOf(server.waitFor(lifecycle="listen")["address"]), port)
+        context = ssl.create_default_context(cafile=str(directory / "cert.pem"))
+        raw = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        with context.wrap_socket(raw, server_hostname="localhost") as client:
+            client.sendall(b"over TLS\n")
+            self.assertEqual(readLine(client), b"over TLS\n")
