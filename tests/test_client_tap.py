@@ -151,6 +151,9 @@ class OneShotOptionTests(SynchronousTestCase):
         self.assertRejected(["--port", "0", "-m", "x"], "--port", "1 to 65535", "'0'")
         self.assertRejected(["--port", "http", "-m", "x"], "--port", "'http'")
         self.assertRejected(["--host", " ", "-m", "x"], "--host")
+        self.assertRejected(
+            ["--host", "localhost:9000", "-m", "x"], "--host", "'localhost:9000'", "--port"
+        )
         self.assertRejected(["--timeout", "-1", "-m", "x"], "--timeout", "'-1'")
         self.assertRejected(["--timeout", "soon", "-m", "x"], "--timeout", "'soon'")
         self.assertRejected(["--connect", "tcp:h:1", "--port", "2", "-m", "x"], "not both")

@@ -156,6 +156,11 @@ class Options(usage.Options):
         if not host.strip():
             raise usage.UsageError("--host must name a host or an address, not ''.")
         self["host"] = host.strip().strip("[]")
+        if ":" in self["host"] and not isIPv6Address(self["host"]):
+            # Resolving it would fail only once the run starts.
+            raise usage.UsageError(
+                f"--host must name a host or an address, not {host!r}; give the port with --port."
+            )
         port = self["port"]
         self["port"] = DEFAULT_PORT if port is None else wholeNumber("--port", port, 1, 65535)
 
