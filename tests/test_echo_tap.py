@@ -387,7 +387,7 @@ class TLSFileTests(SynchronousTestCase):
         key, cert = self.files.good.key, self.files.good.cert
         both = self.files.serving / "localhost.pem"
         descriptions = [
-            f"ssl:0:privateKey={key}:certKey={cert}:sslmethod=TLS_METHOD",
+            f"ssl:0:privateKey={key}:certKey={cert}",
             f"ssl:0:privateKey={both}",
             f"tls:{self.files.serving}:port=0",
         ]
