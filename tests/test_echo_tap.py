@@ -8,6 +8,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactorClock, RaisingMemoryReactor
 from twisted.trial.unittest import SynchronousTestCase
 
+import tcplife
 from tcplife import LifecycleServerFactory, ListenFailed
 from tcplife._listening import Listener
 from tcplife.echo_tap import Options, makeService
@@ -393,3 +394,23 @@ class TLSFileTests(SynchronousTestCase):
         ]
         options = parse(*(arg for d in descriptions for arg in ("--listen", d)))
         self.assertEqual(options["listen"], descriptions)
+
+
+class LibraryTests(SynchronousTestCase):
+    """
+    C{tcplife.serverFromString} checks descriptions as tcpecho does.
+    """
+
+    def test_badDescriptionRaisesEndpointErrorWithTheSentence(self) -> None:
+        """
+        A bad description raises tcplife.EndpointError, a ValueError, whose
+        message is the sentence tcpecho prints after "is not usable: ".
+        """
+        error = self.assertRaises(
+            tcplife.EndpointError,
+            tcplife.serverFromString,
+            MemoryReactorClock(),
+            "TCP:9000:backlog=-5",
+        )
+        self.assertIsInstance(error, ValueError)
+        self.assertEqual(str(error), "backlog must be a whole number from 1 to 65535, not '-5'")
