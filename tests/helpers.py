@@ -356,7 +356,9 @@ def assertRejected(
         test.assertIn(fragment, message)
 
 
-def runTwist(*args: str, timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
+def runTwist(
+    *args: str, timeout: float = WAIT, cwd: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """
     Run C{twist} to completion (for commands that should exit by themselves).
     """
@@ -366,6 +368,7 @@ def runTwist(*args: str, timeout: float = WAIT) -> subprocess.CompletedProcess[s
         text=True,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
+        cwd=cwd,
     )
 
 

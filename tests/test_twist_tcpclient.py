@@ -20,7 +20,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
-from .certs import SelfSigned, atMostTLS12
+from .certs import SelfSigned, TLSMistakes, atMostTLS12
 from .helpers import (
     BIN,
     WAIT,
@@ -184,6 +184,29 @@ class OneShotTests(SynchronousTestCase):
         self.assertTrue(stderr.startswith("Error: --port must be a whole number from 1 to 65535"))
         self.assertIn("Usage: twist", stderr)
         self.assertNotIn("Traceback", stderr + done.stdout.decode())
+
+    def test_badValuesThatFailedLateAreUsageErrors(self) -> None:
+        """
+        Descriptions that used to fail only when connecting (or with
+        OpenSSL's traceback), and a --json path that failed only once the
+        run was over, get twist's 'Error: ...' line and status 64 at once.
+        """
+        withKey = TLSMistakes(temporaryDirectory(self)).trustRootsWithKey
+        for argv, problem in [
+            (["--connect", "tcp:127.0.0.1:0", "-m", "x"], "--connect 'tcp:127.0.0.1:0' is not"),
+            (["--connect", "unix:", "-m", "x"], "path must name a socket path, not ''"),
+            (
+                ["--connect", f"tls:localhost:1:trustRoots={withKey}", "-m", "x"],
+                f"trustRoots folder '{withKey}' holds 'key.pem', which is no certificate",
+            ),
+            (["-c", "1", "-n", "5", "--json", ""], "--json needs a file name"),
+        ]:
+            done, _ = runClient(*argv)
+            stderr = done.stderr.decode()
+            self.assertEqual(done.returncode, 64, (argv, stderr))
+            self.assertTrue(stderr.startswith("Error: "), stderr[:200])
+            self.assertIn(problem, stderr.splitlines()[0])
+            self.assertNotIn("Traceback", stderr + done.stdout.decode())
 
 
 class TLSTests(SynchronousTestCase):

@@ -123,6 +123,9 @@ def connectFailureKind(failure: Failure) -> tuple[str, str]:
         number = e.osError if isinstance(e.osError, int) else None
         if isinstance(e, error.NoRouteError) or number in _UNREACHABLE_ERRNOS:
             return UNREACHABLE, os.strerror(number or errno.ENETUNREACH).lower()
+        if number == errno.ECONNRESET:
+            # Twisted has no ConnectError subclass for it.
+            return RESET, os.strerror(number).lower()
         if number is not None:
             return OTHER, os.strerror(number).lower()
         return OTHER, str(e.args[0] if e.args and e.args[0] else e).strip().rstrip(".")

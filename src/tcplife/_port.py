@@ -40,6 +40,7 @@ from zope.interface import implementer
 from ._proxy import ProxyHeaderFactory
 from ._tls import HalfCloseableTLSFactory
 from ._transport import DirectAccepts, DirectServer, acceptSocket
+from ._unixserver import LifecycleUNIXServer
 
 # accept() failures that mean "out of descriptors or memory": retrying at once
 # would spin, and closing the waiting clients (Twisted's remedy) loses them.
@@ -172,8 +173,12 @@ class LifecyclePort(PolicedPort, DirectAccepts, tcp.Port):
 
 class LifecycleUNIXPort(PolicedPort, unix.Port):
     """
-    A UNIX listening port that accepts under an L{AcceptPolicy}.
+    A UNIX listening port that accepts under an L{AcceptPolicy}, and whose
+    connections' graceful closes are not taken for resets
+    (L{LifecycleUNIXServer}).
     """
+
+    transport = LifecycleUNIXServer
 
 
 @implementer(IReactorTCP, IReactorSSL, IReactorSocket, IReactorUNIX)

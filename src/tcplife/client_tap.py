@@ -19,7 +19,6 @@ from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
-    clientFromString,
 )
 from twisted.internet.interfaces import IReactorCore, IReactorTime, IStreamClientEndpoint
 from twisted.logger import LogLevel
@@ -31,7 +30,7 @@ from ._exit import stopAndExit
 from ._load import PATTERNS, STREAM, LoadRun, LoadSettings
 from ._loadservice import LoadService
 from ._oneshot import OneShot
-from ._options import globalReactor, loadClass, twistLogLevel, wholeNumber
+from ._options import clientEndpoint, globalReactor, loadClass, twistLogLevel, wholeNumber
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9000
@@ -164,6 +163,11 @@ class Options(usage.Options):
         if not host.strip():
             raise usage.UsageError("--host must name a host or an address, not ''.")
         self["host"] = host.strip().strip("[]")
+        if ":" in self["host"] and not isIPv6Address(self["host"]):
+            # Resolving it would fail only once the run starts.
+            raise usage.UsageError(
+                f"--host must name a host or an address, not {host!r}; give the port with --port."
+            )
         port = self["port"]
         self["port"] = DEFAULT_PORT if port is None else wholeNumber("--port", port, 1, 65535)
 
@@ -274,6 +278,16 @@ class Options(usage.Options):
         path = self["json"]
         if path is None or path == "-":
             return
+        # The report is written when the run is over: a path that cannot
+        # take it must fail now, not after the whole run.
+        if not path:
+            raise usage.UsageError("--json needs a file name ('-': standard output), not ''.")
+        try:
+            os.stat(path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:  # a name too long, a loop of links, ...
+            raise usage.UsageError(f"--json {path!r} cannot be written: {e.strerror}.") from None
         directory = os.path.dirname(path) or "."
         if os.path.isdir(path) or not os.path.isdir(directory):
             raise usage.UsageError(
@@ -301,15 +315,7 @@ def _readAtMost(stream: IO[bytes], limit: int) -> bytes | None:
 
 
 def _parseEndpoint(reactor: object, description: str) -> IStreamClientEndpoint:
-    try:
-        endpoint: IStreamClientEndpoint = clientFromString(reactor, description)
-        return endpoint
-    except (ValueError, TypeError, KeyError, IndexError, OSError) as e:
-        detail = str(e) or type(e).__name__
-        if isinstance(e, (KeyError, TypeError)):
-            # The parsers' own words here are Python's, about their arguments.
-            detail = "missing or unknown parameters (for example tcp:HOST:PORT or unix:PATH)"
-        raise usage.UsageError(f"--connect {description!r} is not usable: {detail}.") from None
+    return clientEndpoint("--connect", reactor, description)
 
 
 def describeTarget(host: str, port: int) -> str:
