@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 from pathlib import Path
 
 from cryptography import x509
@@ -61,6 +62,26 @@ class SelfSigned:
         The C{ssl:} server endpoint description that serves this certificate.
         """
         return f"ssl:{port}:interface=127.0.0.1:privateKey={self.key}:certKey={self.cert}"
+
+
+def atMostTLS12(directory: Path) -> dict[str, str]:
+    """
+    The environment for a process whose OpenSSL (pyOpenSSL's own as well)
+    negotiates TLS 1.2 at most, through an C{OPENSSL_CONF} file written to
+    C{directory}: how a user holds a server to TLS 1.2 without options.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    config = (directory / "openssl.cnf").absolute()
+    config.write_text(
+        "openssl_conf = default_conf\n"
+        "[default_conf]\n"
+        "ssl_conf = ssl_sect\n"
+        "[ssl_sect]\n"
+        "system_default = system_default_sect\n"
+        "[system_default_sect]\n"
+        "MaxProtocol = TLSv1.2\n"
+    )
+    return dict(os.environ, OPENSSL_CONF=str(config))
 
 
 class TLSMistakes:

@@ -372,6 +372,18 @@ def runTwist(
     )
 
 
+def socketUnder(transport: Any) -> socket.socket:
+    """
+    The kernel socket under a stack of wrappers (L{TrackedConnection}, TLS,
+    PROXY): each wrapper is a protocol to the transport below it.
+    """
+    while hasattr(transport, "wrappedProtocol"):
+        transport = transport.transport
+    handle = transport.getHandle()
+    assert isinstance(handle, socket.socket), handle
+    return handle
+
+
 def callInThread(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
     """
     Run a blocking client in a thread; the reactor keeps serving meanwhile.

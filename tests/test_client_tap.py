@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tcplife._loadservice import LoadService
 from tcplife._oneshot import OneShot
-from tcplife.client_tap import Options, makeEndpoint, makeService
+from tcplife.client_tap import _FILE_CHUNK, LONGEST_FILE, Options, makeEndpoint, makeService
 
 from .certs import TLSMistakes
 from .helpers import assertRejected
@@ -30,6 +30,22 @@ def parse(*argv: str, stdin: bytes | None = None) -> Options:
         options.stdin = BytesIO(stdin)
     options.parseOptions(list(argv))
     return options
+
+
+class Zeros:
+    """
+    A stream of C{size} zero bytes that counts how many were read.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+        self.read_ = 0
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        self.left -= n
+        self.read_ += n
+        return bytes(n)
 
 
 #: Client descriptions Twisted's parsers refuse in Python's words or take
@@ -125,6 +141,34 @@ class OneShotOptionTests(SynchronousTestCase):
         --file - reads standard input to its end.
         """
         self.assertEqual(parse("--file", "-", stdin=b"piped\n")["request"], b"piped\n")
+
+    def test_fileUpToTheBoundIsSent(self) -> None:
+        """
+        A file of exactly LONGEST_FILE bytes (64 MiB) is sent whole.
+        """
+        path = temporaryDirectory(self) / "largest"
+        with open(path, "wb") as f:
+            f.truncate(LONGEST_FILE)
+        self.assertEqual(len(parse("--file", str(path))["request"]), LONGEST_FILE)
+
+    def test_fileBeyondTheBoundIsRefusedAfterReadingNoMore(self) -> None:
+        """
+        A larger file or standard input is refused in one line that names it,
+        the bound and load mode, once a chunk past the bound has been read
+        (so an endless one, /dev/zero, cannot fill the memory).
+        """
+        stdin = Zeros(4 * LONGEST_FILE)
+        options = Options()
+        options.stdin = stdin  # type: ignore[assignment]
+        assertRejected(
+            self,
+            lambda *argv: options.parseOptions(list(argv)),
+            ["--file", "-"],
+            "--file '-'",
+            "more than 64 MiB",
+            "load mode (--connections N --size BYTES)",
+        )
+        self.assertLessEqual(stdin.read_, LONGEST_FILE + _FILE_CHUNK)
 
     def test_connectTakesAnyEndpoint(self) -> None:
         """
