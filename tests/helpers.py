@@ -382,7 +382,9 @@ def assertRejected(
         test.assertIn(fragment, message)
 
 
-def runTwist(*args: str, timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
+def runTwist(
+    *args: str, timeout: float = WAIT, cwd: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """
     Run C{twist} to completion (for commands that should exit by themselves).
     """
@@ -392,7 +394,20 @@ def runTwist(*args: str, timeout: float = WAIT) -> subprocess.CompletedProcess[s
         text=True,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
+        cwd=cwd,
     )
+
+
+def socketUnder(transport: Any) -> socket.socket:
+    """
+    The kernel socket under a stack of wrappers (L{TrackedConnection}, TLS,
+    PROXY): each wrapper is a protocol to the transport below it.
+    """
+    while hasattr(transport, "wrappedProtocol"):
+        transport = transport.transport
+    handle = transport.getHandle()
+    assert isinstance(handle, socket.socket), handle
+    return handle
 
 
 def callInThread(f: Callable[..., Any], *args: Any) -> Deferred[Any]:

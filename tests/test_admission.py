@@ -21,7 +21,17 @@ from tcplife._admission import FD_LIMIT, MAX_CONNECTIONS, AcceptGate
 from tcplife._metrics import ServerCollector
 from tcplife._port import PortReactor
 
-from .helpers import WAIT, RecordedEvents, callInThread, readLine, recvUntilEOFOrReset
+from .helpers import (
+    WAIT,
+    RecordedEvents,
+    TwistProcess,
+    callInThread,
+    portOf,
+    readLine,
+    recvUntilEOFOrReset,
+)
+from .test_metrics import scrape
+from .test_proxy import v1Header
 
 
 class FakePort:
@@ -105,6 +115,55 @@ class GateTests(SynchronousTestCase):
         self.assertTrue(self.port.reading)
         [resumed] = self.recorded.of("accept-resumed")
         self.assertEqual((resumed["open"], resumed["paused_s"]), (1, 3))
+
+    def test_connectionsAwaitingTheirHeaderCountAgainstTheCap(self) -> None:
+        """
+        Connections still waiting for their PROXY header fill the cap as
+        open connections do: accepting pauses, and says they are open.
+        """
+        self.gate.headerAwaited()
+        self.opened()
+        self.assertFalse(self.port.reading)
+        self.assertEqual((self.gate.openConnections(), self.gate.acceptBudget()), (2, 0))
+        [paused] = self.recorded.of("accept-paused")
+        self.assertEqual(paused["open"], 2)
+
+    def test_arrivedHeaderHandsItsSlotToTheFactory(self) -> None:
+        """
+        When the header arrives, the factory's new connection takes the slot
+        over: the count stays, and accepting does not resume in between.
+        """
+        self.gate.headerAwaited()
+        self.gate.headerAwaited()
+        self.gate.headerArrived()
+        self.opened()
+        self.assertEqual((self.gate.openConnections(), self.gate.awaitingHeader), (2, 1))
+        self.assertFalse(self.port.reading)
+        self.assertEqual(self.recorded.of("accept-resumed"), [])
+
+    def test_refusedHeaderFreesItsSlotAndIsCounted(self) -> None:
+        """
+        A connection closed without a valid header frees its slot, so
+        accepting resumes, and counts as refused.
+        """
+        self.gate.headerAwaited()
+        self.gate.headerAwaited()
+        self.gate.headerRefused()
+        self.assertTrue(self.port.reading)
+        self.assertEqual((self.gate.openConnections(), self.gate.refusedHeader), (1, 1))
+        [resumed] = self.recorded.of("accept-resumed")
+        self.assertEqual(resumed["open"], 1)
+
+    def test_refusedHeaderEndsAnExhaustionPause(self) -> None:
+        """
+        A connection closed without its header frees a descriptor too, so a
+        pause for want of descriptors ends at once, not at the next retry.
+        """
+        self.gate.headerAwaited()
+        self.gate.acceptsExhausted(self.port, errno.EMFILE)  # type: ignore[arg-type]
+        self.gate.headerRefused()
+        self.assertTrue(self.port.reading)
+        self.assertIsNone(self.gate.paused)
 
     def test_noCapMeansNoPause(self) -> None:
         """
@@ -343,3 +402,60 @@ class QueueAtCloseTests(TestCase):
             for sample in family.samples
         }
         self.assertEqual(refused["shutdown"], 1)
+
+
+class ProxyHeaderCapTests(SynchronousTestCase):
+    """
+    Behind C{haproxy:}, silent connections that never send their PROXY
+    header are held to C{--max-connections} as any others.
+    """
+
+    def test_silentConnectionsFillTheCapAndMetricsCountThem(self) -> None:
+        """
+        With --max-connections 3, three connections that send no header fill
+        the cap, a fourth waits in the kernel's queue, and the metrics say 3
+        open; when one sends junk instead, it is refused and warned of in
+        tcplife.proxy, and the waiting client takes its slot and is echoed.
+        """
+        endpoint = "haproxy:tcp:0:interface=127.0.0.1"
+        server = TwistProcess(
+            "tcpecho",
+            "--listen",
+            endpoint,
+            "--max-connections",
+            "3",
+            "--metrics",
+            "tcp:0:interface=127.0.0.1",
+        )
+        self.addCleanup(server.kill)
+        port = portOf(server.waitFor(lifecycle="listen", endpoint=endpoint)["address"])
+        metricsPort = portOf(
+            server.waitFor(description="metrics tcp:0:interface=127.0.0.1")["address"]
+        )
+
+        silent = [socket.create_connection(("127.0.0.1", port), timeout=WAIT) for _ in range(3)]
+        self.addCleanup(lambda: [c.close() for c in silent])
+        self.assertEqual(server.waitFor(lifecycle="accept-paused")["open"], 3)
+        late = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        self.addCleanup(late.close)
+        late.sendall(v1Header("203.0.113.9", 51234) + b"late\n")
+
+        samples = scrape(metricsPort)
+        self.assertEqual(samples[("tcplife_connections_open", ())], 3)
+        self.assertEqual(samples[("tcplife_connections_awaiting_header", ())], 3)
+        self.assertEqual(samples[("tcplife_accept_paused", ())], 1)
+        listener = (("listener", f"127.0.0.1:{port}"),)
+        self.assertEqual(samples[("tcplife_accept_queue_depth", listener)], 1)
+        self.assertEqual(server.of(lifecycle="accept"), [])
+
+        silent[0].sendall(b"GET / HTTP/1.0\r\n\r\n")
+        self.assertEqual(readLine(late), b"late\n")
+        warning = server.waitFor(log_namespace="tcplife.proxy")
+        self.assertEqual(warning["reason"], "not a PROXY protocol header")
+        self.assertEqual(server.waitFor(lifecycle="accept")["peer"], "203.0.113.9:51234")
+        samples = scrape(metricsPort)
+        self.assertEqual(samples[("tcplife_connections_open", ())], 3)
+        self.assertEqual(samples[("tcplife_connections_awaiting_header", ())], 2)
+        self.assertEqual(
+            samples[("tcplife_connections_refused_total", (("reason", "proxy-header"),))], 1
+        )

@@ -13,6 +13,7 @@ import subprocess
 from twisted.logger import eventsFromJSONLogFile
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
+from .certs import SelfSigned
 from .helpers import (
     BIN,
     WAIT,
@@ -24,6 +25,7 @@ from .helpers import (
     portOf,
     runTwist,
 )
+from .servers import temporaryDirectory
 
 
 class TcpechoProcessTests(SynchronousTestCase):
@@ -192,6 +194,14 @@ class TcpechoProcessTests(SynchronousTestCase):
         # State Recv-Q Send-Q Local Peer
         self.assertEqual(out[:3], ["LISTEN", "0", "37"])
 
+    def test_endpointTypeInAnyCase(self) -> None:
+        """
+        C{--listen TCP:...} listens as C{tcp:...} does.
+        """
+        server = self.start("--listen", "TCP:0:interface=127.0.0.1")
+        port = portOf(server.waitFor(lifecycle="listen")["address"])
+        self.assertEqual(echoWithHalfClose(port, b"upper case"), b"upper case")
+
 
 class TcpechoFailureTests(SynchronousTestCase):
     """
@@ -241,7 +251,7 @@ class TcpechoFailureTests(SynchronousTestCase):
             (["--port", "abc"], "not 'abc'"),
             (["--backlog", "0"], "--backlog must be"),
             (["--backlog", "-3"], "not '-3'"),
-            (["--listen", "nonsense:1"], "Unknown endpoint type: 'nonsense'"),
+            (["--listen", "nonsense:1"], "unknown endpoint type 'nonsense'"),
             (["--listen", "tcp:0", "--interface", "127.0.0.1"], "--interface applies to --port"),
         ]:
             result = runTwist("tcpecho", *argv)
@@ -249,6 +259,29 @@ class TcpechoFailureTests(SynchronousTestCase):
             output = result.stdout + result.stderr
             self.assertTrue(output.startswith("Error: "), output[:80])
             self.assertIn(fragment, output.splitlines()[0])
+            self.assertNotIn("Traceback", result.stdout + result.stderr)
+
+    def test_badEndpointDescriptionsExitWithUsageStatus(self) -> None:
+        """
+        Endpoint descriptions that used to fail only when listening (status
+        1), to listen with a backlog of 0, or to end in OpenSSL's traceback
+        get twist's 'Error: ...' line naming the problem, and status 64.
+        """
+        key = SelfSigned(temporaryDirectory(self)).key
+        for argv, problem in [
+            (["--listen", "tcp:70000"], "port must be a whole number from 0 to 65535"),
+            (["--listen", "unix:"], "address must name a socket path, not ''"),
+            (["--listen", "tcp:0:backlog=-5"], "backlog must be a whole number from 1 to 65535"),
+            (["--metrics", "tcp:9100:bogus=1"], "unknown parameter 'bogus'"),
+            (["--listen", f"ssl:0:privateKey={key}"], f"privateKey file '{key}' holds no cert"),
+        ]:
+            result = runTwist("tcpecho", *argv)
+            self.assertEqual(result.returncode, 64, (argv, result.stderr))
+            first = (result.stdout + result.stderr).splitlines()[0]
+            self.assertTrue(
+                first.startswith(f"Error: {argv[0]} '{argv[1]}' is not usable: "), first
+            )
+            self.assertIn(problem, first)
             self.assertNotIn("Traceback", result.stdout + result.stderr)
 
 

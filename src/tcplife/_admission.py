@@ -9,6 +9,10 @@ C{listen()} queue; accepting resumes when a connection closes.  This differs
 from L{twisted.protocols.policies.LimitTotalConnectionsFactory}, which accepts
 and then drops.
 
+A connection counts as open from the moment it is accepted: behind a PROXY
+header wrapper, one that has not sent its header yet holds a slot (and a
+descriptor) too, though the factory sees it only once the header is in.
+
 When a listening socket closes (at shutdown), the kernel resets every client
 still in its queue, though their handshakes completed and their requests may
 be waiting.  The gate takes them off the queue first and serves them, within
@@ -29,6 +33,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from ._address import describeAddress
 from ._events import LifecycleLog
 from ._port import PolicedPort
+from ._proxy import ProxyHeaderFactory
 from ._tcpinfo import readAcceptQueue
 from ._transport import acceptSocket
 
@@ -51,8 +56,12 @@ class AcceptGate:
     @ivar maxConnections: The cap on open connections, or L{None}.
     @ivar paused: Why accepting is paused (L{MAX_CONNECTIONS},
         L{FD_LIMIT}), or L{None} while accepting.
+    @ivar awaitingHeader: Connections accepted behind a PROXY header
+        wrapper that wait for their header: open, but not yet the factory's.
     @ivar refusedByFactory: Connections accepted and then declined because
         the factory's C{buildProtocol} returned L{None}.
+    @ivar refusedHeader: Connections accepted and then closed without a
+        valid PROXY header (invalid, none in time, or closed first).
     @ivar exhaustions: Times C{accept()} failed for want of descriptors or
         memory.
     @ivar waiting: Clients taken off the accept queue of a port that closed,
@@ -79,7 +88,9 @@ class AcceptGate:
         self.clock = clock
         self.maxConnections = maxConnections
         self.paused: str | None = None
+        self.awaitingHeader = 0
         self.refusedByFactory = 0
+        self.refusedHeader = 0
         self.exhaustions = 0
         self.ports: list[PolicedPort] = []
         self.waiting: deque[tuple[PolicedPort, Socket, Any]] = deque()
@@ -94,8 +105,20 @@ class AcceptGate:
         Govern C{port} from now on.
         """
         self.ports.append(port)
+        factory = getattr(port, "factory", None)
+        if isinstance(factory, ProxyHeaderFactory):
+            # Its connections hold a slot from accept on, before the factory
+            # behind it sees them.
+            factory.admission = self
         if self.paused is not None:
             port.stopReading()
+
+    def openConnections(self) -> int:
+        """
+        The connections open now: the factory's, and those still waiting for
+        a PROXY header.
+        """
+        return self._openConnections() + self.awaitingHeader
 
     # -- AcceptPolicy -----------------------------------------------------
 
@@ -104,7 +127,7 @@ class AcceptGate:
             return 0
         if self.maxConnections is None:
             return _UNBOUNDED
-        return self.maxConnections - self._openConnections()
+        return self.maxConnections - self.openConnections()
 
     def acceptsExhausted(self, port: PolicedPort, error: int) -> None:
         self.exhaustions += 1
@@ -142,7 +165,7 @@ class AcceptGate:
 
     def connectionOpened(self) -> None:
         cap = self.maxConnections
-        if cap is not None and self.paused is None and self._openConnections() >= cap:
+        if cap is not None and self.paused is None and self.openConnections() >= cap:
             self._pause(MAX_CONNECTIONS)
 
     def connectionClosed(self) -> None:
@@ -154,6 +177,21 @@ class AcceptGate:
         # ends here as well (unless the cap still holds).
         self._retryDelay = self.retryAfter
         self._resumeIfBelowCap()
+
+    # -- HeaderAdmission: what a PROXY header wrapper tells us ---------------
+
+    def headerAwaited(self) -> None:
+        self.awaitingHeader += 1
+        self.connectionOpened()
+
+    def headerArrived(self) -> None:
+        # No resume: the factory's connection takes the slot at once.
+        self.awaitingHeader -= 1
+
+    def headerRefused(self) -> None:
+        self.awaitingHeader -= 1
+        self.refusedHeader += 1
+        self.connectionClosed()
 
     def stop(self) -> None:
         """
@@ -169,7 +207,7 @@ class AcceptGate:
         # Within the cap, however accepting is paused: these were accepted
         # already, and their descriptors are ours.
         cap = self.maxConnections
-        while self.waiting and (cap is None or self._openConnections() < cap):
+        while self.waiting and (cap is None or self.openConnections() < cap):
             port, client, address = self.waiting.popleft()
             port.serveAccepted(client, address)
 
@@ -178,7 +216,7 @@ class AcceptGate:
         self._resumeIfBelowCap()
 
     def _resumeIfBelowCap(self) -> None:
-        if self.maxConnections is not None and self._openConnections() >= self.maxConnections:
+        if self.maxConnections is not None and self.openConnections() >= self.maxConnections:
             self.paused = MAX_CONNECTIONS
             return
         self._resume()
@@ -193,7 +231,7 @@ class AcceptGate:
     def _pause(self, reason: str) -> None:
         self.paused = reason
         self._pausedAt = self.clock.seconds()
-        openConnections = self._openConnections()
+        openConnections = self.openConnections()
         for port in self._listening():
             port.stopReading()
             queue = readAcceptQueue(port.socket)
@@ -210,7 +248,7 @@ class AcceptGate:
             return
         self.paused = None
         pausedFor = self.clock.seconds() - self._pausedAt
-        openConnections = self._openConnections()
+        openConnections = self.openConnections()
         for port in self._listening():
             queue = readAcceptQueue(port.socket)
             self.events.acceptResumed(

@@ -22,6 +22,7 @@ from twisted.internet.interfaces import (
     IConsumer,
     IDelayedCall,
     IHalfCloseableProtocol,
+    IHandshakeListener,
     ILoggingContext,
     IProducer,
     IProtocol,
@@ -35,6 +36,7 @@ from zope.interface import directlyProvides, implementer, providedBy
 from ._address import describeAddress
 from ._events import ABORT, FIN, LOCAL, PEER, RESET, TIMEOUT, LifecycleLog
 from ._halfclose import passReadConnectionLost, passWriteConnectionLost
+from ._tls import loseWriteConnection
 
 if TYPE_CHECKING:
     from typing import Protocol as _TypingProtocol
@@ -100,7 +102,9 @@ _RESET_BY_PEER = os.strerror(errno.ECONNRESET)
 _providesFor: dict[Any, Any] = {}
 
 
-@implementer(IProtocol, IHalfCloseableProtocol, ITransport, IConsumer, IPushProducer)
+@implementer(
+    IProtocol, IHalfCloseableProtocol, IHandshakeListener, ITransport, IConsumer, IPushProducer
+)
 class TrackedConnection:
     """
     One connection, observed from accept (or connect) to close.
@@ -278,6 +282,15 @@ class TrackedConnection:
     def writeConnectionLost(self) -> None:
         passWriteConnectionLost(self.wrappedProtocol)
 
+    def handshakeCompleted(self) -> None:
+        """
+        The TLS handshake below us is done: tell the wrapped protocol, if it
+        listens (L{IHandshakeListener}).
+        """
+        listener = IHandshakeListener(self.wrappedProtocol, None)
+        if listener is not None:
+            listener.handshakeCompleted()
+
     def connectionLost(self, reason: Failure) -> None:
         self.connected = False
         if self._abortLater is not None and self._abortLater.active():
@@ -394,15 +407,18 @@ class TrackedConnection:
 
     def loseWriteConnection(self) -> None:
         """
-        Send FIN after what is written so far, and keep reading.
+        Send FIN (over TLS, close_notify) after what is written so far, and
+        keep reading.
 
         Whoever half-closes first started the end of the connection, even if
         the peer's FIN is what finally closes it.  A transport that cannot
-        half-close (Twisted's TLS client) raises L{AttributeError} and no event
-        is emitted.
+        half-close raises L{AttributeError} and no event is emitted.
         """
         assert self.transport is not None
-        self.transport.loseWriteConnection()  # type: ignore[attr-defined]
+        # Nothing more will be written, so no output to pace reading by; and
+        # TLS holds its close_notify back while a producer is registered.
+        self._dropBackpressure()
+        loseWriteConnection(self.transport)
         if self.initiator is None:
             self.initiator = LOCAL
         self.owner.events.halfClose(self.connId, LOCAL)

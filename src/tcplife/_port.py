@@ -42,6 +42,7 @@ from ._proxy import ProxyHeaderFactory
 from ._tls import HalfCloseableTLSFactory
 from ._transport import DirectAccepts, DirectServer, acceptSocket
 from ._unixpath import listenerAt
+from ._unixserver import LifecycleUNIXServer
 
 # accept() failures that mean "out of descriptors or memory": retrying at once
 # would spin, and closing the waiting clients (Twisted's remedy) loses them.
@@ -199,9 +200,12 @@ class LifecyclePort(PolicedPort, DirectAccepts, tcp.Port):
 
 class LifecycleUNIXPort(PolicedPort, unix.Port):
     """
-    A UNIX listening port that accepts under an L{AcceptPolicy}, and never
-    harms another server's socket.
+    A UNIX listening port that accepts under an L{AcceptPolicy}, whose
+    connections' graceful closes are not taken for resets
+    (L{LifecycleUNIXServer}), and that never harms another server's socket.
     """
+
+    transport = LifecycleUNIXServer
 
     def startListening(self) -> None:
         # Twisted takes a stale lock file (its pid is gone) as leave to unlink

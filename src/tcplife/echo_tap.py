@@ -14,11 +14,17 @@ from twisted.internet.protocol import Protocol
 from twisted.python import usage
 
 from ._drain import Drainer
-from ._endpoints import serverFromString
 from ._events import LifecycleLog
 from ._listening import Listener
 from ._metrics import ServerCollector, metricsSite
-from ._options import globalReactor, loadClass, seconds, twistLogLevel, wholeNumber
+from ._options import (
+    globalReactor,
+    loadClass,
+    seconds,
+    serverEndpoint,
+    twistLogLevel,
+    wholeNumber,
+)
 from ._port import PortReactor
 from ._reuseport import ReusePortEndpoint
 from ._server import LifecycleServerFactory
@@ -172,14 +178,7 @@ class Options(usage.Options):
 def _parseEndpoint(
     reactor: object, description: str, option: str = "--listen"
 ) -> IStreamServerEndpoint:
-    try:
-        endpoint: IStreamServerEndpoint = serverFromString(reactor, description)
-        return endpoint
-    except (ValueError, TypeError, KeyError, IndexError, OSError) as e:
-        detail = str(e) or type(e).__name__
-        if isinstance(e, IndexError) and description.startswith("systemd:"):
-            detail = "no such inherited socket (is the process socket-activated?)"
-        raise usage.UsageError(f"{option} {description!r} is not usable: {detail}.") from None
+    return serverEndpoint(option, reactor, description)
 
 
 def makeFactory(options: Options, reactor: IReactorCore) -> LifecycleServerFactory:
