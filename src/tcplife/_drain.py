@@ -156,6 +156,9 @@ class Drainer:
         self.closedAtDeadline = len(self._closedAtDeadline - self._aborted)
         closedBy = self.aborted + self.closedAtDeadline
         self.endedByPeer = self._countClosedSinceStart() - closedBy
+        # Left waiting only when the slots they wait for are held by
+        # connections the drain does not wait for (awaiting a PROXY header).
+        self.factory.gate.closeWaiting()
         self.unserved = self.factory.gate.unserved
         self.factory.events.drained(
             self.endedByPeer,
