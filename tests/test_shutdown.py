@@ -272,3 +272,16 @@ class DrainTests(SynchronousTestCase):
         self.assertEqual(server.of(lifecycle="drain-abort"), [])
         self.assertEqual([e for e in server.events if "log_failure" in e], [])
         self.assertNotIn("ReactorNotRunning", server.stderr_text())
+
+    def test_hangupJustAfterSigtermKeepsItsStatus(self) -> None:
+        """
+        A SIGHUP on the heels of a SIGTERM (a terminal closing as the server
+        is told to stop) neither stops the reactor twice nor changes the
+        exit status from SIGTERM's.
+        """
+        server, _ = self.start()
+        server.process.send_signal(signal.SIGTERM)
+        server.process.send_signal(signal.SIGHUP)
+        server.waitFor(lifecycle="drained")
+        self.assertIn(server.finish(), (-signal.SIGTERM, 128 + signal.SIGTERM))
+        self.assertEqual([e for e in server.events if "log_failure" in e], [])

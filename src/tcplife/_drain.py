@@ -7,10 +7,12 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable
+from contextlib import suppress
 from types import FrameType
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ReactorNotRunning
 from twisted.internet.interfaces import IDelayedCall, IReactorCore, IReactorTime
 from twisted.logger import Logger
 
@@ -52,12 +54,22 @@ def _installHangupHandler(reactor: Any) -> None:
     def hangup(signum: int, frame: FrameType | None) -> None:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         _log.info("Received SIGHUP, shutting down.")
-        # What the reactor's own SIGTERM handler does: twist re-raises the
-        # signal it records once the reactor has stopped.
-        reactor.callFromThread(reactor.stop)
-        reactor._exitSignal = signum
+        # What the reactor's own SIGTERM handler does (twist re-raises the
+        # signal it records once the reactor has stopped), but a turn later:
+        # a SIGTERM that comes with this one (systemd's SendSIGHUP= sends
+        # both) has its handler run after this, as Python runs pending
+        # handlers in signal order, and its stop must find the reactor
+        # running.  Its status stands.
+        reactor.callFromThread(reactor.callLater, 0, _stopUnlessStopping, reactor)
+        if reactor._exitSignal is None:
+            reactor._exitSignal = signum
 
     signal.signal(signal.SIGHUP, hangup)
+
+
+def _stopUnlessStopping(reactor: IReactorCore) -> None:
+    with suppress(ReactorNotRunning):
+        reactor.stop()
 
 
 class Drainer:
