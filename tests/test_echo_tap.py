@@ -114,6 +114,38 @@ class OptionTests(SynchronousTestCase):
     def assertRejected(self, argv: list[str], *fragments: str) -> None:
         assertRejected(self, parse, argv, *fragments)
 
+    def test_interfaceWithOnlyListenIsRefused(self) -> None:
+        """
+        --interface with only --listen endpoints (which carry their own
+        address) is refused instead of silently ignored.
+        """
+        self.assertRejected(
+            ["--listen", "tcp:0", "--interface", "127.0.0.1"],
+            "--interface applies to --port",
+            "interface= in the --listen endpoint",
+        )
+
+    def test_backlogWithOnlyListenIsRefused(self) -> None:
+        """
+        --backlog with only --listen endpoints is refused, pointing at the
+        endpoint's own backlog= parameter.
+        """
+        self.assertRejected(
+            ["--listen", "tcp:0", "--backlog", "7"],
+            "--backlog applies to --port",
+            "backlog= in the --listen endpoint",
+        )
+
+    def test_interfaceAndBacklogApplyToPortBesideListen(self) -> None:
+        """
+        With --port as well as --listen, --interface and --backlog are
+        accepted: they apply to --port.
+        """
+        options = parse(
+            "--port", "0", "--listen", "tcp:0", "--interface", "127.0.0.1", "--backlog", "7"
+        )
+        self.assertEqual((options["interface"], options["backlog"]), ("127.0.0.1", 7))
+
     def test_portOutOfRange(self) -> None:
         """
         A port above 65535 is rejected, naming the value.

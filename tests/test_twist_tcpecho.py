@@ -14,7 +14,17 @@ from twisted.logger import eventsFromJSONLogFile
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from .certs import SelfSigned
-from .helpers import WAIT, TwistProcess, echoWithHalfClose, freePort, pattern, portOf, runTwist
+from .helpers import (
+    BIN,
+    WAIT,
+    TwistProcess,
+    echoWithHalfClose,
+    freePort,
+    parseJSONRecords,
+    pattern,
+    portOf,
+    runTwist,
+)
 from .servers import temporaryDirectory
 
 
@@ -142,6 +152,32 @@ class TcpechoProcessTests(SynchronousTestCase):
         )
         self.assertRegex(lines[3], r"stop-listening on 127\.0\.0\.1:\d+$")
 
+    def test_stdioEndpointIsNamedStdio(self) -> None:
+        """
+        With --listen stdio:, the echo goes to standard output and the
+        events name the address C{stdio}, not an object's repr.
+        """
+        process = subprocess.Popen(
+            [str(BIN / "twist"), "--log-file=+", "--log-format=json", "tcpecho", "--listen=stdio:"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self.addCleanup(lambda: process.poll() is None and process.kill())
+        assert process.stdin and process.stdout and process.stderr
+        process.stdin.write(b"hello\n")
+        process.stdin.close()
+        self.assertEqual(process.stdout.read(6), b"hello\n")
+        process.send_signal(signal.SIGTERM)
+        process.wait(WAIT)
+        log = process.stderr.read()
+        events = {e["lifecycle"]: e for e in parseJSONRecords(log) if "lifecycle" in e}
+        self.assertEqual(
+            (events["listen"]["address"], events["accept"]["peer"], events["accept"]["local"]),
+            ("stdio", "stdio", "stdio"),
+        )
+        self.assertNotIn(b"object at 0x", log)
+
     def test_backlogReachesListen(self) -> None:
         """
         The --backlog value is what the kernel applies: ss shows it as the
@@ -216,6 +252,7 @@ class TcpechoFailureTests(SynchronousTestCase):
             (["--backlog", "0"], "--backlog must be"),
             (["--backlog", "-3"], "not '-3'"),
             (["--listen", "nonsense:1"], "unknown endpoint type 'nonsense'"),
+            (["--listen", "tcp:0", "--interface", "127.0.0.1"], "--interface applies to --port"),
         ]:
             result = runTwist("tcpecho", *argv)
             self.assertEqual(result.returncode, 64, (argv, result.stderr))

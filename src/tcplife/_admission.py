@@ -12,13 +12,21 @@ and then drops.
 A connection counts as open from the moment it is accepted: behind a PROXY
 header wrapper, one that has not sent its header yet holds a slot (and a
 descriptor) too, though the factory sees it only once the header is in.
+
+When a listening socket closes (at shutdown), the kernel resets every client
+still in its queue, though their handshakes completed and their requests may
+be waiting.  The gate takes them off the queue first and serves them, within
+the cap: those beyond it wait, in our hands now, for connections to close.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+from collections import deque
 from collections.abc import Callable
+from socket import socket as Socket  # noqa: N812 (the type)
+from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
@@ -27,6 +35,7 @@ from ._events import LifecycleLog
 from ._port import PolicedPort
 from ._proxy import ProxyHeaderFactory
 from ._tcpinfo import readAcceptQueue
+from ._transport import acceptSocket
 
 #: Why accepting paused.
 MAX_CONNECTIONS = "max-connections"
@@ -34,6 +43,9 @@ FD_LIMIT = "fd-limit"
 
 # With no cap, any burst size is allowed; tcp.Port's own scaling still applies.
 _UNBOUNDED = 1 << 30
+
+# Linux's default net.core.somaxconn, for a port whose backlog is not known.
+_UNKNOWN_BACKLOG = 4096
 
 
 class AcceptGate:
@@ -52,6 +64,12 @@ class AcceptGate:
         valid PROXY header (invalid, none in time, or closed first).
     @ivar exhaustions: Times C{accept()} failed for want of descriptors or
         memory.
+    @ivar waiting: Clients taken off the accept queue of a port that closed,
+        waiting for a connection to close so they can be served (with their
+        port and address).
+    @ivar unserved: Clients whose handshake had completed but who were never
+        served: left in a closing port's queue (the kernel resets them), or
+        still L{waiting} when the drain ended (see L{closeWaiting}).
     """
 
     #: After running out of descriptors, try again this soon (seconds), then
@@ -75,6 +93,8 @@ class AcceptGate:
         self.refusedHeader = 0
         self.exhaustions = 0
         self.ports: list[PolicedPort] = []
+        self.waiting: deque[tuple[PolicedPort, Socket, Any]] = deque()
+        self.unserved = 0
         self._openConnections = openConnections
         self._pausedAt = 0.0
         self._retry: IDelayedCall | None = None
@@ -120,6 +140,27 @@ class AcceptGate:
     def refused(self, port: PolicedPort) -> None:
         self.refusedByFactory += 1
 
+    def closing(self, port: PolicedPort) -> None:
+        for client, address in _takeAcceptQueue(port):
+            self.waiting.append((port, client, address))
+        left = readAcceptQueue(port.socket)
+        if left is not None:
+            # Out of descriptors, or a flood: the kernel resets these.
+            self.unserved += left.depth
+        self._serveWaiting()
+
+    def closeWaiting(self) -> int:
+        """
+        Close the clients still L{waiting}, unserved (the drain is over for
+        them: a deadline, or a second signal); returns how many.
+        """
+        count = len(self.waiting)
+        while self.waiting:
+            _, client, _ = self.waiting.popleft()
+            client.close()
+        self.unserved += count
+        return count
+
     # -- what the factory tells us ---------------------------------------
 
     def connectionOpened(self) -> None:
@@ -128,6 +169,8 @@ class AcceptGate:
             self._pause(MAX_CONNECTIONS)
 
     def connectionClosed(self) -> None:
+        if self.waiting:
+            self._serveWaiting()
         if self.paused is None:
             return
         # A closed connection freed a descriptor too, so an fd-limit pause
@@ -159,6 +202,14 @@ class AcceptGate:
         self._retry = None
 
     # -- internals ----------------------------------------------------------
+
+    def _serveWaiting(self) -> None:
+        # Within the cap, however accepting is paused: these were accepted
+        # already, and their descriptors are ours.
+        cap = self.maxConnections
+        while self.waiting and (cap is None or self.openConnections() < cap):
+            port, client, address = self.waiting.popleft()
+            port.serveAccepted(client, address)
 
     def _retryAfterExhaustion(self) -> None:
         self._retry = None
@@ -208,6 +259,25 @@ class AcceptGate:
                 pausedFor,
             )
             port.startReading()
+
+
+def _takeAcceptQueue(port: PolicedPort) -> list[tuple[Socket, Any]]:
+    """
+    Accept the connections waiting in C{port}'s queue, up to the most it can
+    hold, so that clients that keep arriving cannot keep the port open; stop
+    early when it is empty or descriptors run out.
+    """
+    queue = readAcceptQueue(port.socket)
+    # An adopted TCP port knows no backlog of its own; TCP_INFO does.
+    limit = queue.backlog if queue is not None else port.backlog or _UNKNOWN_BACKLOG
+    taken = []
+    for _ in range(limit + 1):
+        try:
+            taken.append(acceptSocket(port.socket, port.addressFamily))
+        except OSError as e:
+            if e.errno not in (errno.ECONNABORTED, errno.EPERM):
+                break
+    return taken
 
 
 def raiseDescriptorLimit() -> tuple[int, int, int]:

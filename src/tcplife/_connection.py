@@ -73,13 +73,23 @@ class _OutputBackpressure:
     __slots__ = ("_connection",)
 
     def __init__(self, connection: TrackedConnection) -> None:
-        self._connection = connection
+        self._connection: TrackedConnection | None = connection
 
     def pauseProducing(self) -> None:
-        self._connection._setOutputBlocked(True)
+        if self._connection is not None:
+            self._connection._setOutputBlocked(True)
 
     def resumeProducing(self) -> None:
-        self._connection._setOutputBlocked(False)
+        if self._connection is not None:
+            self._connection._setOutputBlocked(False)
+
+    def detach(self) -> None:
+        """
+        The connection is gone.  A transport need not unregister its producer
+        when it closes (Twisted's TLS transport keeps it), and this reference
+        back to the connection would make a cycle.
+        """
+        self._connection = None
 
     def stopProducing(self) -> None:
         # The transport is going away; connectionLost follows and says how.
@@ -109,6 +119,8 @@ class TrackedConnection:
     @ivar how: Set before the close when the reason is known locally
         (C{"abort"}, C{"timeout"}); otherwise derived from the transport's
         reason at close.
+    @ivar wrappedProtocol: The protocol; L{None} once its C{connectionLost}
+        has returned, as with L{twisted.protocols.policies.ProtocolWrapper}.
     """
 
     # Slots: a server may hold tens of thousands of these at once.  Every slot
@@ -178,7 +190,8 @@ class TrackedConnection:
         return describeAddress(self.transport.getHost() if self.transport else None)
 
     def __repr__(self) -> str:
-        return f"<TrackedConnection #{self.connId} {self.peer} {self.wrappedProtocol!r}>"
+        protocol = "closed" if self.wrappedProtocol is None else repr(self.wrappedProtocol)
+        return f"<TrackedConnection #{self.connId} {self.peer} {protocol}>"
 
     # -- IProtocol, towards the transport ---------------------------------
 
@@ -201,8 +214,12 @@ class TrackedConnection:
         if IConsumer.providedBy(transport):
             self._backpressure = _OutputBackpressure(self)
             transport.registerProducer(self._backpressure, True)
+        protocol = self.wrappedProtocol
         self.owner.connectionOpened(self)
-        self.wrappedProtocol.makeConnection(self)
+        # Whatever runs in connectionOpened (a subclass's books, an observer
+        # of the accept event) may have ended the connection already.
+        if self.connected:
+            protocol.makeConnection(self)
 
     def connectionMade(self) -> None:
         """
@@ -293,7 +310,9 @@ class TrackedConnection:
             reason = Failure(ConnectionLost(_RESET_BY_PEER))
         if self.initiator is None:
             self.initiator = LOCAL if self.how == ABORT else PEER
-        self._backpressure = None
+        if self._backpressure is not None:
+            self._backpressure.detach()
+            self._backpressure = None
         owner = self.owner
         owner.events.close(
             self.connId,
@@ -305,9 +324,19 @@ class TrackedConnection:
             owner.clock.seconds() - self.openedAt,
         )
         owner.connectionClosed(self)
-        self.wrappedProtocol.connectionLost(reason)
+        try:
+            self.wrappedProtocol.connectionLost(reason)
+        finally:
+            # As ProtocolWrapper does.  The protocol's transport is us, so
+            # this reference made a cycle: every closed connection, with its
+            # transport and whatever output it never sent, waited for the
+            # cyclic garbage collector.  The protocol keeps us (connId, the
+            # byte counts, the addresses) for as long as it lives.
+            self.wrappedProtocol = None  # type: ignore[assignment]
 
     def logPrefix(self) -> str:
+        if self.wrappedProtocol is None:
+            return "TrackedConnection"
         context = ILoggingContext(self.wrappedProtocol, None)
         if context is not None:
             return str(context.logPrefix())

@@ -119,7 +119,8 @@ class ServerCollector(Collector):
             "Connections turned away by limits: 'backlog-full' counts handshakes "
             "the kernel dropped with the accept queue full; 'factory' counts "
             "connections the factory declined; 'proxy-header' counts connections "
-            "closed without a valid PROXY header.",
+            "closed without a valid PROXY header; 'shutdown' counts clients whose "
+            "handshake had completed that shutdown left unserved.",
             labels=["reason"],
         )
         dropped = 0
@@ -136,6 +137,7 @@ class ServerCollector(Collector):
         refused.add_metric(["backlog-full"], dropped)
         refused.add_metric(["factory"], gate.refusedByFactory)
         refused.add_metric(["proxy-header"], gate.refusedHeader)
+        refused.add_metric(["shutdown"], gate.unserved)
         yield depth
         yield backlog
         yield refused

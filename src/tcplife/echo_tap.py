@@ -61,8 +61,9 @@ class Options(usage.Options):
         [
             "backlog",
             None,
-            str(DEFAULT_BACKLOG),
-            "Length of the kernel's queue of connections not yet accepted (listen()'s backlog).",
+            None,
+            "Length of the kernel's queue of connections not yet accepted (listen()'s "
+            f"backlog) for --port (default: {DEFAULT_BACKLOG}).",
         ],
         [
             "protocol",
@@ -99,7 +100,7 @@ class Options(usage.Options):
             "shutdown-timeout",
             None,
             "10",
-            "On SIGTERM/SIGINT, wait this many seconds for open connections to finish.",
+            "On SIGTERM, SIGINT or SIGHUP, wait this many seconds for open connections to finish.",
         ],
         [
             "metrics",
@@ -130,13 +131,16 @@ class Options(usage.Options):
         self["listen"].append(description)
 
     def postOptions(self) -> None:
-        self["backlog"] = wholeNumber("--backlog", self["backlog"], 1, 65535)
         if self["port"] is not None:
             self["port"] = wholeNumber("--port", self["port"], 0, 65535)
         elif not self["listen"]:
             self["port"] = DEFAULT_PORT
-        if self["reuse-port"] and self["port"] is None:
-            raise usage.UsageError("--reuse-port applies to --port; give --port too.")
+        if self["port"] is None:
+            self._refuseWithoutPort()
+        if self["backlog"] is None:
+            self["backlog"] = DEFAULT_BACKLOG
+        else:
+            self["backlog"] = wholeNumber("--backlog", self["backlog"], 1, 65535)
         for description in self["listen"]:
             _parseEndpoint(globalReactor(), description)
         if self["max-connections"] is not None:
@@ -157,6 +161,18 @@ class Options(usage.Options):
             self["protocol"] = loadClass("--protocol", self["protocol"], Protocol)
         if self["factory"] is not None:
             self["factory"] = loadClass("--factory", self["factory"], LifecycleServerFactory)
+
+    def _refuseWithoutPort(self) -> None:
+        # Each --listen endpoint string carries its own address and backlog;
+        # these options would be silently ignored.
+        if self["reuse-port"]:
+            raise usage.UsageError("--reuse-port applies to --port; give --port too.")
+        for option in ("interface", "backlog"):
+            if self[option]:
+                raise usage.UsageError(
+                    f"--{option} applies to --port; give --port too, or put "
+                    f"{option}= in the --listen endpoint (tcp:9000:{option}=...)."
+                )
 
 
 def _parseEndpoint(
@@ -186,7 +202,7 @@ def makeFactory(options: Options, reactor: IReactorCore) -> LifecycleServerFacto
 def makeService(options: Options, reactor: IReactorCore | None = None) -> IService:
     """
     One listener per endpoint (and one for --port), all serving one factory;
-    metrics if asked; a graceful drain on SIGTERM/SIGINT.
+    metrics if asked; a graceful drain on SIGTERM, SIGINT and SIGHUP.
     """
     if reactor is None:
         reactor = globalReactor()
@@ -230,4 +246,6 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
         handleSignals=True,
         callFromThread=getattr(reactor, "callFromThread", None),
     )
-    return ServerService(factory, listeners, drainer, metrics, raiseDescriptorLimit=True)
+    return ServerService(
+        factory, listeners, drainer, metrics, raiseDescriptorLimit=True, drainOnHangup=reactor
+    )
