@@ -68,9 +68,12 @@ LEVERS_ARGS ?=
 bench-levers: $(DEV_STAMP)
 	$(BIN)/python -m tcplife.bench.levers $(LEVERS_ARGS)
 
-# Server memory against clients that never read, and per idle connection.
+# Server memory against clients that never read (at once, and in rounds),
+# and per idle connection.  More options:
+# make bench-limits LIMITS_ARGS="--scenarios rounds --rounds 12"
+LIMITS_ARGS ?=
 bench-limits: $(DEV_STAMP)
-	$(BIN)/python -m tcplife.bench.limits
+	$(BIN)/python -m tcplife.bench.limits $(LIMITS_ARGS)
 
 clean:
 	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache _trial_temp* tests.*/

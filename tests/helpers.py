@@ -116,6 +116,19 @@ def echoWithHalfClose(port: int, payload: bytes, host: str = "127.0.0.1") -> byt
         return b"".join(received)
 
 
+def unixEcho(path: str, payload: bytes) -> bytes:
+    """
+    Send C{payload} over the UNIX socket at C{path}, half-close, and read
+    until EOF; returns what came back.  Blocking: run it in a thread.
+    """
+    with socket.socket(socket.AF_UNIX) as client:
+        client.settimeout(WAIT)
+        client.connect(path)
+        client.sendall(payload)
+        client.shutdown(socket.SHUT_WR)
+        return recvUntilEOF(client)
+
+
 def portOf(address: str) -> int:
     """
     The port of an event's C{host:port} address (IPv6 hosts bracketed).
@@ -156,6 +169,19 @@ def recvUntilEOF(client: socket.socket) -> bytes:
     data = b""
     while chunk := client.recv(65536):
         data += chunk
+    return data
+
+
+def recvUntilEOFOrReset(client: socket.socket) -> bytes:
+    """
+    Read everything until the peer's FIN or its reset.
+    """
+    data = b""
+    try:
+        while chunk := client.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
     return data
 
 
@@ -356,7 +382,9 @@ def assertRejected(
         test.assertIn(fragment, message)
 
 
-def runTwist(*args: str, timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
+def runTwist(
+    *args: str, timeout: float = WAIT, cwd: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """
     Run C{twist} to completion (for commands that should exit by themselves).
     """
@@ -366,7 +394,20 @@ def runTwist(*args: str, timeout: float = WAIT) -> subprocess.CompletedProcess[s
         text=True,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
+        cwd=cwd,
     )
+
+
+def socketUnder(transport: Any) -> socket.socket:
+    """
+    The kernel socket under a stack of wrappers (L{TrackedConnection}, TLS,
+    PROXY): each wrapper is a protocol to the transport below it.
+    """
+    while hasattr(transport, "wrappedProtocol"):
+        transport = transport.transport
+    handle = transport.getHandle()
+    assert isinstance(handle, socket.socket), handle
+    return handle
 
 
 def callInThread(f: Callable[..., Any], *args: Any) -> Deferred[Any]:

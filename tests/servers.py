@@ -182,6 +182,7 @@ def runClient(
     timeout: float = WAIT,
     env: Any = None,
     within: tuple[str, ...] = (),
+    stdout: Any = subprocess.PIPE,
 ) -> tuple[subprocess.CompletedProcess[bytes], float]:
     """
     Run C{twist --log-file=+ tcpclient ARGS} to completion, as the README
@@ -190,13 +191,16 @@ def runClient(
     took.
 
     @param within: A command that runs the client (C{unshare -n}, say).
+    @param stdout: Where standard output goes (a file, a descriptor);
+        captured by default.
     """
     started = time.monotonic()
     done = subprocess.run(
         [*within, str(BIN / "twist"), "--log-file=+", "--log-format=json", "tcpclient", *args],
         input=input,
         stdin=None if input is not None else subprocess.DEVNULL,
-        capture_output=True,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
         timeout=timeout,
         env=env,
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from collections import deque
 from typing import Any
 
 from twisted.internet import reactor
@@ -17,9 +18,20 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tcplife import LifecycleServerFactory, readAcceptQueue
 from tcplife._admission import FD_LIMIT, MAX_CONNECTIONS, AcceptGate
+from tcplife._metrics import ServerCollector
 from tcplife._port import PortReactor
 
-from .helpers import WAIT, RecordedEvents, callInThread, readLine
+from .helpers import (
+    WAIT,
+    RecordedEvents,
+    TwistProcess,
+    callInThread,
+    portOf,
+    readLine,
+    recvUntilEOFOrReset,
+)
+from .test_metrics import scrape
+from .test_proxy import v1Header
 
 
 class FakePort:
@@ -104,6 +116,55 @@ class GateTests(SynchronousTestCase):
         [resumed] = self.recorded.of("accept-resumed")
         self.assertEqual((resumed["open"], resumed["paused_s"]), (1, 3))
 
+    def test_connectionsAwaitingTheirHeaderCountAgainstTheCap(self) -> None:
+        """
+        Connections still waiting for their PROXY header fill the cap as
+        open connections do: accepting pauses, and says they are open.
+        """
+        self.gate.headerAwaited()
+        self.opened()
+        self.assertFalse(self.port.reading)
+        self.assertEqual((self.gate.openConnections(), self.gate.acceptBudget()), (2, 0))
+        [paused] = self.recorded.of("accept-paused")
+        self.assertEqual(paused["open"], 2)
+
+    def test_arrivedHeaderHandsItsSlotToTheFactory(self) -> None:
+        """
+        When the header arrives, the factory's new connection takes the slot
+        over: the count stays, and accepting does not resume in between.
+        """
+        self.gate.headerAwaited()
+        self.gate.headerAwaited()
+        self.gate.headerArrived()
+        self.opened()
+        self.assertEqual((self.gate.openConnections(), self.gate.awaitingHeader), (2, 1))
+        self.assertFalse(self.port.reading)
+        self.assertEqual(self.recorded.of("accept-resumed"), [])
+
+    def test_refusedHeaderFreesItsSlotAndIsCounted(self) -> None:
+        """
+        A connection closed without a valid header frees its slot, so
+        accepting resumes, and counts as refused.
+        """
+        self.gate.headerAwaited()
+        self.gate.headerAwaited()
+        self.gate.headerRefused()
+        self.assertTrue(self.port.reading)
+        self.assertEqual((self.gate.openConnections(), self.gate.refusedHeader), (1, 1))
+        [resumed] = self.recorded.of("accept-resumed")
+        self.assertEqual(resumed["open"], 1)
+
+    def test_refusedHeaderEndsAnExhaustionPause(self) -> None:
+        """
+        A connection closed without its header frees a descriptor too, so a
+        pause for want of descriptors ends at once, not at the next retry.
+        """
+        self.gate.headerAwaited()
+        self.gate.acceptsExhausted(self.port, errno.EMFILE)  # type: ignore[arg-type]
+        self.gate.headerRefused()
+        self.assertTrue(self.port.reading)
+        self.assertIsNone(self.gate.paused)
+
     def test_noCapMeansNoPause(self) -> None:
         """
         Without a cap the gate never pauses for connections.
@@ -167,7 +228,7 @@ class CapOnLoopbackTests(TestCase):
     The cap holds on real sockets; waiting clients sit in the kernel's queue.
     """
 
-    def serve(self, cap: int, backlog: int) -> tuple[LifecycleServerFactory, Any, int]:
+    def serve(self, cap: int | None, backlog: int) -> tuple[LifecycleServerFactory, Any, int]:
         self.recorded = RecordedEvents()
         factory = LifecycleServerFactory(
             clock=reactor, events=self.recorded.log, maxConnections=cap
@@ -175,7 +236,10 @@ class CapOnLoopbackTests(TestCase):
         port = PortReactor(reactor, factory.gate).listenTCP(
             0, factory, backlog=backlog, interface="127.0.0.1"
         )
-        self.addCleanup(port.stopListening)
+        # Last: the clients a closing port takes off its queue are served,
+        # and end once the test has closed them.
+        self.addCleanup(factory.whenNoConnections)
+        self.addCleanup(lambda: port.connected and port.stopListening())
         return factory, port, port.getHost().port  # type: ignore[attr-defined]
 
     @inlineCallbacks
@@ -238,3 +302,160 @@ class CapOnLoopbackTests(TestCase):
         queue = readAcceptQueue(port.socket)
         assert queue is not None
         self.assertEqual(queue.depth, 27)
+
+
+class QueueAtCloseTests(TestCase):
+    """
+    A listening port that closes takes its accept queue first: the kernel
+    would reset every client in it, though their handshakes completed.
+    """
+
+    serve = CapOnLoopbackTests.serve
+
+    @inlineCallbacks
+    def test_busyPortServesEveryQueuedClientWhenItCloses(self) -> Deferred[None]:
+        """
+        Five clients queued (and their requests sent) while the port is not
+        reading, as on a busy server, each get their echo after it closes.
+        """
+        factory, port, number = self.serve(None, 16)
+        port.stopReading()
+        clients = yield callInThread(connectAll, number, 5)
+        self.addCleanup(lambda: [c.close() for c in clients])
+        yield port.stopListening()
+        echoes = yield callInThread(lambda: [readLine(c) for c in clients])
+        self.assertEqual(echoes, [b"client %d\n" % n for n in range(5)])
+        self.assertEqual(len(self.recorded.of("accept")), 5)
+        self.assertEqual(factory.gate.unserved, 0)
+
+    @inlineCallbacks
+    def test_adoptedPortServesItsQueueWhenItCloses(self) -> Deferred[None]:
+        """
+        A port adopted from a socket listened on elsewhere (systemd, which
+        tells it no backlog) takes its queue too when it closes.
+        """
+        self.recorded = RecordedEvents()
+        factory = LifecycleServerFactory(clock=reactor, events=self.recorded.log)
+        listening = socket.socket()
+        self.addCleanup(listening.close)
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(8)
+        listening.setblocking(False)
+        port = PortReactor(reactor, factory.gate).adoptStreamPort(
+            listening.fileno(), socket.AF_INET, factory
+        )
+        self.addCleanup(factory.whenNoConnections)
+        port.stopReading()  # type: ignore[attr-defined]
+        clients = yield callInThread(connectAll, listening.getsockname()[1], 3)
+        self.addCleanup(lambda: [c.close() for c in clients])
+        yield port.stopListening()
+        echoes = yield callInThread(lambda: [readLine(c) for c in clients])
+        self.assertEqual(echoes, [b"client %d\n" % n for n in range(3)])
+
+    @inlineCallbacks
+    def test_queuedClientsBeyondTheCapAreServedAsSlotsFree(self) -> Deferred[None]:
+        """
+        With a cap of 1, three clients queued when the port closes wait for
+        the open connection to close, and are then served one at a time.
+        """
+        factory, port, number = self.serve(1, 16)
+        [first] = yield callInThread(connectAll, number, 1)
+        self.addCleanup(first.close)
+        yield self.recorded.when(lifecycle="accept-paused")
+        queued = yield callInThread(connectAll, number, 3)
+        self.addCleanup(lambda: [c.close() for c in queued])
+        yield port.stopListening()
+        self.assertEqual((len(factory.connections), len(factory.gate.waiting)), (1, 3))
+
+        for client in [first, *queued]:
+            echo = yield callInThread(readLine, client)
+            self.assertEqual(echo[:7], b"client ")
+            client.close()
+        yield self.recorded.when(
+            lifecycle="close", conn_id=self.recorded.of("accept")[-1]["conn_id"]
+        )
+        phases = [p for p in self.recorded.phases() if p in ("accept", "close")]
+        self.assertEqual(phases, ["accept", "close"] * 4)
+        self.assertEqual(factory.gate.waiting, deque())
+
+    @inlineCallbacks
+    def test_clientsLeftWaitingAreClosedAndCountedUnserved(self) -> Deferred[None]:
+        """
+        A queued client still waiting for a slot when the drain gives up is
+        closed unserved, and counted as such in the gate and the metrics.
+        """
+        factory, port, number = self.serve(1, 16)
+        [first] = yield callInThread(connectAll, number, 1)
+        self.addCleanup(first.close)
+        yield self.recorded.when(lifecycle="accept-paused")
+        [waiting] = yield callInThread(connectAll, number, 1)
+        self.addCleanup(waiting.close)
+        yield port.stopListening()
+        self.assertEqual(factory.gate.closeWaiting(), 1)
+        self.assertEqual(factory.gate.unserved, 1)
+        echo = yield callInThread(recvUntilEOFOrReset, waiting)
+        self.assertEqual(echo, b"")
+        refused = {
+            sample.labels["reason"]: sample.value
+            for family in ServerCollector(factory, lambda: []).collect()
+            if family.name == "tcplife_connections_refused"
+            for sample in family.samples
+        }
+        self.assertEqual(refused["shutdown"], 1)
+
+
+class ProxyHeaderCapTests(SynchronousTestCase):
+    """
+    Behind C{haproxy:}, silent connections that never send their PROXY
+    header are held to C{--max-connections} as any others.
+    """
+
+    def test_silentConnectionsFillTheCapAndMetricsCountThem(self) -> None:
+        """
+        With --max-connections 3, three connections that send no header fill
+        the cap, a fourth waits in the kernel's queue, and the metrics say 3
+        open; when one sends junk instead, it is refused and warned of in
+        tcplife.proxy, and the waiting client takes its slot and is echoed.
+        """
+        endpoint = "haproxy:tcp:0:interface=127.0.0.1"
+        server = TwistProcess(
+            "tcpecho",
+            "--listen",
+            endpoint,
+            "--max-connections",
+            "3",
+            "--metrics",
+            "tcp:0:interface=127.0.0.1",
+        )
+        self.addCleanup(server.kill)
+        port = portOf(server.waitFor(lifecycle="listen", endpoint=endpoint)["address"])
+        metricsPort = portOf(
+            server.waitFor(description="metrics tcp:0:interface=127.0.0.1")["address"]
+        )
+
+        silent = [socket.create_connection(("127.0.0.1", port), timeout=WAIT) for _ in range(3)]
+        self.addCleanup(lambda: [c.close() for c in silent])
+        self.assertEqual(server.waitFor(lifecycle="accept-paused")["open"], 3)
+        late = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        self.addCleanup(late.close)
+        late.sendall(v1Header("203.0.113.9", 51234) + b"late\n")
+
+        samples = scrape(metricsPort)
+        self.assertEqual(samples[("tcplife_connections_open", ())], 3)
+        self.assertEqual(samples[("tcplife_connections_awaiting_header", ())], 3)
+        self.assertEqual(samples[("tcplife_accept_paused", ())], 1)
+        listener = (("listener", f"127.0.0.1:{port}"),)
+        self.assertEqual(samples[("tcplife_accept_queue_depth", listener)], 1)
+        self.assertEqual(server.of(lifecycle="accept"), [])
+
+        silent[0].sendall(b"GET / HTTP/1.0\r\n\r\n")
+        self.assertEqual(readLine(late), b"late\n")
+        warning = server.waitFor(log_namespace="tcplife.proxy")
+        self.assertEqual(warning["reason"], "not a PROXY protocol header")
+        self.assertEqual(server.waitFor(lifecycle="accept")["peer"], "203.0.113.9:51234")
+        samples = scrape(metricsPort)
+        self.assertEqual(samples[("tcplife_connections_open", ())], 3)
+        self.assertEqual(samples[("tcplife_connections_awaiting_header", ())], 2)
+        self.assertEqual(
+            samples[("tcplife_connections_refused_total", (("reason", "proxy-header"),))], 1
+        )

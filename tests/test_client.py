@@ -5,11 +5,12 @@ The client factory and the echo client, on StringTransport and a clock.
 from __future__ import annotations
 
 import errno
+from collections.abc import Sequence
 from io import BytesIO
 from typing import Any
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint
 from twisted.internet.error import (
     ConnectError,
     ConnectionDone,
@@ -18,11 +19,18 @@ from twisted.internet.error import (
     DNSLookupError,
     NoRouteError,
 )
+from twisted.internet.interfaces import (
+    IAddress,
+    IHostnameResolver,
+    IResolutionReceiver,
+    ISSLTransport,
+)
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import directlyProvides, implementer
 
 from tcplife import (
     ConnectFailedError,
@@ -124,6 +132,19 @@ class EchoClientTests(SynchronousTestCase):
         self.assertTrue(x.transport.writeClosed)
         [half] = x.recorded.of("half-close")
         self.assertEqual(half["initiator"], "local")
+
+    def test_overTLSTheRequestWaitsForTheHandshake(self) -> None:
+        """
+        Over TLS nothing is sent until the handshake is done (Twisted's TLS
+        would abort a close_notify asked for sooner); then the request and
+        the half-close follow.
+        """
+        transport = HalfClosingTransport(hostAddress=LOCAL, peerAddress=SERVER)
+        directlyProvides(transport, ISSLTransport)
+        x = Exchange(b"hello\n", transport=transport)
+        self.assertEqual((x.pump(), x.transport.writeClosed), (b"", False))
+        x.connection.handshakeCompleted()
+        self.assertEqual((x.pump(), x.transport.writeClosed), (b"hello\n", True))
 
     def test_identicalEchoSucceedsAndClosesCleanly(self) -> None:
         """
@@ -424,6 +445,58 @@ class ConnectTests(SynchronousTestCase):
         self.assertConnectFailed("timeout", "no connection within 3 s")
         [connector] = self.clock.connectors
         self.assertTrue(connector.stoppedConnecting)
+
+
+@implementer(IHostnameResolver)
+class UnansweredLookups:
+    """
+    A name resolver whose lookups never get an answer (a DNS server that
+    does not reply).
+    """
+
+    def resolveHostName(
+        self,
+        resolutionReceiver: IResolutionReceiver,
+        hostName: str,
+        portNumber: int = 0,
+        addressTypes: Sequence[type[IAddress]] | None = None,
+        transportSemantics: str = "TCP",
+    ) -> IResolutionReceiver:
+        return resolutionReceiver
+
+
+class LookupTimeoutTests(SynchronousTestCase):
+    """
+    The time runs out while the host name is still being looked up.
+    """
+
+    def test_unansweredLookupIsNamedInTheTimeout(self) -> None:
+        """
+        A lookup that never gets an answer fails the connect with kind
+        C{timeout}, and the line names the lookup and the DNS, not a host
+        that did not answer.
+        """
+        clock = MemoryReactorClock()
+        clock.installNameResolver(UnansweredLookups())
+        recorded = RecordedEvents()
+        factory = LifecycleClientFactory(b"x", timeout=3.0, clock=clock, events=recorded.log)
+        endpoint = HostnameEndpoint(clock, "dns.stuck.invalid", 9000)
+        results: list[Any] = []
+        factory.connect(endpoint, "dns.stuck.invalid:9000").addBoth(results.append)
+        clock.advance(3)
+        [failure] = results
+        error = failure.value
+        self.assertIsInstance(error, ConnectFailedError)
+        self.assertEqual(
+            (error.kind, str(error)),
+            (
+                "timeout",
+                "cannot connect to dns.stuck.invalid:9000: no answer to the host name lookup "
+                "within 3 s (is a DNS server answering? see /etc/resolv.conf)",
+            ),
+        )
+        [event] = recorded.of("connect-failed")
+        self.assertEqual(event["reason"], "no answer to the host name lookup within 3 s")
 
 
 class FailureKindTests(SynchronousTestCase):

@@ -13,7 +13,7 @@ from twisted.internet.interfaces import (
     IPushProducer,
     ITCPTransport,
 )
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
@@ -237,6 +237,78 @@ class LifecycleEventTests(SynchronousTestCase):
         self.assertEqual(list(h.factory.connections), [h.connection.connId])
         h.connection.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(h.factory.connections, {})
+
+
+class Bookkeeper(Protocol):
+    """
+    Reads its transport's books when the connection is lost, as a user's
+    protocol may.
+    """
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        assert self.transport is not None
+        tracked: Any = self.transport
+        self.books = (tracked.connId, tracked.bytesIn, tracked.bytesOut, tracked.how)
+
+
+class AfterCloseTests(SynchronousTestCase):
+    """
+    Once closed, the tracked connection lets go of its protocol (a cycle,
+    through the protocol's transport), and the protocol keeps its transport.
+    """
+
+    def test_protocolReadsItsTransportInAndAfterConnectionLost(self) -> None:
+        """
+        In connectionLost and afterwards, the protocol's transport is still
+        the tracked connection with its id and byte counts; the tracked
+        connection no longer holds the protocol.
+        """
+        h = Harness(Bookkeeper)
+        protocol = h.connection.wrappedProtocol
+        h.connection.dataReceived(b"abc")
+        h.connection.connectionLost(Failure(ConnectionDone()))
+        assert isinstance(protocol, Bookkeeper)
+        self.assertEqual(protocol.books, (h.connection.connId, 3, 0, "fin"))
+        self.assertIs(protocol.transport, h.connection)
+        self.assertEqual(protocol.transport.getPeer(), PEER)
+        self.assertIsNone(h.connection.wrappedProtocol)
+        self.assertIn("closed", repr(h.connection))
+        self.assertEqual(h.connection.logPrefix(), "TrackedConnection")
+
+
+class LosingAtOnce(LifecycleServerFactory):
+    """
+    A factory whose books end the connection as it opens (as the reactor's
+    shutdown may, from an observer of the accept event).
+    """
+
+    def connectionOpened(self, connection: TrackedConnection) -> None:
+        super().connectionOpened(connection)
+        connection.connectionLost(Failure(ConnectionLost()))
+
+
+class LostWhileOpeningTests(SynchronousTestCase):
+    """
+    A connection lost before its protocol was connected.
+    """
+
+    def test_protocolIsNotConnectedAfterTheFact(self) -> None:
+        """
+        The connection is reported closed and gone from the books, and its
+        protocol is not connected afterwards (nor does anything raise).
+        """
+        recorded = RecordedEvents()
+        factory = LosingAtOnce.forProtocol(
+            EchoProtocol, clock=MemoryReactorClock(), events=recorded.log
+        )
+        connection = factory.buildProtocol(PEER)
+        assert isinstance(connection, TrackedConnection)
+        protocol = connection.wrappedProtocol
+        assert isinstance(protocol, EchoProtocol)
+        connection.makeConnection(StringTransport(hostAddress=LOCAL, peerAddress=PEER))
+        self.assertEqual(recorded.phases(), ["accept", "close"])
+        self.assertEqual(factory.connections, {})
+        self.assertFalse(protocol.connected)
 
 
 class TraceTests(SynchronousTestCase):

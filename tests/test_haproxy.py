@@ -17,7 +17,8 @@ from typing import Any
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from .certs import SelfSigned
-from .helpers import WAIT, TwistProcess, pattern
+from .helpers import WAIT, TwistProcess, pattern, portOf
+from .servers import temporaryDirectory
 from .test_readme import README
 
 #: Clients sent through the balancer in each test.
@@ -68,19 +69,46 @@ def echoThrough(port: int, payload: bytes) -> tuple[int, bytes]:
     client's own port and what came back.
     """
     with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as client:
-        received: list[bytes] = []
+        return client.getsockname()[1], echoOver(client, payload)
 
-        def receive() -> None:
-            while chunk := client.recv(1 << 16):
-                received.append(chunk)
 
-        reader = threading.Thread(target=receive)
-        reader.start()
-        client.sendall(payload)
-        client.shutdown(socket.SHUT_WR)
-        reader.join(WAIT)
-        assert not reader.is_alive(), "no EOF through the balancer"
-        return client.getsockname()[1], b"".join(received)
+def echoOver(client: socket.socket, payload: bytes) -> bytes:
+    """
+    Send C{payload} on C{client} and half-close, reading while sending;
+    return what came back before EOF.
+    """
+    received: list[bytes] = []
+
+    def receive() -> None:
+        while chunk := client.recv(1 << 16):
+            received.append(chunk)
+
+    reader = threading.Thread(target=receive)
+    reader.start()
+    client.sendall(payload)
+    client.shutdown(socket.SHUT_WR)
+    reader.join(WAIT)
+    assert not reader.is_alive(), "no EOF through the balancer"
+    return b"".join(received)
+
+
+#: HAProxy with its frontend on an inherited UNIX socket (fd@), one backend
+#: server, and PROXY protocol v1: a UNIX client has no address that v1 can
+#: name, so HAProxy sends the bare "PROXY UNKNOWN\r\n".
+UNIX_FRONTEND_CONFIG = """\
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1m
+    timeout server 1m
+
+frontend echo
+    bind fd@{fd}
+    default_backend tcpecho
+
+backend tcpecho
+    server echo1 127.0.0.1:{port} send-proxy
+"""
 
 
 class HAProxyTests(SynchronousTestCase):
@@ -90,10 +118,10 @@ class HAProxyTests(SynchronousTestCase):
     """
 
     def startBackends(
-        self, endpoint: str = "haproxy:tcp:0:interface=127.0.0.1"
+        self, endpoint: str = "haproxy:tcp:0:interface=127.0.0.1", count: int = 2
     ) -> list[TwistProcess]:
         backends = []
-        for _ in range(2):
+        for _ in range(count):
             server = TwistProcess("tcpecho", "--listen", endpoint)
             self.addCleanup(server.kill)
             backends.append(server)
@@ -104,16 +132,24 @@ class HAProxyTests(SynchronousTestCase):
         Start HAProxy on a listening socket made here (port 0, so no race
         for a free port, and clients can connect before HAProxy is up).
         """
-        binary = haproxyBinary()
         frontend = socket.socket()
         self.addCleanup(frontend.close)
         frontend.bind(("127.0.0.1", 0))
         frontend.listen(64)
-        config = Path(self.mktemp())
-        config.write_text(
-            localConfig(readmeConfig(), frontend.fileno(), backendPorts, sendProxy),
-            encoding="utf-8",
+        self.runBalancer(
+            localConfig(readmeConfig(), frontend.fileno(), backendPorts, sendProxy), frontend
         )
+        port: int = frontend.getsockname()[1]
+        return port
+
+    def runBalancer(self, configText: str, frontend: socket.socket) -> None:
+        """
+        Run HAProxy with C{configText}, its frontend bound to C{frontend}
+        (inherited as fd@).
+        """
+        binary = haproxyBinary()
+        config = Path(self.mktemp())
+        config.write_text(configText, encoding="utf-8")
         balancer = subprocess.Popen(
             [binary, "-db", "-f", str(config)],
             pass_fds=[frontend.fileno()],
@@ -122,8 +158,6 @@ class HAProxyTests(SynchronousTestCase):
             stderr=subprocess.PIPE,
         )
         self.addCleanup(self._stop, balancer)
-        port: int = frontend.getsockname()[1]
-        return port
 
     def _stop(self, balancer: subprocess.Popen[bytes]) -> None:
         balancer.kill()
@@ -184,6 +218,36 @@ class HAProxyTests(SynchronousTestCase):
         The same with PROXY protocol v1 (send-proxy).
         """
         self.echoThroughBalancer("send-proxy")
+
+    def test_unixFrontendClientIsServedUnderProxyUnknown(self) -> None:
+        """
+        A client of a UNIX-socket frontend, which HAProxy announces with the
+        bare v1 C{PROXY UNKNOWN}, is echoed, and accept shows the
+        connection's own addresses (HAProxy's, the backend's), as the spec
+        says, followed by a clean close.
+        """
+        [backend] = self.startBackends(count=1)
+        port = portOf(backend.waitFor(lifecycle="listen")["address"])
+        path = temporaryDirectory(self) / "frontend.sock"
+        frontend = socket.socket(socket.AF_UNIX)
+        self.addCleanup(frontend.close)
+        frontend.bind(str(path))
+        frontend.listen(8)
+        self.runBalancer(UNIX_FRONTEND_CONFIG.format(fd=frontend.fileno(), port=port), frontend)
+
+        payload = pattern(20_000)
+        with socket.socket(socket.AF_UNIX) as client:
+            client.settimeout(WAIT)
+            client.connect(str(path))
+            self.assertTrue(echoOver(client, payload) == payload, "the echo differs")
+        accept = backend.waitFor(lifecycle="accept")
+        self.assertEqual(accept["local"], f"127.0.0.1:{port}")
+        self.assertTrue(accept["peer"].startswith("127.0.0.1:"), accept["peer"])
+        close = backend.waitFor(lifecycle="close", conn_id=accept["conn_id"])
+        self.assertEqual(
+            (close["how"], close["bytes_in"], close["bytes_out"]),
+            ("fin", len(payload), len(payload)),
+        )
 
     def test_tlsToTheBackendsWithProxyV2(self) -> None:
         """

@@ -5,13 +5,19 @@ server.
 
 from __future__ import annotations
 
+import errno
 import json
 from io import StringIO
 from typing import Any
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRefusedError
+from twisted.internet.error import (
+    ConnectError,
+    ConnectionDone,
+    ConnectionLost,
+    ConnectionRefusedError,
+)
 from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -30,16 +36,20 @@ SERVER = IPv4Address("TCP", "127.0.0.1", 9000)
 @implementer(IStreamClientEndpoint)
 class FakeEndpoint:
     """
-    Connects at once to a StringTransport, or refuses while C{refusing}.
+    Connects at once to a StringTransport, or refuses while C{refusing}, or
+    fails with C{failure} while it is set.
     """
 
     def __init__(self) -> None:
         self.refusing = False
+        self.failure: Exception | None = None
         self.connections: list[tuple[TrackedConnection, StringTransport]] = []
 
     def connect(self, factory: IProtocolFactory) -> Deferred[Protocol]:
         if self.refusing:
             return fail(ConnectionRefusedError())
+        if self.failure is not None:
+            return fail(self.failure)
         connection = factory.buildProtocol(SERVER)
         assert isinstance(connection, TrackedConnection)
         port = 40000 + len(self.connections)
@@ -411,6 +421,22 @@ class FailureToStartTests(SynchronousTestCase):
         r.endpoint.refusing = False
         r.clock.advance(1.0)
         self.assertEqual(len(r.open()), 1)
+
+    def test_resetConnectIsCountedAsReset(self) -> None:
+        """
+        A connect that fails with ECONNRESET is a C{reset} in the report (and
+        the run's fatal failure), not an C{other}.
+        """
+        r = Run(connections=3, size=8, duration=10.0)
+        r.endpoint.failure = ConnectError(errno.ECONNRESET, "Connection reset by peer")
+        r.run.start()
+        assert r.run.fatal is not None
+        self.assertEqual(
+            (r.run.fatal.kind, r.run.fatal.reason), ("reset", "connection reset by peer")
+        )
+        errors = dict(r.report().errors)
+        self.assertEqual(errors["reset"], 1)
+        self.assertNotIn("other", errors)
 
     def test_countRunThatMakesNoProgressStops(self) -> None:
         """

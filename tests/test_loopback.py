@@ -164,6 +164,7 @@ class AbortAndResetTests(LoopbackTestCase):
         client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
         yield accepted
         [tracked] = self.factory.connections.values()
+        protocol = tracked.wrappedProtocol
         transport: Any = tracked.transport
         transport.stopReading()
         closeWithReset(client)
@@ -176,7 +177,7 @@ class AbortAndResetTests(LoopbackTestCase):
         self.assertEqual(self.recorded.of("half-close"), [])
         # The close event comes just before the protocol's connectionLost.
         yield deferLater(reactor, 0, lambda: None)
-        reason = tracked.wrappedProtocol.reason  # type: ignore[attr-defined]
+        reason = protocol.reason  # type: ignore[attr-defined]
         self.assertIsInstance(reason.value, ConnectionLost)
         self.assertIn("reset", str(reason.value))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
@@ -18,20 +19,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from tcplife import LifecycleServerFactory
 from tcplife._port import LifecyclePort, LifecycleUNIXPort, PolicedPort, PortReactor
 
-from .helpers import WAIT, RecordedEvents, callInThread, echoWithHalfClose
+from .helpers import WAIT, RecordedEvents, callInThread, echoWithHalfClose, unixEcho
 from .servers import temporaryDirectory
-
-
-def unixEcho(path: str, payload: bytes) -> bytes:
-    with socket.socket(socket.AF_UNIX) as client:
-        client.settimeout(WAIT)
-        client.connect(path)
-        client.sendall(payload)
-        client.shutdown(socket.SHUT_WR)
-        received = b""
-        while chunk := client.recv(65536):
-            received += chunk
-        return received
 
 
 class EndpointPortTests(TestCase):
@@ -67,8 +56,8 @@ class EndpointPortTests(TestCase):
         """
         C{unix:} builds a LifecycleUNIXPort, and the events name the path.
         """
-        # Not under trial's mktemp: AF_UNIX paths end at 108 bytes, and the
-        # checkout may be anywhere.
+        # Not trial's mktemp: under _trial_temp the path can pass the 108
+        # bytes a UNIX socket address holds.
         path = str(temporaryDirectory(self) / "echo.sock")
         port = yield self.listen(f"unix:{path}")
         self.assertIsInstance(port, LifecycleUNIXPort)
@@ -149,6 +138,7 @@ class CappedPolicy:
         self.watched: list[PolicedPort] = []
         self.exhausted: list[int] = []
         self.refusals = 0
+        self.closing_fds: list[int] = []
 
     def watch(self, port: PolicedPort) -> None:
         self.watched.append(port)
@@ -161,6 +151,10 @@ class CappedPolicy:
 
     def refused(self, port: PolicedPort) -> None:
         self.refusals += 1
+
+    def closing(self, port: PolicedPort) -> None:
+        # The listening descriptor as the policy sees it: still open or not.
+        self.closing_fds.append(port.socket.fileno())
 
 
 class AcceptBudgetTests(TestCase):
@@ -193,6 +187,54 @@ class AcceptBudgetTests(TestCase):
             yield d
         self.assertEqual(len(recorded.of("accept")), 2)
         self.assertNotIn(port, reactor.getReaders())  # type: ignore[attr-defined]
+
+
+class FailingPolicy(CappedPolicy):
+    """
+    A policy with a bug where the port tells it that it closes.
+    """
+
+    def closing(self, port: PolicedPort) -> None:
+        raise RuntimeError("policy bug")
+
+
+class ClosingTests(TestCase):
+    """
+    A policed port tells its policy it is closing while its listening socket
+    is still open, and closes whatever the policy does.
+    """
+
+    def listen(self, policyClass: type[CappedPolicy]) -> tuple[Any, CappedPolicy]:
+        factory = LifecycleServerFactory(clock=reactor)
+        policy = policyClass(2, factory)
+        port = PortReactor(reactor, policy).listenTCP(0, factory, interface="127.0.0.1")
+        return port, policy
+
+    @inlineCallbacks
+    def test_policyHearsOfTheCloseWhileTheSocketIsOpen(self) -> Deferred[None]:
+        """
+        The policy's C{closing} runs once, before the listening socket is
+        closed, so it can still take the accept queue.
+        """
+        port, policy = self.listen(CappedPolicy)
+        listening = port.fileno()
+        yield port.stopListening()
+        self.assertEqual(policy.closing_fds, [listening])
+        self.assertFalse(port.connected)
+
+    @inlineCallbacks
+    def test_failingPolicyDoesNotKeepThePortOpen(self) -> Deferred[None]:
+        """
+        A policy that raises in C{closing} is logged, and the port still
+        closes: new clients are refused.
+        """
+        port, _ = self.listen(FailingPolicy)
+        number = port.getHost().port
+        yield port.stopListening()
+        self.assertFalse(port.connected)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        with self.assertRaises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", number), timeout=WAIT).close()
 
 
 class PassThroughTests(SynchronousTestCase):

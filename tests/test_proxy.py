@@ -14,15 +14,21 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import Logger
+from twisted.logger import Logger, formatEvent, globalLogPublisher
 from twisted.protocols.haproxy._v2parser import V2Parser
 from twisted.protocols.haproxy._wrapper import HAProxyWrappingFactory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from tcplife import LifecycleServerFactory
+from tcplife._admission import AcceptGate
 from tcplife._endpoints import serverFromString
-from tcplife._proxy import ProxyHeaderFactory, ProxyHeaderProtocol, ProxyServerEndpoint
+from tcplife._proxy import (
+    REJECTION_WARNING_INTERVAL,
+    ProxyHeaderFactory,
+    ProxyHeaderProtocol,
+    ProxyServerEndpoint,
+)
 from tcplife.echo_tap import Options, makeService
 
 from .helpers import RecordedEvents
@@ -63,6 +69,60 @@ def v2Header(
     return V2Parser.PREFIX + bytes([0x21, family]) + struct.pack("!H", len(body)) + body
 
 
+#: The longest IPv6 address in text, as in the spec's worst case.
+LONGEST_IPV6 = ":".join(["ffff"] * 8)
+
+#: v1 headers the spec allows, with the accept event's peer and local.
+V1_VALID = [
+    # HAProxy's form for a client it cannot name (one on a UNIX socket):
+    # the connection's own addresses stand.
+    (b"PROXY UNKNOWN\r\n", "10.0.0.2:33000", "10.0.0.3:9000"),
+    (b"PROXY UNKNOWN whatever comes before CRLF\r\n", "10.0.0.2:33000", "10.0.0.3:9000"),
+    # The spec's worst case: exactly 107 bytes with the CRLF.
+    (
+        b"PROXY UNKNOWN %s %s 65535 65535\r\n" % (LONGEST_IPV6.encode(), LONGEST_IPV6.encode()),
+        "10.0.0.2:33000",
+        "10.0.0.3:9000",
+    ),
+    (
+        b"PROXY TCP4 255.255.255.255 0.0.0.0 65535 0\r\n",
+        "255.255.255.255:65535",
+        "0.0.0.0:0",
+    ),
+    (
+        b"PROXY TCP6 2001:DB8::7 %s 40002 443\r\n" % LONGEST_IPV6.encode(),
+        "[2001:db8::7]:40002",
+        f"[{LONGEST_IPV6}]:443",
+    ),
+]
+
+#: v1 headers the spec rules out, with what the rejection says.
+V1_INVALID = [
+    (
+        b"PROXY UNKNOWN %s %s 65535 655350\r\n" % (LONGEST_IPV6.encode(), LONGEST_IPV6.encode()),
+        "no CRLF within 107 bytes",
+    ),
+    (b"PROXY " + b"x" * 120, "no CRLF within 107 bytes"),
+    (b"PROXY TCP4 203.0.113.9 192.0.2.1 1 443\n", "LF without CR"),
+    (b"PROXY TCP4 ::1 ::1 1 443\r\n", "TCP4 needs IPv4 addresses"),
+    (b"PROXY TCP4 example.com 192.0.2.1 1 443\r\n", "TCP4 needs IPv4 addresses"),
+    (b"PROXY TCP4 203.0.113.09 192.0.2.1 1 443\r\n", "TCP4 needs IPv4 addresses"),
+    (b"PROXY TCP4 203.0.113.256 192.0.2.1 1 443\r\n", "TCP4 needs IPv4 addresses"),
+    (b"PROXY TCP6 127.0.0.1 127.0.0.1 1 443\r\n", "TCP6 needs IPv6 addresses"),
+    (b"PROXY TCP6 ::ffff:192.0.2.1 ::1 1 443\r\n", "TCP6 needs IPv6 addresses"),
+    (b"PROXY TCP6 fe80::1%eth0 ::1 1 443\r\n", "TCP6 needs IPv6 addresses"),
+    (b"PROXY TCP6 2001:db8::1::2 ::1 1 443\r\n", "TCP6 needs IPv6 addresses"),
+    (b"PROXY TCP4 203.0.113.9 192.0.2.1 http 443\r\n", "a port is not a number from 0 to 65535"),
+    (b"PROXY TCP4 203.0.113.9 192.0.2.1 70000 443\r\n", "a port is not a number from 0 to 65535"),
+    (b"PROXY TCP4 203.0.113.9 192.0.2.1 1 0443\r\n", "a port is not a number from 0 to 65535"),
+    (b"PROXY TCP4 203.0.113.9 192.0.2.1 1 443 x\r\n", "TCP4 needs two addresses and two ports"),
+    (b"PROXY TCP4 203.0.113.9 192.0.2.1 1\r\n", "TCP4 needs two addresses and two ports"),
+    (b"PROXY  TCP4 203.0.113.9 192.0.2.1 1 443\r\n", "protocol is not TCP4, TCP6 or UNKNOWN"),
+    (b"PROXY tcp4 203.0.113.9 192.0.2.1 1 443\r\n", "protocol is not TCP4, TCP6 or UNKNOWN"),
+    (b"PROXY UNKNOWNX\r\n", "protocol is not TCP4, TCP6 or UNKNOWN"),
+    (b"PROXY \r\n", "protocol is not TCP4, TCP6 or UNKNOWN"),
+]
+
 #: A v2 LOCAL command: what a balancer's own health check sends.
 V2_LOCAL = V2Parser.PREFIX + bytes([0x20, 0x00]) + struct.pack("!H", 0)
 
@@ -73,22 +133,39 @@ class Harness:
     PROXY wrapper, on a StringTransport.
     """
 
-    def __init__(self, wrapped: Factory | None = None) -> None:
+    def __init__(self, wrapped: Factory | None = None, *, admitted: bool = False) -> None:
         self.clock = MemoryReactorClock()
         self.recorded = RecordedEvents()
         self.warnings: list[dict[str, Any]] = []
+        self.gate: AcceptGate | None = None
         if wrapped is None:
             wrapped = LifecycleServerFactory(clock=self.clock, events=self.recorded.log)
-        self.factory = ProxyHeaderFactory(wrapped, self.clock)
-        protocol = self.factory.buildProtocol(BALANCER)
-        protocol._log = Logger(namespace="tcplife.proxy", observer=self.warnings.append)
-        self.protocol = protocol
-        self.transport = StringTransport(hostAddress=BACKEND, peerAddress=BALANCER)
-        protocol.makeConnection(self.transport)
+        self.factory = ProxyHeaderFactory(
+            wrapped, self.clock, log=Logger(observer=self.warnings.append)
+        )
+        if admitted:
+            # What a listening tcplife port does: the server factory's own
+            # gate counts the connections waiting for their header.
+            assert isinstance(wrapped, LifecycleServerFactory)
+            self.gate = self.factory.admission = wrapped.gate
+        self.protocol, self.transport = connectThrough(self.factory)
 
     def accepted(self) -> dict[str, Any]:
         [accept] = self.recorded.of("accept")
         return accept
+
+
+def connectThrough(
+    factory: ProxyHeaderFactory, balancer: IPv4Address = BALANCER
+) -> tuple[ProxyHeaderProtocol, StringTransport]:
+    """
+    A new connection from C{balancer} to C{factory}, on a StringTransport.
+    """
+    protocol = factory.buildProtocol(balancer)
+    assert protocol is not None
+    transport = StringTransport(hostAddress=BACKEND, peerAddress=balancer)
+    protocol.makeConnection(transport)
+    return protocol, transport
 
 
 class PeerAtConnectionMade(Protocol):
@@ -183,6 +260,24 @@ class HeaderTests(SynchronousTestCase):
                 )
             ],
         )
+
+    def test_v1HeaderTheSpecAllowsIsAccepted(self) -> None:
+        """
+        Every v1 header form that section 2.1 of the spec allows, among them
+        the bare C{PROXY UNKNOWN} and a line of exactly 107 bytes, connects
+        the protocol with the addresses it names (the connection's own for
+        UNKNOWN), whole or a byte at a time.
+        """
+        for header, peer, local in V1_VALID:
+            for pieces in ([header], [header[i : i + 1] for i in range(len(header))]):
+                h = Harness()
+                for piece in pieces:
+                    h.protocol.dataReceived(piece)
+                h.protocol.dataReceived(b"echo")
+                accept = h.accepted()
+                self.assertEqual((accept["peer"], accept["local"]), (peer, local), header)
+                self.assertEqual(h.transport.value(), b"echo")
+                self.assertFalse(h.transport.disconnecting)
 
     def test_localCommandKeepsTheConnectionsOwnAddresses(self) -> None:
         """
@@ -283,20 +378,15 @@ class RejectionTests(SynchronousTestCase):
         h.protocol.dataReceived(b"PX")
         self.assertRejected(h, "not a PROXY protocol header")
 
-    def test_malformedV1HeaderIsRejected(self) -> None:
+    def test_v1HeaderTheSpecForbidsIsRejected(self) -> None:
         """
-        A v1 header whose port is no number, or whose address is no IP
-        address, is rejected rather than raising.
+        Every v1 header that section 2.1 of the spec rules out is rejected,
+        with a reason that says what is wrong, rather than read leniently.
         """
-        for header in (
-            b"PROXY TCP4 203.0.113.9 192.0.2.1 http 443\r\n",
-            b"PROXY TCP4 example.com 192.0.2.1 1 443\r\n",
-            b"PROXY TCP4 203.0.113.9 192.0.2.1 70000 443\r\n",
-            b"PROXY " + b"x" * 120,
-        ):
+        for header, detail in V1_INVALID:
             h = Harness()
             h.protocol.dataReceived(header)
-            self.assertRejected(h, "invalid PROXY header")
+            self.assertRejected(h, f"invalid PROXY header ({detail})")
 
     def test_malformedV2HeaderIsRejected(self) -> None:
         """
@@ -338,6 +428,140 @@ class RejectionTests(SynchronousTestCase):
         h.clock.advance(ProxyHeaderProtocol.headerTimeout * 2)
         self.assertFalse(h.transport.disconnecting)
         self.assertEqual(h.clock.getDelayedCalls(), [])
+
+
+class AdmissionTests(SynchronousTestCase):
+    """
+    A connection holds a slot under the server's cap from accept on, not
+    only once its header is in.
+    """
+
+    def harness(self) -> tuple[Harness, AcceptGate]:
+        h = Harness(admitted=True)
+        assert h.gate is not None
+        return h, h.gate
+
+    def test_slotIsHeldFromAcceptThenByTheFactorysConnection(self) -> None:
+        """
+        Before its header a connection is open (awaiting its header) though
+        the factory has not seen it; once the header is in, the factory's
+        connection holds the same single slot; when it closes, none.
+        """
+        h, gate = self.harness()
+        self.assertEqual((gate.openConnections(), gate.awaitingHeader), (1, 1))
+        self.assertEqual(h.recorded.of("accept"), [])
+        h.protocol.dataReceived(v1Header("203.0.113.9", 1))
+        self.assertEqual((gate.openConnections(), gate.awaitingHeader), (1, 0))
+        self.assertEqual(len(h.recorded.of("accept")), 1)
+        h.protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual((gate.openConnections(), gate.refusedHeader), (0, 0))
+
+    def test_connectionWithoutAValidHeaderFreesItsSlotOnceClosed(self) -> None:
+        """
+        A connection rejected for its header, or for sending none in time,
+        holds its slot (and descriptor) until it is really closed, then frees
+        it and is counted as refused.
+        """
+        for offend in (
+            lambda h: h.protocol.dataReceived(b"GET / HTTP/1.0\r\n\r\n"),
+            lambda h: h.clock.advance(ProxyHeaderProtocol.headerTimeout),
+        ):
+            h, gate = self.harness()
+            offend(h)
+            self.assertTrue(h.transport.disconnecting)
+            self.assertEqual((gate.openConnections(), gate.refusedHeader), (1, 0))
+            h.protocol.connectionLost(Failure(ConnectionDone()))
+            self.assertEqual((gate.openConnections(), gate.refusedHeader), (0, 1))
+            self.assertEqual(h.recorded.events, [])
+
+
+class RejectionWarningTests(SynchronousTestCase):
+    """
+    A flood of connections without a valid header makes one warning per
+    interval, not one per connection.
+    """
+
+    def setUp(self) -> None:
+        self.clock = MemoryReactorClock()
+        self.warnings: list[dict[str, Any]] = []
+        self.factory = ProxyHeaderFactory(
+            LifecycleServerFactory(clock=self.clock, events=RecordedEvents().log),
+            self.clock,
+            log=Logger(observer=self.warnings.append),
+        )
+
+    def junk(self, count: int, port: int = 33000) -> None:
+        """
+        C{count} connections from the balancer's C{port} that send no header.
+        """
+        for _ in range(count):
+            protocol, _ = connectThrough(self.factory, IPv4Address("TCP", "10.0.0.2", port))
+            protocol.dataReceived(b"SSH-2.0-x\r\n")
+
+    def summary(self, warning: dict[str, Any]) -> tuple[Any, ...]:
+        return (warning["rejected"], warning["reason"], warning["balancer"])
+
+    def test_firstAtOnceThenOneLinePerIntervalWithACount(self) -> None:
+        """
+        The first rejection is warned of at once; the next ones within the
+        interval make a single line when it ends, which counts them and
+        names the latest; a steady flood makes one line per interval.
+        """
+        self.junk(1)
+        [first] = self.warnings
+        self.assertEqual(self.summary(first), (1, "not a PROXY protocol header", "10.0.0.2:33000"))
+        self.junk(49)
+        self.clock.advance(REJECTION_WARNING_INTERVAL / 2)
+        self.junk(50)
+        self.junk(1, port=33999)
+        self.clock.advance(REJECTION_WARNING_INTERVAL / 2 - 0.25)
+        self.assertEqual(len(self.warnings), 1)
+        self.clock.advance(0.25)
+        [_, held] = self.warnings
+        self.assertEqual(self.summary(held), (100, "not a PROXY protocol header", "10.0.0.2:33999"))
+        self.assertIn("100 connections closed in 10 s", formatEvent(held))
+        for _ in range(10):
+            self.junk(10)
+            self.clock.advance(REJECTION_WARNING_INTERVAL / 10)
+        self.assertEqual([w["rejected"] for w in self.warnings], [1, 100, 100])
+
+    def test_afterAQuietIntervalTheNextIsWarnedAtOnce(self) -> None:
+        """
+        Once a whole interval has passed without a rejection, the next one
+        is warned of at once, as the first was.
+        """
+        self.junk(1)
+        self.clock.advance(REJECTION_WARNING_INTERVAL)
+        self.junk(1)
+        self.assertEqual([w["rejected"] for w in self.warnings], [1, 1])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_stoppingWarnsOfTheHeldRejectionsAtOnce(self) -> None:
+        """
+        When the listener stops, the rejections held back are warned of at
+        once, and no delayed call is left behind.
+        """
+        self.junk(3)
+        self.clock.advance(2)
+        self.factory.doStart()
+        self.factory.doStop()
+        self.assertEqual([w["rejected"] for w in self.warnings], [1, 2])
+        self.assertIn("2 connections closed in 2 s", formatEvent(self.warnings[1]))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_warningsAreInTheTcplifeProxyNamespace(self) -> None:
+        """
+        By default the warning goes to the global log in the namespace
+        C{tcplife.proxy}, as the README says.
+        """
+        seen: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(seen.append)
+        self.addCleanup(globalLogPublisher.removeObserver, seen.append)
+        factory = ProxyHeaderFactory(Factory.forProtocol(Protocol), self.clock)
+        protocol, _ = connectThrough(factory)
+        protocol.dataReceived(b"junk")
+        [warning] = [event for event in seen if event.get("rejected")]
+        self.assertEqual(warning["log_namespace"], "tcplife.proxy")
 
 
 class EndpointTests(SynchronousTestCase):

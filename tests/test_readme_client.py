@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -59,17 +60,35 @@ class ClientExampleTests(SynchronousTestCase):
             verdict(plain), ["tcpclient: echo differs at offset 0: expected 0x71 'q', got 0x51 'Q'"]
         )
 
-    def test_libraryExampleEchoesOnce(self) -> None:
+    def echoOnce(self, port: int) -> subprocess.CompletedProcess[str]:
         """
-        The README's C{echo_once.py}, given a server's endpoint, prints the
-        outcome and exits 0.
+        Run the README's C{echo_once.py} against the server on C{port}.
         """
-        port = self.serve()
-        done = subprocess.run(
+        return subprocess.run(
             [sys.executable, "echo_once.py", f"tcp:127.0.0.1:{port}"],
             cwd=self.directory,
             capture_output=True,
             text=True,
             timeout=WAIT,
         )
+
+    def test_libraryExampleEchoesOnce(self) -> None:
+        """
+        The README's C{echo_once.py}, given a server's endpoint, prints the
+        outcome and exits 0.
+        """
+        done = self.echoOnce(self.serve())
         self.assertEqual((done.returncode, done.stdout), (0, "all 6 bytes came back identical\n"))
+
+    def test_libraryExampleExitsNonZeroWhenTheEchoDiffers(self) -> None:
+        """
+        The README's C{echo_once.py}, against a server that changes a byte
+        of the echo, prints where the echo differs and exits 1.
+        """
+        self.env["PYTHONPATH"] += os.pathsep + str(Path(__file__).parent.parent)
+        done = self.echoOnce(self.serve("--protocol", "tests.servers.Corrupting"))
+        self.assertEqual(
+            (done.returncode, done.stdout),
+            (1, "echo differs at offset 5: expected 0x0a, got 0xf5\n"),
+            done.stderr,
+        )

@@ -1,5 +1,5 @@
 """
-The README's captured JSON log is what tcpecho writes today.
+The README's captured logs and error lines are what twist writes today.
 """
 
 from __future__ import annotations
@@ -9,20 +9,40 @@ import re
 import signal
 from typing import Any
 
+from twisted.logger import eventFromJSON, formatEventAsClassicLogText
 from twisted.trial.unittest import SynchronousTestCase
 
-from .helpers import TwistProcess, echoWithHalfClose
+from .certs import SelfSigned
+from .helpers import TwistProcess, echoWithHalfClose, runTwist, startTcpecho
+from .servers import temporaryDirectory
 from .test_readme import README
 
 #: Fields whose values depend on the run (addresses, times), not the code.
 RUN_SPECIFIC = {"address", "endpoint", "peer", "local", "log_time", "duration_s", "log_flattened"}
 
 
-def readmeSample() -> list[dict[str, Any]]:
+def sampleText(name: str, language: str = "") -> str:
+    """
+    The fenced block (of C{language}) that follows C{<!-- sample: name -->}.
+    """
     text = README.read_text(encoding="utf-8")
-    match = re.search(r"<!-- sample: json-log -->\s*```json\n(.*?)```", text, re.DOTALL)
-    assert match is not None, "README has no json-log sample"
-    return [json.loads(line) for line in match.group(1).splitlines() if line.strip()]
+    match = re.search(
+        rf"<!-- sample: {re.escape(name)} -->\s*```{language}\n(.*?)```", text, re.DOTALL
+    )
+    assert match is not None, f"README has no {name} sample"
+    return match.group(1)
+
+
+def readmeSample() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in sampleText("json-log", "json").splitlines() if line]
+
+
+def logShape(line: str) -> str:
+    """
+    A text log line without its time, and with every number (ports,
+    addresses, descriptor limits, durations) as N.
+    """
+    return re.sub(r"\d+", "N", line.split(" ", 1)[1])
 
 
 class JSONSampleTests(SynchronousTestCase):
@@ -65,3 +85,42 @@ class JSONSampleTests(SynchronousTestCase):
                 {k: v for k, v in documented.items() if k not in varying},
                 {k: v for k, v in actual.items() if k not in varying},
             )
+
+
+class TextSampleTests(SynchronousTestCase):
+    """
+    The text samples of the README are what twist prints.
+    """
+
+    def test_quickStartLogIsEveryLineTcpechoLogs(self) -> None:
+        """
+        The Quick start's log of C{make serve} and one C{nc -N} client has
+        every line tcpecho logs in that session, in order, the same but for
+        times, addresses and numbers.
+        """
+        server, port = startTcpecho(self)
+        self.assertEqual(echoWithHalfClose(port, b"hello\n"), b"hello\n")
+        server.waitFor(lifecycle="close")
+        live = [
+            formatEventAsClassicLogText(eventFromJSON(json.dumps(event))) for event in server.events
+        ]
+        documented = [
+            line for line in sampleText("quick-start-log").splitlines() if line[:1].isdigit()
+        ]
+        self.assertEqual(
+            [logShape(line) for line in documented], [logShape(line.rstrip("\n")) for line in live]
+        )
+
+    def test_endpointErrorsAreWhatTwistSays(self) -> None:
+        """
+        Each endpoint error the README shows is the first line twist
+        prints for that description, there and then (with a C{key.pem} that
+        holds only a key in the working directory).
+        """
+        directory = temporaryDirectory(self)
+        (directory / "key.pem").write_bytes(SelfSigned(directory / "pair").keyPEM)
+        for line in sampleText("endpoint-errors").splitlines():
+            description = line.split("'")[1]
+            result = runTwist("tcpecho", "--listen", description, cwd=str(directory))
+            self.assertEqual(result.returncode, 64, result.stderr)
+            self.assertEqual(result.stderr.splitlines()[0], line)

@@ -19,6 +19,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from .helpers import BIN, WAIT, TwistProcess, echoWithHalfClose, freePort
 
 CONTRIB = Path(__file__).parent.parent / "contrib"
+UNITS = ("tcpecho.socket", "tcpecho.service", "tcpecho@.service")
 
 
 def tool(name: str) -> str:
@@ -109,7 +110,8 @@ class ActivationTests(SynchronousTestCase):
 
 class ContribUnitTests(SynchronousTestCase):
     """
-    C{contrib/tcpecho.socket} and C{contrib/tcpecho.service} work together.
+    C{contrib/tcpecho.socket} and C{contrib/tcpecho.service} work together, and
+    C{contrib/tcpecho@.service} runs as they do.
     """
 
     def test_serviceCommandServesTheSocketUnitsSocket(self) -> None:
@@ -144,6 +146,27 @@ class ContribUnitTests(SynchronousTestCase):
         self.assertEqual(listen["address"], f"127.0.0.1:{port}")
         server.waitFor(lifecycle="close")
 
+    def test_templateRunsTheSameTwistAndItsInstancesShareThePort(self) -> None:
+        """
+        The template unit runs tcpecho from the same install with the same
+        log format for the journal as tcpecho.service (as the README says),
+        and its command, run twice with one port, listens in both processes
+        (without SO_REUSEPORT the second could not) and echoes.
+        """
+        single = shlex.split(readUnit("tcpecho.service")["Service"]["ExecStart"])
+        command = shlex.split(readUnit("tcpecho@.service")["Service"]["ExecStart"])
+        self.assertEqual(command[:3], single[:3])
+        args = command[3:]
+        self.assertIn("--reuse-port", args)
+        port = str(freePort())
+        args[args.index("--port") + 1] = port
+        for _ in range(2):
+            server = TwistProcess(*args, "--interface", "127.0.0.1")
+            self.addCleanup(server.kill)
+            listen = server.waitFor(lifecycle="listen")
+            self.assertEqual(listen["address"], f"127.0.0.1:{port}")
+        self.assertEqual(echoWithHalfClose(int(port), b"instance"), b"instance")
+
     def test_unitsPassSystemdAnalyzeVerify(self) -> None:
         """
         systemd-analyze verify finds nothing to say about the units (with
@@ -152,13 +175,13 @@ class ContribUnitTests(SynchronousTestCase):
         analyze = tool("systemd-analyze")
         directory = Path(self.mktemp())
         directory.mkdir()
-        for name in ("tcpecho.socket", "tcpecho.service"):
+        for name in UNITS:
             text = (CONTRIB / name).read_text(encoding="utf-8")
             (directory / name).write_text(
                 text.replace("/opt/tcplife/bin/twist", str(BIN / "twist")), encoding="utf-8"
             )
         result = subprocess.run(
-            [analyze, "verify", "tcpecho.socket", "tcpecho.service"],
+            [analyze, "verify", *UNITS],
             cwd=directory,
             capture_output=True,
             text=True,

@@ -4,6 +4,9 @@ Idle timeouts and the graceful drain, on a clock.
 
 from __future__ import annotations
 
+import socket
+from collections import deque
+
 from twisted.internet.error import ConnectionAborted, ConnectionDone
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
@@ -221,3 +224,20 @@ class DrainTests(SynchronousTestCase):
         [abort] = server.recorded.of("drain-abort")
         self.assertEqual(abort["reason"], "second SIGTERM")
         self.assertEqual(server.recorded.of("drained")[0]["aborted"], 1)
+
+    def test_clientsStillWaitingWhenTheDrainEndsAreClosedAndCounted(self) -> None:
+        """
+        A client taken off a closing port's queue that is still waiting when
+        no connection is left (its slot held by one awaiting a PROXY header,
+        which the drain does not wait for) is closed and counted unserved,
+        not left for the process exit to reset uncounted.
+        """
+        server = Server()
+        waiting, client = socket.socketpair()
+        self.addCleanup(client.close)
+        server.factory.gate.waiting.append((None, waiting, None))  # type: ignore[arg-type]
+        done = self.drainer(server).drain()
+        self.successResultOf(done)
+        self.assertEqual(server.recorded.of("drained")[0]["unserved"], 1)
+        self.assertEqual(server.factory.gate.waiting, deque())
+        self.assertEqual(client.recv(1), b"")

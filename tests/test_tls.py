@@ -18,22 +18,35 @@ from pathlib import Path
 from typing import Any
 
 from OpenSSL import SSL
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.endpoints import clientFromString
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol
+from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import DefaultOpenSSLContextFactory
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface import implementer
 
-from tcplife import LifecycleServerFactory
+from tcplife import EchoClient, LifecycleClientFactory, LifecycleServerFactory, serverFromString
+from tcplife._port import PortReactor
 from tcplife._tls import HalfCloseableTLSFactory
 
 from .certs import SelfSigned
-from .helpers import WAIT, RecordedEvents, TwistProcess, pattern, portOf
+from .helpers import (
+    WAIT,
+    RecordedEvents,
+    TwistProcess,
+    callInThread,
+    pattern,
+    portOf,
+    recvUntilEOF,
+    socketUnder,
+)
 
 
 @implementer(IHalfCloseableProtocol)
@@ -58,6 +71,35 @@ class LateAnswer(Protocol):
         self.transport.loseConnection()
 
     def writeConnectionLost(self) -> None:
+        pass
+
+
+@implementer(IPushProducer)
+class ClosesWhileProducing(Protocol):
+    """
+    On its first read becomes its transport's producer, writes, and asks to
+    close; L{finish} writes the rest and unregisters, which lets the close
+    go ahead.
+    """
+
+    def dataReceived(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
+        self.transport.write(b"early ")
+        self.transport.loseConnection()
+
+    def finish(self) -> None:
+        assert self.transport is not None
+        self.transport.write(b"late")
+        self.transport.unregisterProducer()  # type: ignore[attr-defined]
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
         pass
 
 
@@ -244,6 +286,39 @@ class CloseNotifyTests(SynchronousTestCase):
         self.assertEqual((close["initiator"], close["how"]), ("peer", "reset"))
         self.assertEqual(tls.recorded.of("half-close"), [])
 
+    def test_writesBeforeUnregisteringGoBeforeOurCloseNotify(self) -> None:
+        """
+        A protocol that asked to close while its producer was registered
+        loses nothing it writes before unregistering: the write gathered
+        for the next reactor pass goes out before the close_notify that
+        unregistering sends.
+        """
+        tls = MemoryTLS(self.certificate, ClosesWhileProducing)
+        tls.send(b"go")
+        tls.server.wrappedProtocol.wrappedProtocol.finish()
+        tls.fromServer()
+        self.assertEqual((tls.received, tls.closeNotify), (b"early late", True))
+
+    def test_tls13CloseNotifyAfterOursWaitsForTheProtocolsProducer(self) -> None:
+        """
+        TLS 1.3: when the peer's close_notify answers a close that still
+        waits for the protocol's producer, what the producer writes next
+        still arrives, and our close_notify and the TCP close follow its
+        unregistering.
+        """
+        tls = MemoryTLS(self.certificate, ClosesWhileProducing)
+        tls.send(b"go")
+        self.assertEqual((tls.received, tls.closeNotify), (b"early ", False))
+        tls.client.shutdown()
+        tls.toServer()
+        self.assertFalse(tls.transport.disconnecting)
+        producing = tls.server.wrappedProtocol.wrappedProtocol
+        producing.finish()
+        tls.fromServer()
+        self.assertEqual((tls.received, tls.closeNotify), (b"early late", True))
+        self.assertTrue(tls.transport.disconnecting)
+        self.assertEqual(tls.recorded.of("half-close"), [])
+
     def test_twistedsOwnTLSDropsTheEchoBeforeCloseNotify(self) -> None:
         """
         Why tcplife has its own TLS protocol: Twisted's drops output written
@@ -255,6 +330,175 @@ class CloseNotifyTests(SynchronousTestCase):
         tls.clock.advance(1)
         tls.fromServer()
         self.assertEqual((tls.received, tls.closeNotify), (b"", True))
+
+
+class CloseAfterFirstRead(Protocol):
+    """
+    Echoes the first bytes it reads, then closes: a server that ends the
+    connection before the client does.
+    """
+
+    def dataReceived(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+        self.transport.loseConnection()
+
+
+def answerCloseNotify(
+    port: int, context: ssl.SSLContext, request: bytes
+) -> tuple[str | None, bytes, bytes]:
+    """
+    A TLS client that sends C{request}, reads until the server's
+    close_notify, answers it with its own (as Python's ssl, Twisted and
+    browsers do), then reads the bare TCP connection until the server's FIN.
+    Blocking: run it in a thread.
+
+    @return: The TLS version, the reply, and what came after the close_notify
+        exchange (nothing, on a clean close).
+    """
+    raw = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+    with context.wrap_socket(raw, server_hostname="localhost") as client:
+        if request:
+            client.sendall(request)
+        reply = b""
+        while chunk := client.recv(1 << 16):
+            reply += chunk
+        version = client.version()
+        plain = client.unwrap()
+        try:
+            after = recvUntilEOF(plain)
+        except TimeoutError:
+            raise AssertionError(
+                f"no FIN from the server {WAIT} s after the close_notify exchange"
+            ) from None
+    return version, reply, after
+
+
+class ServerClosesFirstTests(TestCase):
+    """
+    A TLS server that closes first, listening as C{twist tcpecho --listen
+    ssl:...} does, finishes the close when the client answers its
+    close_notify: the connection is lost, the C{close} event logged, and
+    the socket closed.
+    """
+
+    def setUp(self) -> None:
+        self.certificate = SelfSigned(Path(self.mktemp()))
+        self.recorded = RecordedEvents()
+
+    @inlineCallbacks
+    def assertCloseFinishes(
+        self,
+        version: ssl.TLSVersion,
+        request: bytes,
+        how: str,
+        **settings: Any,
+    ) -> Deferred[None]:
+        factory = LifecycleServerFactory(clock=reactor, events=self.recorded.log, **settings)
+        if request:
+            factory.protocol = CloseAfterFirstRead  # type: ignore[assignment]
+        endpoint = serverFromString(PortReactor(reactor), self.certificate.endpoint())
+        port = yield endpoint.listen(factory)
+        self.addCleanup(port.stopListening)
+        context = ssl.create_default_context(cafile=str(self.certificate.cert))
+        context.minimum_version = context.maximum_version = version
+        accepted = self.recorded.when(lifecycle="accept")
+        exchange = callInThread(answerCloseNotify, port.getHost().port, context, request)
+        yield accepted
+        [tracked] = factory.connections.values()
+        tcp = socketUnder(tracked)
+
+        negotiated, reply, after = yield exchange
+
+        close = yield self.recorded.when(lifecycle="close")
+        self.assertEqual((negotiated, reply, after), (version.name.replace("_", "."), request, b""))
+        self.assertEqual((close["initiator"], close["how"]), ("local", how))
+        self.assertEqual(self.recorded.of("half-close"), [])
+        self.assertEqual(tcp.fileno(), -1)
+
+    def test_tls13ProtocolThatClosesFirst(self) -> Deferred[None]:
+        """
+        TLS 1.3: a protocol that closes after its first read gets its
+        connection closed once the client answers the close_notify.
+        """
+        return self.assertCloseFinishes(ssl.TLSVersion.TLSv1_3, b"first", "fin")
+
+    def test_tls12ProtocolThatClosesFirst(self) -> Deferred[None]:
+        """
+        TLS 1.2: a protocol that closes after its first read gets its
+        connection closed once the client answers the close_notify.
+        """
+        return self.assertCloseFinishes(ssl.TLSVersion.TLSv1_2, b"first", "fin")
+
+    def test_tls13IdleTimeout(self) -> Deferred[None]:
+        """
+        TLS 1.3: the idle timeout's graceful close finishes when the client
+        answers, long before the close timeout would abort it.
+        """
+        return self.assertCloseFinishes(
+            ssl.TLSVersion.TLSv1_3, b"", "timeout", idleTimeout=0.2, closeTimeout=WAIT * 3
+        )
+
+    def test_tls12IdleTimeout(self) -> Deferred[None]:
+        """
+        TLS 1.2: the idle timeout's graceful close finishes when the client
+        answers, long before the close timeout would abort it.
+        """
+        return self.assertCloseFinishes(
+            ssl.TLSVersion.TLSv1_2, b"", "timeout", idleTimeout=0.2, closeTimeout=WAIT * 3
+        )
+
+
+@implementer(IHalfCloseableProtocol)
+class AnswerAtTheEnd(Protocol):
+    """
+    Echoes nothing until the peer has finished sending, then all of it at
+    once, and closes: a server that needs the client's half-close.
+    """
+
+    def connectionMade(self) -> None:
+        self.received: list[bytes] = []
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received.append(data)
+
+    def readConnectionLost(self) -> None:
+        assert self.transport is not None
+        self.transport.write(b"".join(self.received))
+        self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+
+class EchoClientOverTLSTests(TestCase):
+    """
+    L{EchoClient} through Twisted's TLS client endpoint, against a tcplife
+    TLS server on loopback.
+    """
+
+    @inlineCallbacks
+    def test_tls13HalfCloseIsACloseNotifyTheServerCanAnswer(self) -> Deferred[None]:
+        """
+        Once the request is written the client sends its close_notify (TLS
+        1.3's half-close) and keeps reading: a server that answers only then
+        gets it, and the whole reply comes back.
+        """
+        certificate = SelfSigned(Path(self.mktemp()))
+        server = LifecycleServerFactory(clock=reactor)
+        server.protocol = AnswerAtTheEnd  # type: ignore[assignment]
+        endpoint = serverFromString(PortReactor(reactor), certificate.endpoint())
+        port = yield endpoint.listen(server)
+        self.addCleanup(port.stopListening)
+        recorded = RecordedEvents()
+        request = pattern(300_000)
+        client = LifecycleClientFactory(request, timeout=WAIT, clock=reactor, events=recorded.log)
+        target = f"ssl:127.0.0.1:{port.getHost().port}"
+        protocol = yield client.connect(clientFromString(reactor, target), target)
+        assert isinstance(protocol, EchoClient)
+        outcome = yield protocol.finished
+        self.assertTrue(outcome.ok, outcome.describe())
+        self.assertEqual(recorded.phases(), ["connect", "connected", "half-close", "close"])
 
 
 class RefusingFactoryTests(SynchronousTestCase):

@@ -11,13 +11,16 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
+from functools import partial
 from typing import Any
 
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
+from .certs import SelfSigned, TLSMistakes, atMostTLS12
 from .helpers import (
     BIN,
     WAIT,
@@ -26,6 +29,7 @@ from .helpers import (
     freePort,
     parseJSONRecords,
     pattern,
+    portOf,
     startTcpecho,
 )
 from .servers import (
@@ -137,6 +141,38 @@ class OneShotTests(SynchronousTestCase):
         done, _ = runClient("--port", str(server.port), "-m", "from asyncio")
         self.assertEqual((done.returncode, done.stdout), (0, b"from asyncio\n"))
 
+    def test_echoThatCannotBeWrittenIsStatus74(self) -> None:
+        """
+        Standard output that refuses the echo (/dev/full, as a full disk
+        does): one line naming the error and status 74 (EX_IOERR), not 0.
+        """
+        _, port = startEcho(self)
+        with open("/dev/full", "wb") as full:
+            done, _ = runClient("--port", str(port), "-m", "hello", stdout=full)
+        self.assertEqual(
+            verdict(done),
+            ["tcpclient: cannot write the echo to standard output: No space left on device"],
+        )
+        self.assertEqual(done.returncode, 74)
+
+    def test_endlessFileIsRefused(self) -> None:
+        """
+        --file /dev/zero is refused at once with twist's one-line error,
+        naming the bound and load mode, and status 64: not read until the
+        memory runs out.
+        """
+        done, _ = runClient("--file", "/dev/zero")
+        self.assertEqual(done.returncode, 64)
+        self.assertTrue(
+            done.stderr.startswith(
+                b"Error: --file '/dev/zero' holds more than 64 MiB, the most one-shot mode "
+                b"keeps in memory to check the echo; for volume, use load mode "
+                b"(--connections N --size BYTES).\n"
+            ),
+            done.stderr[:300],
+        )
+        self.assertNotIn(b"Traceback", done.stderr)
+
     def test_badOptionIsTwistsUsageError(self) -> None:
         """
         A bad value: twist's one-line C{Error: ...}, the usage, status 64,
@@ -148,6 +184,122 @@ class OneShotTests(SynchronousTestCase):
         self.assertTrue(stderr.startswith("Error: --port must be a whole number from 1 to 65535"))
         self.assertIn("Usage: twist", stderr)
         self.assertNotIn("Traceback", stderr + done.stdout.decode())
+
+    def test_badValuesThatFailedLateAreUsageErrors(self) -> None:
+        """
+        Descriptions that used to fail only when connecting (or with
+        OpenSSL's traceback), and a --json path that failed only once the
+        run was over, get twist's 'Error: ...' line and status 64 at once.
+        """
+        withKey = TLSMistakes(temporaryDirectory(self)).trustRootsWithKey
+        for argv, problem in [
+            (["--connect", "tcp:127.0.0.1:0", "-m", "x"], "--connect 'tcp:127.0.0.1:0' is not"),
+            (["--connect", "unix:", "-m", "x"], "path must name a socket path, not ''"),
+            (
+                ["--connect", f"tls:localhost:1:trustRoots={withKey}", "-m", "x"],
+                f"trustRoots folder '{withKey}' holds 'key.pem', which is no certificate",
+            ),
+            (["-c", "1", "-n", "5", "--json", ""], "--json needs a file name"),
+        ]:
+            done, _ = runClient(*argv)
+            stderr = done.stderr.decode()
+            self.assertEqual(done.returncode, 64, (argv, stderr))
+            self.assertTrue(stderr.startswith("Error: "), stderr[:200])
+            self.assertIn(problem, stderr.splitlines()[0])
+            self.assertNotIn("Traceback", stderr + done.stdout.decode())
+
+
+class TLSTests(SynchronousTestCase):
+    """
+    One exchange over TLS with C{twist tcpecho --listen ssl:...}: the request
+    goes out after the handshake, the half-close is a close_notify, and the
+    whole echo comes back, under TLS 1.3 and 1.2.
+    """
+
+    def startServer(self, *, tls12: bool = False) -> None:
+        directory = temporaryDirectory(self)
+        self.certificate = SelfSigned(directory / "certificate")
+        self.trustRoots = directory / "roots"
+        self.trustRoots.mkdir()
+        (self.trustRoots / "cert.pem").write_bytes(self.certificate.certPEM)
+        env = atMostTLS12(directory / "openssl") if tls12 else None
+        self.server = TwistProcess("tcpecho", "--listen", self.certificate.endpoint(), env=env)
+        self.addCleanup(self.server.kill)
+        self.port = portOf(self.server.waitFor(lifecycle="listen")["address"])
+
+    def negotiatedVersion(self) -> str | None:
+        """
+        The TLS version the server negotiates with a client that offers all.
+        """
+        context = ssl.create_default_context(cafile=str(self.certificate.cert))
+        raw = socket.create_connection(("127.0.0.1", self.port), timeout=WAIT)
+        with context.wrap_socket(raw, server_hostname="localhost") as client:
+            return client.version()
+
+    def assertEchoed(self, connect: str, *, tls13: bool) -> None:
+        """
+        A line, then 1 MiB, each through C{--connect}, come back whole.
+        """
+        for payload in (b"hello\n", pattern(1 << 20)):
+            self.assertEchoedOnce(connect, payload, tls13=tls13)
+
+    def assertEchoedOnce(self, connect: str, payload: bytes, *, tls13: bool) -> None:
+        done, _ = runClient("--connect", connect, "--file", "-", input=payload)
+        self.assertEqual(done.returncode, 0, verdict(done))
+        self.assertTrue(done.stdout == payload, "the echo differs from what was sent")
+        client = events(done)
+        self.assertEqual(
+            [e["lifecycle"] for e in client], ["connect", "connected", "half-close", "close"]
+        )
+        close = client[-1]
+        self.assertEqual(
+            (close["initiator"], close["how"], close["bytes_in"], close["bytes_out"]),
+            ("local", "fin", len(payload), len(payload)),
+        )
+        accept = self.server.waitFor(lifecycle="accept", peer=client[1]["local"])
+        served = self.server.waitFor(lifecycle="close", conn_id=accept["conn_id"])
+        self.assertEqual(
+            (served["initiator"], served["how"], served["bytes_in"], served["bytes_out"]),
+            ("peer", "fin", len(payload), len(payload)),
+        )
+        # Under TLS 1.3 our close_notify is a half-close (RFC 8446 6.1); under
+        # 1.2 the server answers it and closes at once, after the echo.
+        halfClosed = self.server.of(lifecycle="half-close", conn_id=accept["conn_id"])
+        self.assertEqual(len(halfClosed), 1 if tls13 else 0)
+
+    def test_sslEndpointUnderTLS13(self) -> None:
+        """
+        --connect ssl:HOST:PORT against a TLS 1.3 server gets the whole
+        echo, status 0, and both sides log a clean close.
+        """
+        self.startServer()
+        self.assertEqual(self.negotiatedVersion(), "TLSv1.3")
+        self.assertEchoed(f"ssl:127.0.0.1:{self.port}", tls13=True)
+
+    def test_sslEndpointUnderTLS12(self) -> None:
+        """
+        --connect ssl:HOST:PORT against a server held to TLS 1.2 gets the
+        whole echo, status 0, and both sides log a clean close.
+        """
+        self.startServer(tls12=True)
+        self.assertEqual(self.negotiatedVersion(), "TLSv1.2")
+        self.assertEchoed(f"ssl:127.0.0.1:{self.port}", tls13=False)
+
+    def test_verifyingTlsEndpointUnderTLS13(self) -> None:
+        """
+        --connect tls:localhost:PORT:trustRoots=DIR verifies the server's
+        certificate and gets the whole echo, under TLS 1.3.
+        """
+        self.startServer()
+        self.assertEchoed(f"tls:localhost:{self.port}:trustRoots={self.trustRoots}", tls13=True)
+
+    def test_verifyingTlsEndpointUnderTLS12(self) -> None:
+        """
+        --connect tls:localhost:PORT:trustRoots=DIR verifies the server's
+        certificate and gets the whole echo, under TLS 1.2.
+        """
+        self.startServer(tls12=True)
+        self.assertEchoed(f"tls:localhost:{self.port}:trustRoots={self.trustRoots}", tls13=False)
 
 
 class FailureTests(TestCase):
@@ -172,6 +324,32 @@ class FailureTests(TestCase):
         self.assertEqual(done.returncode, status)
         self.assertNotIn(b"Traceback", done.stderr + done.stdout)
         return done, elapsed
+
+    @inlineCallbacks
+    def test_closedPipeStopsTheCopyNotTheCheck(self) -> Deferred[None]:
+        """
+        A reader that went away (C{| head}) stops the copy, and the exit
+        status still says whether the echo came back: 0 for an exact one,
+        65 for a corrupted one.
+        """
+        _, echo = startEcho(self)
+        corrupting = listen(self, Corrupting)
+        for port, status in ((echo, 0), (corrupting, 65)):
+            reading, writing = os.pipe()
+            os.close(reading)
+            self.addCleanup(os.close, writing)
+            run = partial(
+                runClient,
+                "--port",
+                str(port),
+                "--file",
+                "-",
+                input=pattern(1 << 20),
+                stdout=writing,
+            )
+            done, _ = yield callInThread(run)
+            self.assertEqual(done.returncode, status, verdict(done))
+            self.assertNotIn(b"Traceback", done.stderr)
 
     def test_refused(self) -> None:
         """
@@ -288,7 +466,8 @@ class FailureTests(TestCase):
         """
         A DNS server that never answers (simulated: getaddrinfo blocks for a
         minute) still ends the client within the timeout plus a second,
-        though the lookup's thread is still stuck.
+        though the lookup's thread is still stuck, and the line names the
+        lookup.
         """
         directory = temporaryDirectory(self)
         (directory / "sitecustomize.py").write_text(
@@ -304,8 +483,8 @@ class FailureTests(TestCase):
         _, elapsed = yield self.assertFails(
             0,
             75,
-            "cannot connect to dns.stuck.invalid:9000: no connection within 1 s "
-            "(nothing answered; is the host up, or a firewall dropping packets?)",
+            "cannot connect to dns.stuck.invalid:9000: no answer to the host name lookup "
+            "within 1 s (is a DNS server answering? see /etc/resolv.conf)",
             "--host",
             "dns.stuck.invalid",
             "--timeout",

@@ -13,7 +13,19 @@ import subprocess
 from twisted.logger import eventsFromJSONLogFile
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from .helpers import WAIT, TwistProcess, echoWithHalfClose, freePort, pattern, portOf, runTwist
+from .certs import SelfSigned
+from .helpers import (
+    BIN,
+    WAIT,
+    TwistProcess,
+    echoWithHalfClose,
+    freePort,
+    parseJSONRecords,
+    pattern,
+    portOf,
+    runTwist,
+)
+from .servers import temporaryDirectory
 
 
 class TcpechoProcessTests(SynchronousTestCase):
@@ -140,6 +152,32 @@ class TcpechoProcessTests(SynchronousTestCase):
         )
         self.assertRegex(lines[3], r"stop-listening on 127\.0\.0\.1:\d+$")
 
+    def test_stdioEndpointIsNamedStdio(self) -> None:
+        """
+        With --listen stdio:, the echo goes to standard output and the
+        events name the address C{stdio}, not an object's repr.
+        """
+        process = subprocess.Popen(
+            [str(BIN / "twist"), "--log-file=+", "--log-format=json", "tcpecho", "--listen=stdio:"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self.addCleanup(lambda: process.poll() is None and process.kill())
+        assert process.stdin and process.stdout and process.stderr
+        process.stdin.write(b"hello\n")
+        process.stdin.close()
+        self.assertEqual(process.stdout.read(6), b"hello\n")
+        process.send_signal(signal.SIGTERM)
+        process.wait(WAIT)
+        log = process.stderr.read()
+        events = {e["lifecycle"]: e for e in parseJSONRecords(log) if "lifecycle" in e}
+        self.assertEqual(
+            (events["listen"]["address"], events["accept"]["peer"], events["accept"]["local"]),
+            ("stdio", "stdio", "stdio"),
+        )
+        self.assertNotIn(b"object at 0x", log)
+
     def test_backlogReachesListen(self) -> None:
         """
         The --backlog value is what the kernel applies: ss shows it as the
@@ -155,6 +193,14 @@ class TcpechoProcessTests(SynchronousTestCase):
         ).stdout.split()
         # State Recv-Q Send-Q Local Peer
         self.assertEqual(out[:3], ["LISTEN", "0", "37"])
+
+    def test_endpointTypeInAnyCase(self) -> None:
+        """
+        C{--listen TCP:...} listens as C{tcp:...} does.
+        """
+        server = self.start("--listen", "TCP:0:interface=127.0.0.1")
+        port = portOf(server.waitFor(lifecycle="listen")["address"])
+        self.assertEqual(echoWithHalfClose(port, b"upper case"), b"upper case")
 
 
 class TcpechoFailureTests(SynchronousTestCase):
@@ -205,13 +251,37 @@ class TcpechoFailureTests(SynchronousTestCase):
             (["--port", "abc"], "not 'abc'"),
             (["--backlog", "0"], "--backlog must be"),
             (["--backlog", "-3"], "not '-3'"),
-            (["--listen", "nonsense:1"], "Unknown endpoint type: 'nonsense'"),
+            (["--listen", "nonsense:1"], "unknown endpoint type 'nonsense'"),
+            (["--listen", "tcp:0", "--interface", "127.0.0.1"], "--interface applies to --port"),
         ]:
             result = runTwist("tcpecho", *argv)
             self.assertEqual(result.returncode, 64, (argv, result.stderr))
             output = result.stdout + result.stderr
             self.assertTrue(output.startswith("Error: "), output[:80])
             self.assertIn(fragment, output.splitlines()[0])
+            self.assertNotIn("Traceback", result.stdout + result.stderr)
+
+    def test_badEndpointDescriptionsExitWithUsageStatus(self) -> None:
+        """
+        Endpoint descriptions that used to fail only when listening (status
+        1), to listen with a backlog of 0, or to end in OpenSSL's traceback
+        get twist's 'Error: ...' line naming the problem, and status 64.
+        """
+        key = SelfSigned(temporaryDirectory(self)).key
+        for argv, problem in [
+            (["--listen", "tcp:70000"], "port must be a whole number from 0 to 65535"),
+            (["--listen", "unix:"], "address must name a socket path, not ''"),
+            (["--listen", "tcp:0:backlog=-5"], "backlog must be a whole number from 1 to 65535"),
+            (["--metrics", "tcp:9100:bogus=1"], "unknown parameter 'bogus'"),
+            (["--listen", f"ssl:0:privateKey={key}"], f"privateKey file '{key}' holds no cert"),
+        ]:
+            result = runTwist("tcpecho", *argv)
+            self.assertEqual(result.returncode, 64, (argv, result.stderr))
+            first = (result.stdout + result.stderr).splitlines()[0]
+            self.assertTrue(
+                first.startswith(f"Error: {argv[0]} '{argv[1]}' is not usable: "), first
+            )
+            self.assertIn(problem, first)
             self.assertNotIn("Traceback", result.stdout + result.stderr)
 
 

@@ -11,7 +11,7 @@ for the client's side of the same story (C{connect}, C{connected}, ...).
 from ._client import EchoClient, EchoOutcome, LifecycleClientFactory
 from ._connection import TrackedConnection
 from ._echo import EchoProtocol
-from ._endpoints import serverFromString
+from ._endpoints import EndpointError, serverFromString
 from ._events import LifecycleLog
 from ._failures import ConnectFailedError
 from ._listening import Listener, ListenFailed
@@ -28,6 +28,7 @@ __all__ = [
     "EchoClient",
     "EchoOutcome",
     "EchoProtocol",
+    "EndpointError",
     "HalfCloseableTLSFactory",
     "Latency",
     "LifecycleClientFactory",

@@ -11,9 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.internet.defer import Deferred
+from twisted.internet.error import DNSLookupError
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
+    IHandshakeListener,
     IReactorTime,
+    ISSLTransport,
     IStreamClientEndpoint,
 )
 from twisted.internet.protocol import Factory, Protocol, connectionDone
@@ -28,9 +31,8 @@ from ._failures import (
     CLOSED_EARLY,
     MISMATCH,
     TIMEOUT,
-    ConnectFailedError,
     ConnectTimeoutError,
-    connectFailureKind,
+    connectFailure,
     lostConnectionKind,
 )
 from ._sinks import ByteSink
@@ -112,7 +114,7 @@ def _firstDifference(a: bytes, b: bytes) -> int:
     return low
 
 
-@implementer(IHalfCloseableProtocol)
+@implementer(IHalfCloseableProtocol, IHandshakeListener)
 class EchoClient(Protocol, TimeoutMixin):
     """
     Send the factory's request, half-close, and check the reply byte by byte.
@@ -120,7 +122,8 @@ class EchoClient(Protocol, TimeoutMixin):
     The request goes out through a pull producer, so the reply is read while
     a large request is still being written: an echo client that stops
     reading while it writes deadlocks against any echo server once both
-    sides' socket buffers are full.
+    sides' socket buffers are full.  Over TLS it goes out once the handshake
+    is done, and the half-close is a C{close_notify}.
 
     Override points (each does one thing):
       - L{expectedReply}: the reply a correct server sends (RFC 862: the
@@ -181,15 +184,27 @@ class EchoClient(Protocol, TimeoutMixin):
         request = self.factory.request
         self.expected = self.expectedReply(request)
         self.setTimeout(self.factory.timeout)
+        # Over TLS the request waits for handshakeCompleted: Twisted's TLS
+        # turns a close_notify asked for before the handshake into an abort.
+        if not ISSLTransport.providedBy(self.transport):
+            self._sendRequest()
+
+    def handshakeCompleted(self) -> None:
+        """
+        TLS is set up: send the request.
+        """
+        self._sendRequest()
+
+    def _sendRequest(self) -> None:
         sender = self._sender = FileSender()
-        sending = sender.beginFileTransfer(BytesIO(request), self.transport)
+        sending = sender.beginFileTransfer(BytesIO(self.factory.request), self.transport)
         sending.addCallbacks(self._requestWritten, self._requestAbandoned)
 
     def _requestWritten(self, lastByte: object) -> None:
         self._sender = None
         if self.halfClose and self._outcome.get("problem") is None:
             assert self.transport is not None
-            # TLS cannot half-close in Twisted; the reply is complete once
+            # A transport that cannot half-close: the reply is complete once
             # every byte is back.
             with suppress(AttributeError):
                 self.transport.loseWriteConnection()  # type: ignore[attr-defined]
@@ -355,14 +370,17 @@ class LifecycleClientFactory(ConnectionTracking, Factory):
             return wrapped
 
         def failed(failure: Failure) -> Failure:
-            kind, reason = connectFailureKind(failure)
-            self.events.connectFailed(target, reason)
-            return Failure(ConnectFailedError(target, kind, reason))
+            error = connectFailure(target, failure)
+            self.events.connectFailed(target, error.reason)
+            return Failure(error)
 
         return connecting.addCallbacks(connected, failed)
 
 
 def _connectTimedOut(result: object, timeout: float) -> object:
     if isinstance(result, Failure):
-        raise ConnectTimeoutError(timeout)
+        # HostnameEndpoint fails a connect cancelled during its name lookup
+        # with DNSLookupError (and one cancelled later with
+        # ConnectingCancelledError): the lookup is what got no answer.
+        raise ConnectTimeoutError(timeout, inLookup=bool(result.check(DNSLookupError)))
     return result

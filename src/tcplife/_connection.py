@@ -22,6 +22,7 @@ from twisted.internet.interfaces import (
     IConsumer,
     IDelayedCall,
     IHalfCloseableProtocol,
+    IHandshakeListener,
     ILoggingContext,
     IProducer,
     IProtocol,
@@ -35,6 +36,7 @@ from zope.interface import directlyProvides, implementer, providedBy
 from ._address import describeAddress
 from ._events import ABORT, FIN, LOCAL, PEER, RESET, TIMEOUT, LifecycleLog
 from ._halfclose import passReadConnectionLost, passWriteConnectionLost
+from ._tls import loseWriteConnection
 
 if TYPE_CHECKING:
     from typing import Protocol as _TypingProtocol
@@ -71,13 +73,23 @@ class _OutputBackpressure:
     __slots__ = ("_connection",)
 
     def __init__(self, connection: TrackedConnection) -> None:
-        self._connection = connection
+        self._connection: TrackedConnection | None = connection
 
     def pauseProducing(self) -> None:
-        self._connection._setOutputBlocked(True)
+        if self._connection is not None:
+            self._connection._setOutputBlocked(True)
 
     def resumeProducing(self) -> None:
-        self._connection._setOutputBlocked(False)
+        if self._connection is not None:
+            self._connection._setOutputBlocked(False)
+
+    def detach(self) -> None:
+        """
+        The connection is gone.  A transport need not unregister its producer
+        when it closes (Twisted's TLS transport keeps it), and this reference
+        back to the connection would make a cycle.
+        """
+        self._connection = None
 
     def stopProducing(self) -> None:
         # The transport is going away; connectionLost follows and says how.
@@ -90,7 +102,9 @@ _RESET_BY_PEER = os.strerror(errno.ECONNRESET)
 _providesFor: dict[Any, Any] = {}
 
 
-@implementer(IProtocol, IHalfCloseableProtocol, ITransport, IConsumer, IPushProducer)
+@implementer(
+    IProtocol, IHalfCloseableProtocol, IHandshakeListener, ITransport, IConsumer, IPushProducer
+)
 class TrackedConnection:
     """
     One connection, observed from accept (or connect) to close.
@@ -105,6 +119,8 @@ class TrackedConnection:
     @ivar how: Set before the close when the reason is known locally
         (C{"abort"}, C{"timeout"}); otherwise derived from the transport's
         reason at close.
+    @ivar wrappedProtocol: The protocol; L{None} once its C{connectionLost}
+        has returned, as with L{twisted.protocols.policies.ProtocolWrapper}.
     """
 
     # Slots: a server may hold tens of thousands of these at once.  Every slot
@@ -174,7 +190,8 @@ class TrackedConnection:
         return describeAddress(self.transport.getHost() if self.transport else None)
 
     def __repr__(self) -> str:
-        return f"<TrackedConnection #{self.connId} {self.peer} {self.wrappedProtocol!r}>"
+        protocol = "closed" if self.wrappedProtocol is None else repr(self.wrappedProtocol)
+        return f"<TrackedConnection #{self.connId} {self.peer} {protocol}>"
 
     # -- IProtocol, towards the transport ---------------------------------
 
@@ -197,8 +214,12 @@ class TrackedConnection:
         if IConsumer.providedBy(transport):
             self._backpressure = _OutputBackpressure(self)
             transport.registerProducer(self._backpressure, True)
+        protocol = self.wrappedProtocol
         self.owner.connectionOpened(self)
-        self.wrappedProtocol.makeConnection(self)
+        # Whatever runs in connectionOpened (a subclass's books, an observer
+        # of the accept event) may have ended the connection already.
+        if self.connected:
+            protocol.makeConnection(self)
 
     def connectionMade(self) -> None:
         """
@@ -261,6 +282,15 @@ class TrackedConnection:
     def writeConnectionLost(self) -> None:
         passWriteConnectionLost(self.wrappedProtocol)
 
+    def handshakeCompleted(self) -> None:
+        """
+        The TLS handshake below us is done: tell the wrapped protocol, if it
+        listens (L{IHandshakeListener}).
+        """
+        listener = IHandshakeListener(self.wrappedProtocol, None)
+        if listener is not None:
+            listener.handshakeCompleted()
+
     def connectionLost(self, reason: Failure) -> None:
         self.connected = False
         if self._abortLater is not None and self._abortLater.active():
@@ -280,7 +310,9 @@ class TrackedConnection:
             reason = Failure(ConnectionLost(_RESET_BY_PEER))
         if self.initiator is None:
             self.initiator = LOCAL if self.how == ABORT else PEER
-        self._backpressure = None
+        if self._backpressure is not None:
+            self._backpressure.detach()
+            self._backpressure = None
         owner = self.owner
         owner.events.close(
             self.connId,
@@ -292,9 +324,19 @@ class TrackedConnection:
             owner.clock.seconds() - self.openedAt,
         )
         owner.connectionClosed(self)
-        self.wrappedProtocol.connectionLost(reason)
+        try:
+            self.wrappedProtocol.connectionLost(reason)
+        finally:
+            # As ProtocolWrapper does.  The protocol's transport is us, so
+            # this reference made a cycle: every closed connection, with its
+            # transport and whatever output it never sent, waited for the
+            # cyclic garbage collector.  The protocol keeps us (connId, the
+            # byte counts, the addresses) for as long as it lives.
+            self.wrappedProtocol = None  # type: ignore[assignment]
 
     def logPrefix(self) -> str:
+        if self.wrappedProtocol is None:
+            return "TrackedConnection"
         context = ILoggingContext(self.wrappedProtocol, None)
         if context is not None:
             return str(context.logPrefix())
@@ -365,15 +407,18 @@ class TrackedConnection:
 
     def loseWriteConnection(self) -> None:
         """
-        Send FIN after what is written so far, and keep reading.
+        Send FIN (over TLS, close_notify) after what is written so far, and
+        keep reading.
 
         Whoever half-closes first started the end of the connection, even if
         the peer's FIN is what finally closes it.  A transport that cannot
-        half-close (Twisted's TLS client) raises L{AttributeError} and no event
-        is emitted.
+        half-close raises L{AttributeError} and no event is emitted.
         """
         assert self.transport is not None
-        self.transport.loseWriteConnection()  # type: ignore[attr-defined]
+        # Nothing more will be written, so no output to pace reading by; and
+        # TLS holds its close_notify back while a producer is registered.
+        self._dropBackpressure()
+        loseWriteConnection(self.transport)
         if self.initiator is None:
             self.initiator = LOCAL
         self.owner.events.halfClose(self.connId, LOCAL)

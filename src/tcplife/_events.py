@@ -156,7 +156,8 @@ class LifecycleLog:
     def listen(self, address: str, backlog: int | None, endpoint: str) -> None:
         self.logger.emit(
             _info,
-            "listen on {address} (backlog {backlog})",
+            # stdio: has no queue to speak of.
+            "listen on {address}" if backlog is None else "listen on {address} (backlog {backlog})",
             lifecycle=LISTEN,
             address=address,
             backlog=backlog,
@@ -330,12 +331,14 @@ class LifecycleLog:
             paused_s=pausedFor,
         )
 
-    def drain(self, openConnections: int, timeout: float) -> None:
+    def drain(self, openConnections: int, queued: int, timeout: float) -> None:
         self.logger.emit(
             _info,
-            "drain: {open} connections open; waiting up to {timeout_s} s for their peers to finish",
+            "drain: {open} connections open, {queued} more waiting for a slot; "
+            "waiting up to {timeout_s} s for their peers to finish",
             lifecycle=DRAIN,
             open=openConnections,
+            queued=queued,
             timeout_s=timeout,
         )
 
@@ -358,15 +361,22 @@ class LifecycleLog:
         )
 
     def drained(
-        self, endedByPeer: int, closedAtDeadline: int, aborted: int, duration: float
+        self,
+        endedByPeer: int,
+        closedAtDeadline: int,
+        aborted: int,
+        unserved: int,
+        duration: float,
     ) -> None:
         self.logger.emit(
             _info,
             "drained in {duration_s:.3f} s: {ended_by_peer} ended by their peers, "
-            "{closed_at_deadline} closed at the deadline, {aborted} aborted",
+            "{closed_at_deadline} closed at the deadline, {aborted} aborted, "
+            "{unserved} never served",
             lifecycle=DRAINED,
             ended_by_peer=endedByPeer,
             closed_at_deadline=closedAtDeadline,
             aborted=aborted,
+            unserved=unserved,
             duration_s=duration,
         )

@@ -41,6 +41,9 @@ HINTS: Final = {
     TIMEOUT: "nothing answered; is the host up, or a firewall dropping packets?",
 }
 
+#: What to try next when the time ran out in the name lookup.
+LOOKUP_HINT: Final = "is a DNS server answering? see /etc/resolv.conf"
+
 
 #: The exit status of C{twist tcpclient} for each kind (sysexits.h values).
 EXIT_STATUS: Final = {
@@ -64,26 +67,39 @@ class ConnectFailedError(Exception):
     @ivar reason: A short phrase, as in the C{connect-failed} event.
     """
 
-    def __init__(self, target: str, kind: str, reason: str) -> None:
+    def __init__(self, target: str, kind: str, reason: str, hint: str | None = None) -> None:
         super().__init__(target, kind, reason)
         self.target = target
         self.kind = kind
         self.reason = reason
+        self.hint = hint if hint is not None else HINTS.get(kind)
 
     def __str__(self) -> str:
-        hint = HINTS.get(self.kind)
         line = f"cannot connect to {self.target}: {self.reason}"
-        return f"{line} ({hint})" if hint else line
+        return f"{line} ({self.hint})" if self.hint else line
 
 
 class ConnectTimeoutError(Exception):
     """
     No connection within the client's timeout.
+
+    @ivar inLookup: The time ran out while the host name was being looked up.
     """
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, *, inLookup: bool = False) -> None:
         super().__init__(f"no connection within {timeout:g} s")
         self.timeout = timeout
+        self.inLookup = inLookup
+
+
+def connectFailure(target: str, failure: Failure) -> ConnectFailedError:
+    """
+    What a failed connect to C{target} was: its kind, phrase and hint.
+    """
+    kind, reason = connectFailureKind(failure)
+    e = failure.value
+    hint = LOOKUP_HINT if isinstance(e, ConnectTimeoutError) and e.inLookup else None
+    return ConnectFailedError(target, kind, reason, hint)
 
 
 def connectFailureKind(failure: Failure) -> tuple[str, str]:
@@ -92,6 +108,8 @@ def connectFailureKind(failure: Failure) -> tuple[str, str]:
     """
     e = failure.value
     if isinstance(e, ConnectTimeoutError):
+        if e.inLookup:
+            return TIMEOUT, f"no answer to the host name lookup within {e.timeout:g} s"
         return TIMEOUT, f"no connection within {e.timeout:g} s"
     if isinstance(e, error.ConnectionRefusedError):
         return REFUSED, "connection refused"
@@ -105,6 +123,9 @@ def connectFailureKind(failure: Failure) -> tuple[str, str]:
         number = e.osError if isinstance(e.osError, int) else None
         if isinstance(e, error.NoRouteError) or number in _UNREACHABLE_ERRNOS:
             return UNREACHABLE, os.strerror(number or errno.ENETUNREACH).lower()
+        if number == errno.ECONNRESET:
+            # Twisted has no ConnectError subclass for it.
+            return RESET, os.strerror(number).lower()
         if number is not None:
             return OTHER, os.strerror(number).lower()
         return OTHER, str(e.args[0] if e.args and e.args[0] else e).strip().rstrip(".")

@@ -9,8 +9,9 @@ import socket
 import sys
 
 from twisted.application.service import Service
+from twisted.internet import tcp
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.error import CannotListenError
+from twisted.internet.error import CannotListenError, ConnectionDone
 from twisted.internet.interfaces import (
     IListeningPort,
     IProtocolFactory,
@@ -24,11 +25,16 @@ from ._address import describeAddress
 from ._events import LifecycleLog
 from ._exit import exitNow as _exitNow
 from ._tcpinfo import readAcceptQueue
+from ._unixpath import listenerAt, lockHolder
 
 _HINTS = {
     errno.EADDRINUSE: "another socket is bound there; stop it or choose another port",
     errno.EADDRNOTAVAIL: "no interface of this machine has that address",
     errno.EACCES: "ports below 1024 need root or CAP_NET_BIND_SERVICE",
+}
+_UNIX_HINTS = {
+    errno.EACCES: "no permission to create a file in that directory",
+    errno.ENOENT: "that directory does not exist",
 }
 
 
@@ -45,9 +51,12 @@ def describeListenFailure(where: str, failure: Failure) -> str:
     One line that says where listening failed, why, and what to do.
     """
     error = failure.value
-    cause: BaseException | None = error
+    cause: BaseException | str | None = error
     if isinstance(error, CannotListenError):
         cause = error.socketError
+        # A UNIX port's "port" is its path.
+        if isinstance(error.port, bytes | str):
+            return f"cannot listen on {where}: {_unixReason(error.port, cause)}"
     if isinstance(cause, OSError) and cause.strerror:
         reason = cause.strerror
         hint = _HINTS.get(cause.errno or 0)
@@ -58,6 +67,34 @@ def describeListenFailure(where: str, failure: Failure) -> str:
     else:
         reason = str(cause) or type(cause).__name__
     return f"cannot listen on {where}: {reason}"
+
+
+def _unixReason(path: bytes | str, cause: BaseException | str | None) -> str:
+    if cause == "Cannot acquire lock":
+        return (
+            f"its lock file names process {lockHolder(path)}, which is still running "
+            "(another server on this path?); stop it or choose another path"
+        )
+    if not (isinstance(cause, OSError) and cause.strerror):
+        return str(cause) or type(cause).__name__
+    if cause.errno == errno.EADDRINUSE:
+        if listenerAt(path):
+            hint = "a server is listening on this socket; stop it or choose another path"
+        else:
+            hint = "the path exists and nobody listens on it; remove it if nothing needs it"
+    else:
+        hint = _UNIX_HINTS.get(cause.errno or 0, "")
+    return f"{cause.strerror} ({hint})" if hint else cause.strerror
+
+
+def _cappedAtSomaxconn(backlog: int | None) -> int | None:
+    if backlog is None:
+        return None
+    try:
+        with open("/proc/sys/net/core/somaxconn") as limit:
+            return min(backlog, int(limit.read()))
+    except (OSError, ValueError):
+        return backlog
 
 
 def listeningSocket(port: IListeningPort) -> socket.socket | None:
@@ -124,6 +161,10 @@ class Listener(Service):
                 # The kernel's own figure: listen() silently caps the request
                 # at net.core.somaxconn.
                 backlog = queue.backlog
+            elif handle.family == socket.AF_UNIX:
+                # No TCP_INFO for UNIX sockets: what the port asked listen()
+                # for, capped as the kernel caps it.
+                backlog = _cappedAtSomaxconn(getattr(port, "backlog", backlog))
         if self.events is not None:
             self.events.listen(self.address, backlog, self.description)
         else:
@@ -140,6 +181,19 @@ class Listener(Service):
         print(f"tcplife: {message}", file=sys.stderr, flush=True)
         self._reactor.addSystemEventTrigger("after", "shutdown", _exitNow, 1)
         self._reactor.stop()
+
+    def abandon(self) -> None:
+        """
+        Close the port now, without the reactor: the process is about to end
+        because another listener failed.  A UNIX port's path and lock file
+        go with it, instead of being left behind for the next start.
+        """
+        port, self.port = self.port, None
+        Service.stopService(self)
+        if isinstance(port, tcp.Port) and port.connected:
+            # What stopListening would do on the reactor's next pass, which
+            # never comes.
+            port.connectionLost(Failure(ConnectionDone()))
 
     def stopService(self) -> Deferred[None] | None:
         Service.stopService(self)

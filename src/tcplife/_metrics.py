@@ -64,8 +64,16 @@ class ServerCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         factory = self.factory
         open_ = list(factory.connections.values())
+        gate = factory.gate
         yield GaugeMetricFamily(
-            "tcplife_connections_open", "Connections open now.", value=len(open_)
+            "tcplife_connections_open",
+            "Connections open now, those still waiting for a PROXY header included.",
+            value=len(open_) + gate.awaitingHeader,
+        )
+        yield GaugeMetricFamily(
+            "tcplife_connections_awaiting_header",
+            "Open connections still waiting for their PROXY header.",
+            value=gate.awaitingHeader,
         )
         yield CounterMetricFamily(
             "tcplife_connections_accepted", "Connections accepted.", value=factory.accepted
@@ -89,12 +97,12 @@ class ServerCollector(Collector):
         yield GaugeMetricFamily(
             "tcplife_accept_paused",
             "1 while accepting is paused (connection cap or descriptor limit), else 0.",
-            value=0 if factory.gate.paused is None else 1,
+            value=0 if gate.paused is None else 1,
         )
         yield CounterMetricFamily(
             "tcplife_accept_fd_exhaustions",
             "Times accept() failed for want of file descriptors or memory.",
-            value=factory.gate.exhaustions,
+            value=gate.exhaustions,
         )
         depth = GaugeMetricFamily(
             "tcplife_accept_queue_depth",
@@ -110,7 +118,9 @@ class ServerCollector(Collector):
             "tcplife_connections_refused",
             "Connections turned away by limits: 'backlog-full' counts handshakes "
             "the kernel dropped with the accept queue full; 'factory' counts "
-            "connections the factory declined.",
+            "connections the factory declined; 'proxy-header' counts connections "
+            "closed without a valid PROXY header; 'shutdown' counts clients whose "
+            "handshake had completed that shutdown left unserved.",
             labels=["reason"],
         )
         dropped = 0
@@ -125,7 +135,9 @@ class ServerCollector(Collector):
                 backlog.add_metric([address], queue.backlog)
             dropped += listenDrops(handle) or 0
         refused.add_metric(["backlog-full"], dropped)
-        refused.add_metric(["factory"], factory.gate.refusedByFactory)
+        refused.add_metric(["factory"], gate.refusedByFactory)
+        refused.add_metric(["proxy-header"], gate.refusedHeader)
+        refused.add_metric(["shutdown"], gate.unserved)
         yield depth
         yield backlog
         yield refused

@@ -5,6 +5,7 @@ end the process with a status that says how it went.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from twisted.application.service import Service
@@ -72,6 +73,17 @@ class OneShot(Service):
         else:
             assert outcome.problem is not None
             self._end(EXIT_STATUS[outcome.problem], outcome.describe())
+
+    def outputFailed(self, error: OSError) -> None:
+        """
+        The echo cannot be written to standard output (a full disk,
+        C{/dev/full}): give up on the exchange and end with C{EX_IOERR}.
+        """
+        reason = error.strerror or str(error)
+        self._end(os.EX_IOERR, f"cannot write the echo to standard output: {reason}")
+        client = self._client
+        if client is not None and client.transport is not None:
+            client.transport.abortConnection()  # type: ignore[attr-defined]
 
     def _end(self, status: int, line: str | None = None) -> None:
         if self.status is not None:

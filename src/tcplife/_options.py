@@ -8,10 +8,12 @@ from __future__ import annotations
 import math
 from typing import Any, cast
 
-from twisted.internet.interfaces import IReactorCore
+from twisted.internet.interfaces import IReactorCore, IStreamClientEndpoint, IStreamServerEndpoint
 from twisted.logger import LogLevel
 from twisted.python import usage
 from twisted.python.reflect import namedAny
+
+from ._endpoints import EndpointError, clientFromString, serverFromString
 
 
 def wholeNumber(option: str, text: str, lowest: int, highest: int) -> int:
@@ -47,6 +49,33 @@ def loadClass(option: str, name: str, base: type) -> Any:
             f"{option} {name!r} is not a subclass of {base.__module__}.{base.__name__}."
         )
     return found
+
+
+def serverEndpoint(option: str, reactor: object, description: str) -> IStreamServerEndpoint:
+    """
+    The server endpoint C{description} names (L{tcplife.serverFromString}),
+    or a UsageError that says why there is none.
+    """
+    try:
+        return serverFromString(reactor, description)
+    except EndpointError as e:
+        raise _unusable(option, description, e) from None
+
+
+def clientEndpoint(option: str, reactor: object, description: str) -> IStreamClientEndpoint:
+    """
+    The client endpoint C{description} names, or a UsageError that says why
+    there is none.
+    """
+    try:
+        return clientFromString(reactor, description)
+    except EndpointError as e:
+        raise _unusable(option, description, e) from None
+
+
+def _unusable(option: str, description: str, problem: EndpointError) -> usage.UsageError:
+    # Quoted as typed: repr() would double every backslash of an escaped ':'.
+    return usage.UsageError(f"{option} '{description}' is not usable: {problem}.")
 
 
 def globalReactor() -> IReactorCore:

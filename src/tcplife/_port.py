@@ -25,7 +25,7 @@ from socket import socket as Socket  # noqa: N812 (the type, beside the module)
 from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet import tcp, unix
-from twisted.internet.error import UnsupportedAddressFamily
+from twisted.internet.error import CannotListenError, UnsupportedAddressFamily
 from twisted.internet.interfaces import (
     IListeningPort,
     IProtocolFactory,
@@ -41,6 +41,8 @@ from zope.interface import implementer
 from ._proxy import ProxyHeaderFactory
 from ._tls import HalfCloseableTLSFactory
 from ._transport import DirectAccepts, DirectServer, acceptSocket
+from ._unixpath import listenerAt
+from ._unixserver import LifecycleUNIXServer
 
 # accept() failures that mean "out of descriptors or memory": retrying at once
 # would spin, and closing the waiting clients (Twisted's remedy) loses them.
@@ -74,6 +76,14 @@ class AcceptPolicy(Protocol):
         The factory declined an accepted connection (buildProtocol gave None).
         """
 
+    def closing(self, port: PolicedPort) -> None:
+        """
+        C{port} is about to close its listening socket, which resets every
+        client still in its accept queue although the kernel completed their
+        handshakes: the last moment to take them off it (and to serve them
+        later with L{PolicedPort.serveAccepted}).
+        """
+
 
 class PolicedPort:
     """
@@ -84,6 +94,7 @@ class PolicedPort:
     _log = Logger()
 
     if TYPE_CHECKING:
+        backlog: int
         numberAccepts: int
         sessionno: int
         socket: Socket
@@ -136,6 +147,22 @@ class PolicedPort:
         else:
             self.numberAccepts = max(1, accepted)
 
+    def connectionLost(self, reason: Any) -> None:
+        if self.acceptPolicy is not None:
+            try:
+                self.acceptPolicy.closing(self)
+            except BaseException:
+                # The port closes all the same.
+                self._log.failure("Accept policy failed while {port} closed", port=self)
+        super().connectionLost(reason)  # type: ignore[misc]
+
+    def serveAccepted(self, client: Socket, address: Any) -> None:
+        """
+        Serve a connection accepted earlier, as if accepted now.
+        """
+        assert self.acceptPolicy is not None
+        self._serve(client, address, self.acceptPolicy)
+
     def _serve(self, client: Socket, address: Any, policy: AcceptPolicy) -> None:
         if len(address) == 4:
             # IPv6: keep the scope id, in numeric form, as tcp.Port does.
@@ -173,8 +200,30 @@ class LifecyclePort(PolicedPort, DirectAccepts, tcp.Port):
 
 class LifecycleUNIXPort(PolicedPort, unix.Port):
     """
-    A UNIX listening port that accepts under an L{AcceptPolicy}.
+    A UNIX listening port that accepts under an L{AcceptPolicy}, whose
+    connections' graceful closes are not taken for resets
+    (L{LifecycleUNIXServer}), and that never harms another server's socket.
     """
+
+    transport = LifecycleUNIXServer
+
+    def startListening(self) -> None:
+        # Twisted takes a stale lock file (its pid is gone) as leave to unlink
+        # the path, even while another process listens on it, and keeps the
+        # lock when bind() fails, so the next start finds it stale.
+        path = self._bindPath
+        if self._preexistingSocket is None and listenerAt(path):
+            raise CannotListenError(None, path, OSError(errno.EADDRINUSE, "Address already in use"))
+        try:
+            super().startListening()  # type: ignore[no-untyped-call]
+        except BaseException as e:
+            if self.lockFile is not None and self.lockFile.locked:
+                self.lockFile.unlock()
+            if isinstance(e, OSError):
+                # Making the lock file failed (ENOENT, EACCES): a failure to
+                # listen on this path like any other.
+                raise CannotListenError(None, path, e) from e
+            raise
 
 
 @implementer(IReactorTCP, IReactorSSL, IReactorSocket, IReactorUNIX)

@@ -9,10 +9,11 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, maybeDeferred
+from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 
 from ._admission import raiseDescriptorLimit
-from ._drain import Drainer
+from ._drain import Drainer, drainOnHangup
 from ._listening import Listener
 from ._server import LifecycleServerFactory
 
@@ -26,6 +27,8 @@ class ServerService(Service):
     @ivar raiseDescriptorLimit: Raise the soft RLIMIT_NOFILE to the hard
         limit at start, so the server can hold as many connections as the
         system allows.
+    @ivar drainOnHangup: Once listening, and once this reactor runs, SIGHUP
+        stops it as SIGTERM does (see L{tcplife._drain.drainOnHangup}).
     """
 
     _log = Logger()
@@ -37,12 +40,14 @@ class ServerService(Service):
         drainer: Drainer | None = None,
         metrics: Listener | None = None,
         raiseDescriptorLimit: bool = False,
+        drainOnHangup: IReactorCore | None = None,
     ) -> None:
         self.factory = factory
         self.listeners = list(listeners)
         self.drainer = drainer
         self.metrics = metrics
         self.raiseDescriptorLimit = raiseDescriptorLimit
+        self.drainOnHangup = drainOnHangup
 
     def startService(self) -> None:
         Service.startService(self)
@@ -55,10 +60,20 @@ class ServerService(Service):
                 nofile_soft_before=before,
                 nofile_hard=hard,
             )
-        if self.metrics is not None:
-            self.metrics.startService()
-        for listener in self.listeners:
-            listener.startService()
+        started: list[Listener] = []
+        try:
+            if self.metrics is not None:
+                self.metrics.startService()
+                started.append(self.metrics)
+            for listener in self.listeners:
+                listener.startService()
+                started.append(listener)
+        except BaseException:
+            for listener in started:
+                listener.abandon()
+            raise
+        if self.drainOnHangup is not None:
+            drainOnHangup(self.drainOnHangup)
 
     def stopService(self) -> Deferred[None]:
         Service.stopService(self)

@@ -17,21 +17,25 @@ L{HalfCloseableTLS} sends what was written before anything else, and under
 TLS 1.3 passes C{close_notify} to the protocol as C{readConnectionLost} (the
 C{half-close} event); our own C{close_notify} follows when the protocol
 closes.  Under TLS 1.2 and older, RFC 5246 7.2.1 asks for an immediate reply
-and close, which stays as Twisted does it (after the flush).
+and close, which stays as Twisted does it (after the flush).  When we closed
+first (the protocol, an idle timeout, a drain), the peer's C{close_notify}
+answers ours and closes TCP, under either version.
 
 A TCP FIN without C{close_notify} may be a truncation attack, so the protocol
 still learns of it as a lost connection (C{ConnectionLost}, the C{close}
 event's C{how=reset}), but what it had written is sent before the close
 instead of being dropped.
+
+Our own half-close over TLS is a C{close_notify} too: L{loseWriteConnection}.
 """
 
 from __future__ import annotations
 
 from OpenSSL.SSL import TLS1_3_VERSION, Error, WantReadError, ZeroReturnError
 from twisted.internet.error import ConnectionLost
-from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol
+from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, ITransport
 from twisted.protocols.policies import ProtocolWrapper
-from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -75,11 +79,25 @@ class HalfCloseableTLS(BufferingTLSTransport):
         # What the protocol wrote in answer to the data before the
         # close_notify goes out before anything that ends the connection.
         self._aggregator.flush()
-        if self._tlsConnection.get_protocol_version() < TLS1_3_VERSION:
-            self._shutdownTLS()  # type: ignore[no-untyped-call]
-            self._tlsShutdownFinished(None)  # type: ignore[no-untyped-call]
-            return
-        passReadConnectionLost(self.wrappedProtocol, self.loseConnection)
+        halfClose = self._tlsConnection.get_protocol_version() >= TLS1_3_VERSION
+        if self.disconnecting:
+            # We closed first, and this answers our close_notify; the
+            # protocol's loseConnection, already called, would do nothing now.
+            if halfClose and self._producer is not None:
+                # Ours waits for the protocol's producer: unregisterProducer
+                # sends it and, the peer's being in, closes TCP.
+                return
+            self._closeBothWays()
+        elif halfClose:
+            passReadConnectionLost(self.wrappedProtocol, self.loseConnection)
+        else:
+            # RFC 5246 7.2.1: answer at once, and close.
+            self._closeBothWays()
+
+    def _closeBothWays(self) -> None:
+        # Our close_notify (if not sent yet) and then TCP's FIN.
+        self._shutdownTLS()  # type: ignore[no-untyped-call]
+        self._tlsShutdownFinished(None)  # type: ignore[no-untyped-call]
 
     def readConnectionLost(self) -> None:
         """
@@ -95,6 +113,12 @@ class HalfCloseableTLS(BufferingTLSTransport):
         self._flushReceiveBIO()
         if not (self._lostTLSConnection or self._peerClosedTLS):
             self._tlsShutdownFinished(Failure(ConnectionLost()))  # type: ignore[no-untyped-call]
+
+    def unregisterProducer(self) -> None:
+        # After loseConnection, unregistering sends our close_notify at once:
+        # writes gathered for the next reactor pass must go before it.
+        self._aggregator.flush()
+        super().unregisterProducer()  # type: ignore[no-untyped-call]
 
     def writeConnectionLost(self) -> None:
         passWriteConnectionLost(self.wrappedProtocol)
@@ -114,3 +138,21 @@ class HalfCloseableTLSFactory(TLSMemoryBIOFactory):
         if wrapped is None:
             return None
         return HalfCloseableTLS(self, wrapped)
+
+
+def loseWriteConnection(transport: ITransport) -> None:
+    """
+    End our sending, after everything written so far, and keep reading: a
+    TCP FIN, or over TLS a C{close_notify} (RFC 8446 6.1).
+
+    Twisted's TLS transports (client and server) have no C{loseWriteConnection}
+    of their own: the call passes through to TCP, whose FIN goes out before
+    TLS data still waiting (for the handshake, say) and reads as a truncation.
+    Their C{loseConnection} is the TLS half-close: C{close_notify} once the
+    writes and any producer are done, reading until the peer's C{close_notify},
+    and only then TCP's close.
+    """
+    if isinstance(transport, TLSMemoryBIOProtocol):
+        transport.loseConnection()
+    else:
+        transport.loseWriteConnection()  # type: ignore[attr-defined]

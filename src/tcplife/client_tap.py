@@ -5,10 +5,12 @@ logged.
 
 from __future__ import annotations
 
+import errno
 import os
 import resource
 import signal
 import sys
+from collections.abc import Callable
 from typing import IO, Any, cast
 
 from twisted.application.service import IService
@@ -17,7 +19,6 @@ from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
-    clientFromString,
 )
 from twisted.internet.interfaces import IReactorCore, IReactorTime, IStreamClientEndpoint
 from twisted.logger import LogLevel
@@ -29,7 +30,7 @@ from ._exit import stopAndExit
 from ._load import PATTERNS, STREAM, LoadRun, LoadSettings
 from ._loadservice import LoadService
 from ._oneshot import OneShot
-from ._options import globalReactor, loadClass, twistLogLevel, wholeNumber
+from ._options import clientEndpoint, globalReactor, loadClass, twistLogLevel, wholeNumber
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9000
@@ -37,6 +38,11 @@ DEFAULT_SIZE = 64
 DEFAULT_WINDOW = 1 << 16
 DEFAULT_DURATION = 10.0
 LONGEST_MESSAGE = 1 << 24
+#: The largest --file one-shot mode sends: it keeps the whole request in
+#: memory to check the echo against it.
+LONGEST_FILE = 64 << 20
+#: Bytes read at a time from --file.
+_FILE_CHUNK = 1 << 20
 LONGEST_WINDOW = 1 << 26
 #: Messages in flight per connection, at most (each has a send time kept).
 MOST_IN_FLIGHT = 1 << 16
@@ -157,6 +163,11 @@ class Options(usage.Options):
         if not host.strip():
             raise usage.UsageError("--host must name a host or an address, not ''.")
         self["host"] = host.strip().strip("[]")
+        if ":" in self["host"] and not isIPv6Address(self["host"]):
+            # Resolving it would fail only once the run starts.
+            raise usage.UsageError(
+                f"--host must name a host or an address, not {host!r}; give the port with --port."
+            )
         port = self["port"]
         self["port"] = DEFAULT_PORT if port is None else wholeNumber("--port", port, 1, 65535)
 
@@ -184,14 +195,22 @@ class Options(usage.Options):
         try:
             if path == "-":
                 stream = self.stdin if self.stdin is not None else sys.stdin.buffer
-                return stream.read()
-            with open(path, "rb") as f:
-                return f.read()
+                request = _readAtMost(stream, LONGEST_FILE)
+            else:
+                with open(path, "rb") as f:
+                    request = _readAtMost(f, LONGEST_FILE)
         except OSError as e:
             raise usage.UsageError(f"--file {path!r} cannot be read: {e.strerror}.") from None
         except KeyboardInterrupt:
             # Ctrl-C while waiting for standard input: stop, as cat would.
             raise SystemExit(128 + signal.SIGINT) from None
+        if request is None:
+            raise usage.UsageError(
+                f"--file {path!r} holds more than {LONGEST_FILE >> 20} MiB, the most one-shot "
+                "mode keeps in memory to check the echo; for volume, use load mode "
+                "(--connections N --size BYTES)."
+            )
+        return request
 
     def _checkLoad(self) -> None:
         for name in ("messages", "file", "protocol"):
@@ -259,6 +278,16 @@ class Options(usage.Options):
         path = self["json"]
         if path is None or path == "-":
             return
+        # The report is written when the run is over: a path that cannot
+        # take it must fail now, not after the whole run.
+        if not path:
+            raise usage.UsageError("--json needs a file name ('-': standard output), not ''.")
+        try:
+            os.stat(path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:  # a name too long, a loop of links, ...
+            raise usage.UsageError(f"--json {path!r} cannot be written: {e.strerror}.") from None
         directory = os.path.dirname(path) or "."
         if os.path.isdir(path) or not os.path.isdir(directory):
             raise usage.UsageError(
@@ -270,16 +299,23 @@ class Options(usage.Options):
             raise usage.UsageError(f"--json {path!r} cannot be written: permission denied.")
 
 
+def _readAtMost(stream: IO[bytes], limit: int) -> bytes | None:
+    """
+    Everything C{stream} holds, or C{None} once it turns out to hold more
+    than C{limit} bytes (C{/dev/zero} never ends).
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := stream.read(_FILE_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _parseEndpoint(reactor: object, description: str) -> IStreamClientEndpoint:
-    try:
-        endpoint: IStreamClientEndpoint = clientFromString(reactor, description)
-        return endpoint
-    except (ValueError, TypeError, KeyError, IndexError, OSError) as e:
-        detail = str(e) or type(e).__name__
-        if isinstance(e, (KeyError, TypeError)):
-            # The parsers' own words here are Python's, about their arguments.
-            detail = "missing or unknown parameters (for example tcp:HOST:PORT or unix:PATH)"
-        raise usage.UsageError(f"--connect {description!r} is not usable: {detail}.") from None
+    return clientEndpoint("--connect", reactor, description)
 
 
 def describeTarget(host: str, port: int) -> str:
@@ -339,16 +375,19 @@ def makeService(
 
     clock = cast(IReactorTime, reactor)
     if not options["load"]:
+        output = _Output(stdout)
         factory = LifecycleClientFactory(
             options["request"],
             timeout=options["timeout"],
-            output=_Output(stdout),
+            output=output,
             clock=clock,
             events=LifecycleLog(trace=bool(options["trace"]), threshold=twistLogLevel(options)),
         )
         if options["protocol"] is not None:
             factory.protocol = options["protocol"]
-        return OneShot(factory, endpoint, target, reactor, errors=stderr, done=done)
+        oneShot = OneShot(factory, endpoint, target, reactor, errors=stderr, done=done)
+        output.failed = oneShot.outputFailed
+        return oneShot
     settings = LoadSettings(
         target=target,
         pattern=options["pattern"],
@@ -383,26 +422,33 @@ def _realStream(stream: Any) -> Any:
 
 class _Output:
     """
-    Standard output for the echo: a reader that goes away (C{| head}) stops
-    the copy, not the check.
+    Standard output for the echo.  A reader that goes away (C{| head}: EPIPE)
+    stops the copy, not the check; any other write error (a full disk,
+    C{/dev/full}) stops the copy and is passed to C{failed}.
     """
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: IO[bytes], failed: Callable[[OSError], None] | None = None) -> None:
         self._stream: IO[bytes] | None = stream
+        self.failed = failed
 
     def write(self, data: bytes) -> None:
         if self._stream is not None:
             try:
                 self._stream.write(data)
-            except OSError:
-                self._stream = None
+            except OSError as e:
+                self._stop(e)
 
     def flush(self) -> None:
         if self._stream is not None:
             try:
                 self._stream.flush()
-            except OSError:
-                self._stream = None
+            except OSError as e:
+                self._stop(e)
+
+    def _stop(self, error: OSError) -> None:
+        self._stream = None
+        if error.errno != errno.EPIPE and self.failed is not None:
+            self.failed(error)
 
 
 class _TextOutput:

@@ -14,11 +14,17 @@ from twisted.internet.protocol import Protocol
 from twisted.python import usage
 
 from ._drain import Drainer
-from ._endpoints import serverFromString
 from ._events import LifecycleLog
 from ._listening import Listener
 from ._metrics import ServerCollector, metricsSite
-from ._options import globalReactor, loadClass, seconds, twistLogLevel, wholeNumber
+from ._options import (
+    globalReactor,
+    loadClass,
+    seconds,
+    serverEndpoint,
+    twistLogLevel,
+    wholeNumber,
+)
 from ._port import PortReactor
 from ._reuseport import ReusePortEndpoint
 from ._server import LifecycleServerFactory
@@ -55,8 +61,9 @@ class Options(usage.Options):
         [
             "backlog",
             None,
-            str(DEFAULT_BACKLOG),
-            "Length of the kernel's queue of connections not yet accepted (listen()'s backlog).",
+            None,
+            "Length of the kernel's queue of connections not yet accepted (listen()'s "
+            f"backlog) for --port (default: {DEFAULT_BACKLOG}).",
         ],
         [
             "protocol",
@@ -93,7 +100,7 @@ class Options(usage.Options):
             "shutdown-timeout",
             None,
             "10",
-            "On SIGTERM/SIGINT, wait this many seconds for open connections to finish.",
+            "On SIGTERM, SIGINT or SIGHUP, wait this many seconds for open connections to finish.",
         ],
         [
             "metrics",
@@ -124,13 +131,16 @@ class Options(usage.Options):
         self["listen"].append(description)
 
     def postOptions(self) -> None:
-        self["backlog"] = wholeNumber("--backlog", self["backlog"], 1, 65535)
         if self["port"] is not None:
             self["port"] = wholeNumber("--port", self["port"], 0, 65535)
         elif not self["listen"]:
             self["port"] = DEFAULT_PORT
-        if self["reuse-port"] and self["port"] is None:
-            raise usage.UsageError("--reuse-port applies to --port; give --port too.")
+        if self["port"] is None:
+            self._refuseWithoutPort()
+        if self["backlog"] is None:
+            self["backlog"] = DEFAULT_BACKLOG
+        else:
+            self["backlog"] = wholeNumber("--backlog", self["backlog"], 1, 65535)
         for description in self["listen"]:
             _parseEndpoint(globalReactor(), description)
         if self["max-connections"] is not None:
@@ -152,18 +162,23 @@ class Options(usage.Options):
         if self["factory"] is not None:
             self["factory"] = loadClass("--factory", self["factory"], LifecycleServerFactory)
 
+    def _refuseWithoutPort(self) -> None:
+        # Each --listen endpoint string carries its own address and backlog;
+        # these options would be silently ignored.
+        if self["reuse-port"]:
+            raise usage.UsageError("--reuse-port applies to --port; give --port too.")
+        for option in ("interface", "backlog"):
+            if self[option]:
+                raise usage.UsageError(
+                    f"--{option} applies to --port; give --port too, or put "
+                    f"{option}= in the --listen endpoint (tcp:9000:{option}=...)."
+                )
+
 
 def _parseEndpoint(
     reactor: object, description: str, option: str = "--listen"
 ) -> IStreamServerEndpoint:
-    try:
-        endpoint: IStreamServerEndpoint = serverFromString(reactor, description)
-        return endpoint
-    except (ValueError, TypeError, KeyError, IndexError, OSError) as e:
-        detail = str(e) or type(e).__name__
-        if isinstance(e, IndexError) and description.startswith("systemd:"):
-            detail = "no such inherited socket (is the process socket-activated?)"
-        raise usage.UsageError(f"{option} {description!r} is not usable: {detail}.") from None
+    return serverEndpoint(option, reactor, description)
 
 
 def makeFactory(options: Options, reactor: IReactorCore) -> LifecycleServerFactory:
@@ -187,7 +202,7 @@ def makeFactory(options: Options, reactor: IReactorCore) -> LifecycleServerFacto
 def makeService(options: Options, reactor: IReactorCore | None = None) -> IService:
     """
     One listener per endpoint (and one for --port), all serving one factory;
-    metrics if asked; a graceful drain on SIGTERM/SIGINT.
+    metrics if asked; a graceful drain on SIGTERM, SIGINT and SIGHUP.
     """
     if reactor is None:
         reactor = globalReactor()
@@ -231,4 +246,6 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
         handleSignals=True,
         callFromThread=getattr(reactor, "callFromThread", None),
     )
-    return ServerService(factory, listeners, drainer, metrics, raiseDescriptorLimit=True)
+    return ServerService(
+        factory, listeners, drainer, metrics, raiseDescriptorLimit=True, drainOnHangup=reactor
+    )

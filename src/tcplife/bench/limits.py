@@ -1,13 +1,15 @@
 """
 Server memory under hostile and heavy load: clients that send and never read,
-and many idle connections.  Prints a table; --json writes it as JSON.
+rounds of them, and many idle connections.  Prints a table; --json writes it
+as JSON.
 
-    python -m tcplife.bench.limits [--json PATH]
+    python -m tcplife.bench.limits [--json PATH] [--scenarios one,many,rounds,idle]
 
 Each scenario starts a fresh server (tcplife's `twist tcpecho`, and bare
 Twisted `wire.Echo` for comparison) and reads its RSS from /proc.  Figures are
-RSS growth over the server's own baseline after one warm-up echo; they are
-reported, never asserted (see the README's "Limits" section).
+RSS growth over the server's own baseline after one warm-up echo, or (rounds)
+the RSS itself after each round; they are reported, never asserted (see the
+README's "Running it in production" section).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 BIN = Path(sys.executable).parent
 BARE_TWISTED = """
@@ -131,6 +134,27 @@ def pushWithoutReading(
     return {"pushed_bytes": sum(sent.values()), "peak_rss": peak}
 
 
+def descriptors(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def repeatedFloods(port: int, pid: int, rounds: int, clients: int, perClient: int) -> list[float]:
+    """
+    C{rounds} rounds of C{clients} clients that push up to C{perClient} bytes
+    without reading, then close; the server's RSS (MiB) after each round,
+    once it has closed them all (its descriptors are back to what they were).
+    """
+    idle = descriptors(pid)
+    after = []
+    for _ in range(rounds):
+        pushWithoutReading(port, clients, perClient, 20.0, pid)
+        deadline = time.monotonic() + 30
+        while descriptors(pid) > idle and time.monotonic() < deadline:
+            time.sleep(0.05)
+        after.append(rss(pid) / MiB)
+    return after
+
+
 def idleConnections(port: int, count: int, pid: int) -> dict[str, int]:
     clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(count)]
     for n, client in enumerate(clients):
@@ -144,35 +168,67 @@ def idleConnections(port: int, count: int, pid: int) -> dict[str, int]:
     return {"rss": after}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--json", help="also write the results as JSON to this path")
-    parser.add_argument("--idle", type=int, default=15_000, help="idle connections to hold")
-    args = parser.parse_args()
-    allowDescriptors()
-    results: dict[str, dict[str, float]] = {}
-    for kind in ("tcplife", "bare-twisted"):
-        row: dict[str, float] = {}
+SCENARIOS = ("one", "many", "rounds", "idle")
+
+
+def measure(kind: str, scenarios: set[str], args: argparse.Namespace) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    if "one" in scenarios:
         with server(kind) as (pid, port):
             base = rss(pid)
             one = pushWithoutReading(port, 1, 1 << 30, 20.0, pid)
             row["one_reader_never_reads_pushed_MiB"] = one["pushed_bytes"] / MiB
             row["one_reader_never_reads_rss_growth_MiB"] = (one["peak_rss"] - base) / MiB
+    if "many" in scenarios:
         with server(kind) as (pid, port):
             base = rss(pid)
             many = pushWithoutReading(port, 200, 1 << 30, 20.0, pid)
             row["200_never_read_pushed_MiB"] = many["pushed_bytes"] / MiB
             row["200_never_read_rss_growth_MiB"] = (many["peak_rss"] - base) / MiB
+    if "rounds" in scenarios:
+        with server(kind) as (pid, port):
+            row["rounds_start_rss_MiB"] = rss(pid) / MiB
+            row["rounds_rss_after_each_MiB"] = repeatedFloods(
+                port, pid, args.rounds, 200, args.round_bytes
+            )
+    if "idle" in scenarios:
         with server(kind) as (pid, port):
             base = rss(pid)
             idle = idleConnections(port, args.idle, pid)
             row["idle_connections"] = args.idle
             row["idle_rss_per_connection_KiB"] = (idle["rss"] - base) / args.idle / 1024
-        results[kind] = row
-    names = list(results["tcplife"])
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--json", help="also write the results as JSON to this path")
+    parser.add_argument("--idle", type=int, default=15_000, help="idle connections to hold")
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated, of {', '.join(SCENARIOS)} (default: all)",
+    )
+    parser.add_argument("--rounds", type=int, default=8, help="rounds of 200 flooding clients")
+    parser.add_argument(
+        "--round-bytes",
+        type=int,
+        default=8 * MiB,
+        help="bytes each flooding client of a round pushes at most",
+    )
+    args = parser.parse_args()
+    scenarios = set(args.scenarios.split(","))
+    allowDescriptors()
+    results = {kind: measure(kind, scenarios, args) for kind in ("tcplife", "bare-twisted")}
     print(f"{'figure':42} {'tcplife':>12} {'bare Twisted':>14}")
-    for name in names:
-        print(f"{name:42} {results['tcplife'][name]:12.1f} {results['bare-twisted'][name]:14.1f}")
+    for name, value in results["tcplife"].items():
+        other = results["bare-twisted"][name]
+        if isinstance(value, list):
+            print(f"{name}:")
+            for n, (mine, theirs) in enumerate(zip(value, other, strict=True), 1):
+                print(f"{'  round ' + str(n):42} {mine:12.1f} {theirs:14.1f}")
+        else:
+            print(f"{name:42} {value:12.1f} {other:14.1f}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
