@@ -4,15 +4,18 @@ tcplife's own listening ports, reached through endpoint strings.
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
 import subprocess
 import sys
 from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.address import UNIXAddress
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.error import UnsupportedAddressFamily
+from twisted.internet.error import CannotListenError, UnsupportedAddressFamily
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -65,6 +68,23 @@ class EndpointPortTests(TestCase):
         self.assertEqual(echoed, b"over unix")
         accept = yield self.recorded.when(lifecycle="accept")
         self.assertEqual(accept["local"], f"unix:{path}")
+
+    @inlineCallbacks
+    def test_unixAbstractNamespaceListensAndServes(self) -> Deferred[None]:
+        """
+        A Linux abstract-namespace name (a leading NUL: no file) listens on a
+        LifecycleUNIXPort and echoes; a second listen on the name is refused
+        with CannotListenError (address in use).
+        """
+        name = f"\0tcplife-test-{os.getpid()}-{id(self)}"
+        port = self.ports.listenUNIX(name, self.factory)
+        self.addCleanup(port.stopListening)
+        self.assertIsInstance(port, LifecycleUNIXPort)
+        self.assertEqual(port.getHost(), UNIXAddress(name))
+        echoed = yield callInThread(unixEcho, name, b"abstract")
+        self.assertEqual(echoed, b"abstract")
+        error = self.assertRaises(CannotListenError, self.ports.listenUNIX, name, self.factory)
+        self.assertEqual(error.socketError.errno, errno.EADDRINUSE)
 
     @inlineCallbacks
     def test_adoptedSocketUsesLifecyclePort(self) -> Deferred[None]:
