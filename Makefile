@@ -42,7 +42,7 @@ trial: $(DEV_STAMP)
 # Twisted's own reactor and transport tests (twisted.internet.test.test_tcp,
 # test_tls, test_unix, test_fdset, test_socket; twisted.test.test_tcp,
 # test_ssl) on the stock epoll reactor, on tcplife-direct, and on both of
-# these listening through tcplife's ports, compared (about 2 minutes).
+# these listening through tcplife's ports, compared (under a minute).
 # Expected deviations, each with its reason: tests/twistedsuite/deviations.txt.
 twisted-suite: $(DEV_STAMP)
 	$(BIN)/python -m tests.twistedsuite

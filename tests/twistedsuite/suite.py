@@ -42,7 +42,7 @@ MODULES = BUILDER_MODULES + GLOBAL_MODULES
 PER_TEST_TIMEOUT = 30.0
 
 #: Seconds one module may take on one reactor, hangs included, before the
-#: C{timeout} wrapper ends it (the longest run takes about 120).
+#: C{timeout} wrapper ends it (the longest takes about 30 s, a timeout).
 PER_RUN_TIMEOUT = 240
 
 #: Seconds the whole suite may take: runs still waiting then are not started,
