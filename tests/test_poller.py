@@ -5,8 +5,10 @@ loopback sockets.
 
 from __future__ import annotations
 
+import gc
 import select
 import socket
+import weakref
 from typing import Any
 
 from twisted.internet import main, reactor
@@ -44,6 +46,15 @@ def skipUnlessBatched() -> BatchedPoller:
     return poller
 
 
+def reactorsOwnReaders() -> list[Any]:
+    """
+    The global reactor's readers as its own books have them: the poller, not
+    the connections that C{getReaders} shows through it.
+    """
+    readers: list[Any] = type(reactor).getReaders(reactor)  # type: ignore[attr-defined]
+    return readers
+
+
 class PollerChoiceTests(SynchronousTestCase):
     """
     Which reactors get a poller.
@@ -73,6 +84,116 @@ class PollerChoiceTests(SynchronousTestCase):
         self.assertIs(pollerFor(direct), direct)
 
 
+def collectedWithTheirReactor() -> tuple[weakref.ref[Any], weakref.ref[Any]]:
+    """
+    Weak references to a stock epoll reactor that was given a poller, and to
+    that poller, once nothing else refers to the reactor.
+    """
+    from twisted.internet.epollreactor import EPollReactor
+
+    stock = EPollReactor()  # type: ignore[no-untyped-call]
+    poller = pollerFor(stock)
+    references = weakref.ref(stock), weakref.ref(poller)
+    del stock, poller
+    gc.collect()
+    return references
+
+
+class PollerLifetimeTests(SynchronousTestCase):
+    """
+    A poller lives as long as its reactor, no longer and no shorter.
+    """
+
+    def test_reactorAndPollerAreCollectedTogether(self) -> None:
+        """
+        Once a reactor is dropped, it and its poller are garbage: asking for
+        a poller leaks neither (nor an epoll descriptor).
+        """
+        reactorReference, pollerReference = collectedWithTheirReactor()
+        self.assertIsNone(reactorReference())
+        self.assertIsNone(pollerReference())
+
+    def test_eachReactorHasItsOwnPoller(self) -> None:
+        """
+        Two reactors, two pollers, each asked for again gives the same one.
+        """
+        from twisted.internet.epollreactor import EPollReactor
+
+        first = EPollReactor()  # type: ignore[no-untyped-call]
+        second = EPollReactor()  # type: ignore[no-untyped-call]
+        pollers = pollerFor(first), pollerFor(second)
+        for each in (first, second):
+            self.addCleanup(each._poller.close)
+            self.addCleanup(each._tcplifePoller._epoll.close)
+        self.assertIsNot(pollers[0], pollers[1])
+        self.assertEqual((pollerFor(first), pollerFor(second)), pollers)
+        self.assertEqual([poller.reactor for poller in pollers], [first, second])
+
+
+class ReactorFDSetTests(SynchronousTestCase):
+    """
+    The reactor's C{IReactorFDSet} queries see the connections a poller
+    holds as the reactor's own readers and writers, as Twisted's callers
+    expect of a stock reactor.
+    """
+
+    def setUp(self) -> None:
+        from twisted.internet.epollreactor import EPollReactor
+
+        self.reactor = EPollReactor()  # type: ignore[no-untyped-call]
+        self.addCleanup(self.reactor._poller.close)
+        self.poller = pollerFor(self.reactor)
+        self.addCleanup(self.poller._epoll.close)
+
+    def descriptor(self) -> RecordingDescriptor:
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+        return RecordingDescriptor(ours.fileno())
+
+    def test_heldConnectionsAreTheReactorsReadersAndWriters(self) -> None:
+        """
+        A connection reading through the poller is among the reactor's
+        readers, one writing among its writers; the poller itself is neither.
+        """
+        reading, writing = self.descriptor(), self.descriptor()
+        self.poller.addReader(reading)
+        self.poller.addWriter(writing)
+        readers, writers = self.reactor.getReaders(), self.reactor.getWriters()
+        self.assertIn(reading, readers)
+        self.assertNotIn(writing, readers)
+        self.assertEqual(writers, [writing])
+        self.assertNotIn(self.poller, readers)
+
+    def test_removeAllRemovesAndReturnsHeldConnections(self) -> None:
+        """
+        C{reactor.removeAll()} returns the held connections (not the poller)
+        and stops watching them: neither the poller nor the reactor has them
+        afterwards, and the poller has left the reactor.
+        """
+        reading, writing = self.descriptor(), self.descriptor()
+        self.poller.addReader(reading)
+        self.poller.addWriter(writing)
+        removed = self.reactor.removeAll()
+        self.assertEqual(sorted(removed, key=id), sorted([reading, writing], key=id))
+        self.assertEqual((self.poller.getReaders(), self.poller.getWriters()), ([], []))
+        self.assertEqual(self.reactor.getWriters(), [])
+        for gone in (reading, writing, self.poller):
+            self.assertNotIn(gone, self.reactor.getReaders())
+        self.assertEqual(self.reactor.removeAll(), [])
+
+    def test_disconnectAllReachesHeldConnections(self) -> None:
+        """
+        C{reactor.disconnectAll()}, what a reactor does at shutdown, loses
+        every held connection once.
+        """
+        both = self.descriptor()
+        self.poller.addReader(both)
+        self.poller.addWriter(both)
+        self.reactor.disconnectAll()
+        self.assertEqual(both.calls, ["connectionLost ConnectionLost"])
+
+
 class BatchedPollerTests(DirectTestCase):
     """
     Connections on the global reactor, through its poller.
@@ -88,12 +209,12 @@ class BatchedPollerTests(DirectTestCase):
         poller = skipUnlessBatched()
         port = self.listen()
         client, _ = yield self.connectClient(port)
-        self.assertIn(poller, reactor.getReaders())  # type: ignore[attr-defined]
+        self.assertIn(poller, reactorsOwnReaders())
         self.assertIs(pollerOf(self.transportOf()), poller)
 
         client.close()
         yield self.recorded.when(lifecycle="close")
-        self.assertNotIn(poller, reactor.getReaders())  # type: ignore[attr-defined]
+        self.assertNotIn(poller, reactorsOwnReaders())
 
     @inlineCallbacks
     def test_manyConnectionsEchoThroughOneSet(self) -> Deferred[None]:
@@ -153,7 +274,7 @@ class BatchedPollerTests(DirectTestCase):
         close = yield self.recorded.when(lifecycle="close")
         self.assertEqual(close["how"], "reset")
         self.assertEqual(poller.getReaders(), [])
-        self.assertNotIn(poller, reactor.getReaders())  # type: ignore[attr-defined]
+        self.assertNotIn(poller, reactorsOwnReaders())
         self.assertEqual(client.recv(10), b"")
 
 
@@ -169,6 +290,9 @@ class RecordingDescriptor:
 
     def fileno(self) -> int:
         return self.fd
+
+    def logPrefix(self) -> str:
+        return "RecordingDescriptor"
 
     def doRead(self) -> None:
         self.calls.append("doRead")
@@ -263,6 +387,44 @@ class DispatchTests(SynchronousTestCase):
             [(descriptor.fd, event)],
             poller._selectables,
         )
+
+
+class DescriptorGoneTests(SynchronousTestCase):
+    """
+    Input for a descriptor whose C{fileno()} is -1 (it went away) is not
+    read: the descriptor is disconnected, as Twisted's C{_doReadOrWrite} does,
+    on the batch fast path too.
+    """
+
+    def dispatchInputToGone(self, dispatcher: Any, selectables: dict[int, Any]) -> list[str]:
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+        fd = ours.fileno()
+        descriptor = RecordingDescriptor(fd)
+        dispatcher.addReader(descriptor)
+        descriptor.fd = -1
+        dispatcher._dispatchAll([(fd, select.EPOLLIN)], selectables)
+        self.assertNotIn(descriptor, dispatcher.getReaders())
+        return descriptor.calls
+
+    def test_batchedPollerDisconnectsAGoneDescriptor(self) -> None:
+        """
+        Through a L{BatchedPoller}: no doRead, a ConnectionFdescWentAway.
+        """
+        poller = BatchedPoller(MemoryReactor())
+        self.addCleanup(poller._epoll.close)
+        calls = self.dispatchInputToGone(poller, poller._selectables)
+        self.assertEqual(calls, ["connectionLost ConnectionFdescWentAway"])
+
+    def test_directReactorDisconnectsAGoneDescriptor(self) -> None:
+        """
+        Through tcplife's own reactor: no doRead, a ConnectionFdescWentAway.
+        """
+        direct = DirectEPollReactor()  # type: ignore[no-untyped-call]
+        self.addCleanup(direct._poller.close)
+        calls = self.dispatchInputToGone(direct, direct._selectables)
+        self.assertEqual(calls, ["connectionLost ConnectionFdescWentAway"])
 
 
 class RaisesDone(Protocol):

@@ -4,12 +4,18 @@ tcplife's own listening ports, reached through endpoint strings.
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
+import subprocess
+import sys
 from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.address import UNIXAddress
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError, UnsupportedAddressFamily
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -64,6 +70,23 @@ class EndpointPortTests(TestCase):
         self.assertEqual(accept["local"], f"unix:{path}")
 
     @inlineCallbacks
+    def test_unixAbstractNamespaceListensAndServes(self) -> Deferred[None]:
+        """
+        A Linux abstract-namespace name (a leading NUL: no file) listens on a
+        LifecycleUNIXPort and echoes; a second listen on the name is refused
+        with CannotListenError (address in use).
+        """
+        name = f"\0tcplife-test-{os.getpid()}-{id(self)}"
+        port = self.ports.listenUNIX(name, self.factory)
+        self.addCleanup(port.stopListening)
+        self.assertIsInstance(port, LifecycleUNIXPort)
+        self.assertEqual(port.getHost(), UNIXAddress(name))
+        echoed = yield callInThread(unixEcho, name, b"abstract")
+        self.assertEqual(echoed, b"abstract")
+        error = self.assertRaises(CannotListenError, self.ports.listenUNIX, name, self.factory)
+        self.assertEqual(error.socketError.errno, errno.EADDRINUSE)
+
+    @inlineCallbacks
     def test_adoptedSocketUsesLifecyclePort(self) -> Deferred[None]:
         """
         A socket listened on elsewhere (systemd, SO_REUSEPORT) is adopted
@@ -79,6 +102,48 @@ class EndpointPortTests(TestCase):
         self.assertIsInstance(port, LifecyclePort)
         echoed = yield callInThread(echoWithHalfClose, listening.getsockname()[1], b"adopted")
         self.assertEqual(echoed, b"adopted")
+
+    def test_adoptingAnUnsupportedFamilyRaisesUnsupportedAddressFamily(self) -> None:
+        """
+        An address family the reactor does not support is refused with
+        L{UnsupportedAddressFamily}, as the reactor's own adoptStreamPort does.
+        """
+        listening = socket.socket()
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(1)
+        self.addCleanup(listening.close)
+        unsupported = 2**16 + 7
+        self.assertRaises(
+            UnsupportedAddressFamily,
+            self.ports.adoptStreamPort,
+            listening.fileno(),
+            unsupported,
+            self.factory,
+        )
+        self.assertEqual(self.ports.ports, [])
+
+
+class CheckoutPathTests(SynchronousTestCase):
+    """
+    The suite passes from a checkout, or a working directory, at any path.
+    """
+
+    def test_unixSocketTestPassesFromADeepDirectory(self) -> None:
+        """
+        The UNIX endpoint test, run from a directory deeper than an AF_UNIX
+        path may be long, binds its socket elsewhere and passes.
+        """
+        deep = temporaryDirectory(self) / ("d" * 100) / ("e" * 100)
+        deep.mkdir(parents=True)
+        test = f"{__file__}::EndpointPortTests::test_unixEndpointUsesLifecycleUNIXPort"
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+            cwd=deep,
+            capture_output=True,
+            text=True,
+            timeout=WAIT * 3,
+        )
+        self.assertEqual(result.returncode, 0, result.stdout[-3000:])
 
 
 class CappedPolicy:

@@ -144,6 +144,18 @@ class WriteTests(DirectTestCase):
         self.assertTrue(self.transportOf(event["conn_id"]).getTcpNoDelay())
 
     @inlineCallbacks
+    def test_logstrNamesProtocolSessionAndPeerBeforeAnyLogging(self) -> Deferred[None]:
+        """
+        C{transport.logstr} reads as C{tcp.Server}'s does from the start, even
+        before anything asked for the log prefix.
+        """
+        port = self.listen()
+        yield self.connectClient(port)
+        transport = self.transportOf()
+        self.assertEqual(transport.logstr, f"EchoProtocol,{transport.sessionno},127.0.0.1")
+        self.assertEqual(transport.logPrefix(), transport.logstr)
+
+    @inlineCallbacks
     def test_echoLargerThanSocketBuffersArrivesInOrder(self) -> Deferred[None]:
         """
         32 MiB echoed with a half-close comes back byte for byte, though

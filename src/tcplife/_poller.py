@@ -28,7 +28,6 @@ import select
 import sys
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
-from weakref import WeakKeyDictionary
 
 from twisted.internet import error, main
 from twisted.internet.interfaces import IHalfCloseableDescriptor, IReadDescriptor
@@ -125,6 +124,7 @@ class ErrorAwareDispatch:
         everything else goes through that.
         """
         reads = self._reads
+        why: Any
         for fd, event in events:
             selectable = selectables.get(fd)
             if selectable is None:
@@ -132,14 +132,17 @@ class ErrorAwareDispatch:
                 continue
             try:
                 if event == EPOLLIN and fd in reads:
-                    inRead = True
                     try:
-                        why = selectable.doRead()
+                        # As _doReadOrWrite: a descriptor that went away
+                        # (fileno -1, or raising) is disconnected, not read.
+                        if selectable.fileno() == -1:
+                            why, inRead = _NO_DESCRIPTOR, False
+                        else:
+                            why, inRead = selectable.doRead(), True
                     except BaseException:
-                        # As _doReadOrWrite: what doRead raised is the
-                        # reason, and not a read result (no half-close).
-                        why = sys.exc_info()[1]
-                        inRead = False
+                        # What doRead raised is the reason, and not a read
+                        # result (no half-close).
+                        why, inRead = sys.exc_info()[1], False
                         log.err()
                     if why:
                         self._disconnectSelectable(selectable, why, inRead)  # type: ignore[attr-defined]
@@ -198,7 +201,9 @@ class BatchedPoller(ErrorAwareDispatch):
     Offers the reactor's C{addReader}/C{addWriter}/C{removeReader}/
     C{removeWriter} to the descriptors it holds, and registers itself with
     the reactor only while it holds any (so an idle process, or a test that
-    closed everything, leaves no reader behind).
+    closed everything, leaves no reader behind).  The reactor's
+    C{getReaders}, C{getWriters} and C{removeAll} show the connections it
+    holds, not itself (L{showThrough}).
     """
 
     def __init__(self, reactor: Any) -> None:
@@ -240,6 +245,48 @@ class BatchedPoller(ErrorAwareDispatch):
                 selectable.connectionLost(reason)
             except BaseException:
                 log.err(None, f"Error disconnecting {selectable!r}")
+
+    def showThrough(self, reactor: Any) -> None:
+        """
+        Make C{reactor}'s C{getReaders}, C{getWriters} and C{removeAll} (and
+        so C{disconnectAll}) see the connections held here, not this set: as
+        if they had registered with the reactor, which is what Twisted's
+        callers (trial's janitor, a reactor's shutdown, tests that look for a
+        transport among the readers) rely on.  This reactor only: its methods
+        are wrapped on the instance.
+        """
+        getReaders = reactor.getReaders
+        getWriters = reactor.getWriters
+        removeAll = reactor.removeAll
+
+        def getReadersWithHeld() -> list[Any]:
+            return [each for each in getReaders() if each is not self] + self.getReaders()
+
+        def getWritersWithHeld() -> list[Any]:
+            return [each for each in getWriters() if each is not self] + self.getWriters()
+
+        def removeAllWithHeld() -> list[Any]:
+            return [each for each in removeAll() if each is not self] + self.removeAll()
+
+        reactor.getReaders = getReadersWithHeld
+        reactor.getWriters = getWritersWithHeld
+        reactor.removeAll = removeAllWithHeld
+
+    def removeAll(self) -> list[Any]:
+        """
+        Stop watching every connection held, and return them, as
+        C{IReactorFDSet.removeAll} does.
+        """
+        held = list(self._selectables.values())
+        for fd in self._selectables:
+            # A descriptor closed already has left the epoll set by itself.
+            with suppress(OSError):
+                self._epoll.unregister(fd)
+        self._selectables.clear()
+        self._reads.clear()
+        self._writes.clear()
+        self.reactor.removeReader(self)
+        return held
 
     # -- for the connections -------------------------------------------------
 
@@ -319,28 +366,32 @@ class BatchedPoller(ErrorAwareDispatch):
         selectable.connectionLost(reason)
 
 
-_pollers: WeakKeyDictionary[Any, Any] = WeakKeyDictionary()
-# The last answer: a process has one reactor, and this runs per connection.
-_last: tuple[Any, Any] = (None, None)
-
-
 def pollerFor(reactor: Any) -> Any:
     """
     Where a connection of C{reactor} registers for events: a L{BatchedPoller}
     on Linux when the reactor dispatches through C{callWithLogger} (any
     C{posixbase} reactor but tcplife's own), otherwise the reactor itself.
+
+    The answer is kept on the reactor (as C{_tcplifePoller}), not in a
+    registry: the poller refers to its reactor, so a registry entry would
+    keep both alive forever, while on the reactor they are collected with
+    it.  This runs per connection: the lookup is one attribute.
     """
-    global _last
-    if _last[0] is reactor:
-        return _last[1]
-    poller = _pollers.get(reactor)
-    if poller is None:
-        if _HAVE_EPOLL and _dispatchesWithLogger(reactor):
-            poller = BatchedPoller(reactor)
-        else:
-            poller = reactor
-        _pollers[reactor] = poller
-    _last = (reactor, poller)
+    try:
+        return reactor._tcplifePoller
+    except AttributeError:
+        return _attachPoller(reactor)
+
+
+def _attachPoller(reactor: Any) -> Any:
+    if _HAVE_EPOLL and _dispatchesWithLogger(reactor):
+        poller: Any = BatchedPoller(reactor)
+        poller.showThrough(reactor)
+    else:
+        poller = reactor
+    # A reactor that takes no attributes is asked again next time.
+    with suppress(AttributeError):
+        reactor._tcplifePoller = poller
     return poller
 
 

@@ -25,7 +25,7 @@ from socket import socket as Socket  # noqa: N812 (the type, beside the module)
 from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet import tcp, unix
-from twisted.internet.error import CannotListenError
+from twisted.internet.error import CannotListenError, UnsupportedAddressFamily
 from twisted.internet.interfaces import (
     IListeningPort,
     IProtocolFactory,
@@ -331,6 +331,9 @@ class PortReactor:
                 fileDescriptor, addressFamily, factory
             )
             return listening
+        if addressFamily not in self._reactor._supportedAddressFamilies:
+            # As PosixReactorBase.adoptStreamPort, before the socket is read.
+            raise UnsupportedAddressFamily(addressFamily)
         if addressFamily == socket.AF_UNIX:
             port: PolicedPort = LifecycleUNIXPort._fromListeningDescriptor(  # type: ignore[no-untyped-call]
                 self._reactor, fileDescriptor, factory

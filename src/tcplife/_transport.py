@@ -37,7 +37,6 @@ _IPPROTO_TCP = socket.IPPROTO_TCP
 _TCP_NODELAY = socket.TCP_NODELAY
 _CONNECTION_DONE = main.CONNECTION_DONE
 _CONNECTION_LOST = main.CONNECTION_LOST
-_UNINITIALIZED = tcp.Connection.logstr
 # SIOCOUTQ, the socket's unsent (and unacknowledged) byte count, shares its
 # number with the terminal ioctl TIOCOUTQ on Linux.
 _SIOCOUTQ = TIOCOUTQ
@@ -166,15 +165,29 @@ class DirectServer(tcp.Server):
         del self.socket
         protocol.connectionLost(reason)
 
-    def logPrefix(self) -> str:
-        logstr = self.logstr
-        if logstr is _UNINITIALIZED:
+    @property
+    def logstr(self) -> str:
+        """
+        C{tcp.Server}'s log prefix, C{"Protocol,sessionno,host"}: built when
+        first read rather than formatted for every accepted connection.
+        """
+        logstr = self._logstr
+        if logstr is None:
             # After connectionLost the protocol is gone; so is the need.
             protocol = getattr(self, "protocol", None)
-            logstr = self.logstr = (
+            logstr = self._logstr = (
                 f"{self._getLogPrefix(protocol)},{self.sessionno},{self.hostname}"
             )
         return logstr
+
+    @logstr.setter
+    def logstr(self, logstr: str) -> None:
+        self._logstr = logstr
+
+    _logstr: str | None = None
+
+    def logPrefix(self) -> str:
+        return self.logstr
 
     def __repr__(self) -> str:
         port = self.server._realPortNumber if self.server is not None else None

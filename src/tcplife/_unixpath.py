@@ -10,18 +10,24 @@ import os
 import socket
 import stat
 
+from twisted.internet.unix import _inFilesystemNamespace
+
 
 def listenerAt(path: bytes | str) -> bool:
     """
     Whether the UNIX socket at C{path} belongs to a process that listens on
     it: a non-blocking connect that the kernel does not refuse.  Only a
     refusal (or no socket there at all) proves that nobody does.
+
+    A name in Linux's abstract namespace (a leading NUL) has no file to look
+    at: only the connect tells.
     """
-    try:
-        if not stat.S_ISSOCK(os.stat(path).st_mode):
+    if _inFilesystemNamespace(path):
+        try:
+            if not stat.S_ISSOCK(os.stat(path).st_mode):
+                return False
+        except OSError:
             return False
-    except OSError:
-        return False
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         probe.setblocking(False)
         try:

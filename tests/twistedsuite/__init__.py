@@ -1,0 +1,4 @@
+"""
+Twisted's own reactor and transport tests, run against tcplife's reactor and
+ports: C{make twisted-suite} (see L{tests.twistedsuite.run}).
+"""
