@@ -51,6 +51,7 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests twisted
 	$(BIN)/ruff format --check src tests twisted
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(DEV_STAMP)
 	$(BIN)/ruff format src tests twisted

@@ -19,69 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.logger import Logger
 
-from tcplife import LifecycleLog
+from tcplife.testing import _matches
 
 #: Seconds any single wait in a test may take before the test fails.
 WAIT = 20.0
 
 #: The console scripts installed next to this interpreter: what a user runs.
 BIN = Path(sys.executable).parent
-
-
-class RecordedEvents:
-    """
-    A L{LifecycleLog} whose events are kept in a list, with Deferreds that
-    fire when a matching event arrives.
-    """
-
-    def __init__(self, *, trace: bool = False) -> None:
-        self.events: list[dict[str, Any]] = []
-        self._waiting: list[tuple[dict[str, Any], Deferred[dict[str, Any]]]] = []
-        self.log = LifecycleLog(Logger(namespace="tcplife", observer=self._observe), trace=trace)
-
-    def _observe(self, event: dict[str, Any]) -> None:
-        self.events.append(event)
-        for entry in list(self._waiting):
-            match, waiter = entry
-            if _matches(event, match):
-                self._waiting.remove(entry)
-                waiter.callback(event)
-
-    def of(self, phase: str) -> list[dict[str, Any]]:
-        """
-        The events of one phase, in order.
-        """
-        return [event for event in self.events if event.get("lifecycle") == phase]
-
-    def phases(self, connId: int | None = None) -> list[str]:
-        """
-        The phases seen, in order (of one connection, if given).
-        """
-        return [
-            event["lifecycle"]
-            for event in self.events
-            if connId is None or event.get("conn_id") == connId
-        ]
-
-    def when(self, **match: Any) -> Deferred[dict[str, Any]]:
-        """
-        A Deferred that fires with the first event (past or future) whose
-        fields include C{match}.
-        """
-        for event in self.events:
-            if _matches(event, match):
-                d: Deferred[dict[str, Any]] = Deferred()
-                d.callback(event)
-                return d
-        waiter: Deferred[dict[str, Any]] = Deferred()
-        self._waiting.append((match, waiter))
-        return waiter
-
-
-def _matches(event: dict[str, Any], match: dict[str, Any]) -> bool:
-    return all(event.get(key) == value for key, value in match.items())
 
 
 def pattern(size: int) -> bytes:
@@ -423,7 +368,7 @@ def callInThread(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
 def pollerOf(transport: Any) -> Any:
     """
     What C{transport} registers its reads and writes with: a tcplife
-    transport's batched poller (see C{tcplife._poller}), else the reactor.
+    transport's batched poller (see C{tcplife.internet._poller}), else the reactor.
     """
     from twisted.internet import reactor
 

@@ -24,9 +24,9 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.threads import deferToThread
 from twisted.logger import globalLogPublisher
 
-from tcplife._transport import DirectServer
 from tcplife.bench._levers import LEVERS
-from tcplife.echo_tap import Options, makeService
+from tcplife.internet._transport import DirectServer
+from tcplife.tap.echo import Options, makeService
 
 PAYLOAD = bytes(1000)
 

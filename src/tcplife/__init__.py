@@ -8,19 +8,20 @@ Connect with L{LifecycleClientFactory} (and L{EchoClient}, or any protocol)
 for the client's side of the same story (C{connect}, C{connected}, ...).
 """
 
-from ._client import EchoClient, EchoOutcome, LifecycleClientFactory
-from ._connection import TrackedConnection
-from ._echo import EchoProtocol
-from ._endpoints import EndpointError, serverFromString
-from ._events import LifecycleLog
-from ._failures import ConnectFailedError
-from ._listening import Listener, ListenFailed
-from ._load import LoadRun, LoadSettings
-from ._proxy import ProxyServerEndpoint
-from ._report import Latency, LoadReport
-from ._server import LifecycleServerFactory
-from ._tcpinfo import AcceptQueue, readAcceptQueue
-from ._tls import HalfCloseableTLSFactory
+from .client import (
+    ConnectFailedError,
+    EchoClient,
+    EchoOutcome,
+    Latency,
+    LifecycleClientFactory,
+    LoadReport,
+    LoadRun,
+    LoadSettings,
+)
+from .events import LifecycleLog
+from .internet import AcceptQueue, EndpointError, readAcceptQueue, serverFromString
+from .protocols import EchoProtocol, HalfCloseableTLSFactory, ProxyServerEndpoint, TrackedConnection
+from .server import LifecycleServerFactory, Listener, ListenError
 
 __all__ = [
     "AcceptQueue",
@@ -34,7 +35,7 @@ __all__ = [
     "LifecycleClientFactory",
     "LifecycleLog",
     "LifecycleServerFactory",
-    "ListenFailed",
+    "ListenError",
     "Listener",
     "LoadReport",
     "LoadRun",

@@ -10,8 +10,8 @@ from typing import Any
 
 from twisted.internet.epollreactor import EPollReactor
 
-from tcplife._port import PortReactor
-from tcplife.directreactor import DirectEPollReactor
+from tcplife.internet._port import PortReactor
+from tcplife.internet.directreactor import DirectEPollReactor
 
 
 class ListensThroughPorts:

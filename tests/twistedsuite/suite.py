@@ -15,7 +15,7 @@ from pathlib import Path
 #: reference the others are compared with.
 REACTORS = {
     "stock": "twisted.internet.epollreactor.EPollReactor",
-    "direct": "tcplife.directreactor.DirectEPollReactor",
+    "direct": "tcplife.internet.directreactor.DirectEPollReactor",
     "ports": "tests.twistedsuite.portreactor.PortEPollReactor",
     "direct-ports": "tests.twistedsuite.portreactor.DirectPortReactor",
 }

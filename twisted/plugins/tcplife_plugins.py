@@ -2,14 +2,14 @@ from twisted.application.service import ServiceMaker
 
 tcpecho = ServiceMaker(
     "tcplife echo server",
-    "tcplife.echo_tap",
+    "tcplife.tap.echo",
     "RFC 862 echo server that logs every step of each connection's lifecycle.",
     "tcpecho",
 )
 
 tcpclient = ServiceMaker(
     "tcplife echo client",
-    "tcplife.client_tap",
+    "tcplife.tap.client",
     "Echo client and load generator that checks every byte and logs each connection's lifecycle.",
     "tcpclient",
 )

@@ -2,6 +2,6 @@ from twisted.application.reactors import Reactor
 
 direct = Reactor(
     "tcplife-direct",
-    "tcplife.directreactor",
+    "tcplife.internet.directreactor",
     "epoll(7) reactor that dispatches events without a log context per event (tcplife).",
 )

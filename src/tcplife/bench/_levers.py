@@ -43,26 +43,26 @@ class Lever:
 
 
 def _bufferedWrites() -> None:
-    from tcplife._transport import DirectServer
+    from tcplife.internet._transport import DirectServer
 
     DirectServer.write = tcp.Server.write  # type: ignore[method-assign]
     DirectServer.writeSequence = tcp.Server.writeSequence  # type: ignore[method-assign]
 
 
 def _twistedReadSize() -> None:
-    from tcplife._transport import DirectServer
+    from tcplife.internet._transport import DirectServer
 
     DirectServer.readSize = tcp.Server.bufferSize  # 64 KiB
 
 
 def _nagle() -> None:
-    from tcplife._transport import DirectServer
+    from tcplife.internet._transport import DirectServer
 
     DirectServer.noDelay = False
 
 
 def _reactorRegistration() -> None:
-    from tcplife import _transport
+    from tcplife.internet import _transport
 
     # Each connection registers with the reactor itself, whose dispatch
     # wraps every event in callWithLogger.
@@ -70,14 +70,14 @@ def _reactorRegistration() -> None:
 
 
 def _closeTheTwistedWay() -> None:
-    from tcplife._transport import DirectServer
+    from tcplife.internet._transport import DirectServer
 
     DirectServer.loseConnection = tcp.Server.loseConnection  # type: ignore[method-assign]
     DirectServer._shouldShutdown = True
 
 
 def _acceptWithEnums() -> None:
-    from tcplife import _port
+    from tcplife.internet import _port
 
     def accept(listener: Any, family: int) -> tuple[Any, Any]:
         return listener.accept()  # type: ignore[no-any-return]
@@ -89,7 +89,7 @@ def _templateEvents() -> None:
     # The three per-connection events of an echo, emitted the usual way: a
     # format template and its fields through Logger.emit, which observers
     # then parse and look up.
-    from tcplife._events import ACCEPT, CLOSE, HALF_CLOSE, LifecycleLog
+    from tcplife.events import ACCEPT, CLOSE, HALF_CLOSE, LifecycleLog
 
     def accept(self: LifecycleLog, connId: int, peer: str, local: str) -> None:
         if self.enabled:

@@ -1,0 +1,37 @@
+"""
+The client role: the client factory and its echo protocol, the kinds of
+failure a client meets, the load generator and its report, and the one-shot
+and load runs as services.
+
+Imports L{tcplife.internet}, L{tcplife.protocols} and L{tcplife.events};
+only the C{twist} glue (L{tcplife.tap}) and the package's face import it.
+"""
+
+from ._factory import DEFAULT_TIMEOUT, EchoClient, EchoOutcome, LifecycleClientFactory
+from ._failures import EXIT_STATUS, ConnectFailedError
+from ._load import CONNECT, PATTERNS, RR, STREAM, LoadRun, LoadSettings
+from ._loadservice import LoadService
+from ._oneshot import OneShot
+from ._report import Latency, LoadReport
+from ._sinks import ByteSink, TextSink
+
+__all__ = [
+    "CONNECT",
+    "DEFAULT_TIMEOUT",
+    "EXIT_STATUS",
+    "PATTERNS",
+    "RR",
+    "STREAM",
+    "ByteSink",
+    "ConnectFailedError",
+    "EchoClient",
+    "EchoOutcome",
+    "Latency",
+    "LifecycleClientFactory",
+    "LoadReport",
+    "LoadRun",
+    "LoadService",
+    "LoadSettings",
+    "OneShot",
+    "TextSink",
+]

@@ -1,0 +1,117 @@
+"""
+One exchange, as a service: connect, send, half-close, read the reply, and
+end the process with a status that says how it went.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorCore, IStreamClientEndpoint
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+
+from ._factory import EchoClient, EchoOutcome, LifecycleClientFactory
+from ._failures import CANCELLED, EXIT_STATUS, ConnectFailedError
+from ._sinks import TextSink
+
+
+class OneShot(Service):
+    """
+    Runs one L{EchoClient} exchange once the reactor runs.
+
+    @ivar status: The exit status, once decided.
+    """
+
+    def __init__(
+        self,
+        factory: LifecycleClientFactory,
+        endpoint: IStreamClientEndpoint,
+        target: str,
+        reactor: IReactorCore,
+        *,
+        errors: TextSink,
+        done: Callable[[int], None],
+    ) -> None:
+        self.factory = factory
+        self.endpoint = endpoint
+        self.target = target
+        self.status: int | None = None
+        self._reactor = reactor
+        self._errors = errors
+        self._done = done
+        self._connecting: Deferred[Protocol] | None = None
+        self._client: EchoClient | None = None
+
+    def startService(self) -> None:
+        Service.startService(self)
+        self._reactor.callWhenRunning(self._start)
+
+    def _start(self) -> None:
+        connecting = self._connecting = self.factory.connect(self.endpoint, self.target)
+        connecting.addCallbacks(self._connected, self._connectFailed)
+
+    def _connected(self, protocol: Protocol) -> None:
+        self._connecting = None
+        assert isinstance(protocol, EchoClient)
+        self._client = protocol
+        protocol.finished.addCallback(self._finished)
+
+    def _connectFailed(self, failure: Failure) -> None:
+        self._connecting = None
+        failure.trap(ConnectFailedError)
+        error: ConnectFailedError = failure.value  # type: ignore[assignment]
+        if error.kind != CANCELLED:
+            self._end(EXIT_STATUS[error.kind], str(error))
+
+    def _finished(self, outcome: EchoOutcome) -> None:
+        if outcome.ok:
+            self._end(0)
+        else:
+            assert outcome.problem is not None
+            self._end(EXIT_STATUS[outcome.problem], outcome.describe())
+
+    def outputFailed(self, error: OSError) -> None:
+        """
+        The echo cannot be written to standard output (a full disk,
+        C{/dev/full}): give up on the exchange and end with C{EX_IOERR}.
+        """
+        reason = error.strerror or str(error)
+        self._end(os.EX_IOERR, f"cannot write the echo to standard output: {reason}")
+        client = self._client
+        if client is not None and client.transport is not None:
+            client.transport.abortConnection()  # type: ignore[attr-defined]
+
+    def _end(self, status: int, line: str | None = None) -> None:
+        if self.status is not None:
+            return
+        self.status = status
+        if line is not None:
+            self._say(line)
+        self._done(status)
+
+    def _say(self, line: str) -> None:
+        self._errors.write(f"tcpclient: {line}\n")
+        self._errors.flush()
+
+    def stopService(self) -> None:
+        """
+        Stopped from outside (Ctrl-C, SIGTERM) before the exchange ended:
+        give up on it and say how far it got; twist then exits as it does
+        after that signal.
+        """
+        Service.stopService(self)
+        if self.status is not None:
+            return
+        self.status = -1
+        if self._connecting is not None:
+            self._say(f"interrupted while connecting to {self.target}")
+            self._connecting.cancel()
+        elif self._client is not None:
+            client = self._client
+            self._say(f"interrupted: {client.received} of {len(client.expected)} bytes came back")
+            assert client.transport is not None
+            client.transport.abortConnection()  # type: ignore[attr-defined]

@@ -1,0 +1,397 @@
+"""
+The server-side TCP transport of tcplife's ports: Twisted's, with a direct
+write path.
+
+Twisted's C{tcp.Server.write} only appends to a buffer and asks the reactor
+for a writable event, so every echoed message costs two C{epoll_ctl} calls
+(start and stop writing), one more wake-up and a copy when the buffer is
+joined.  L{DirectServer} sends at once whenever nothing is waiting ahead of
+the data, as asyncio and libuv do, and falls back to Twisted's buffer for the
+rest.  Everything else (producers and backpressure, half-close,
+C{loseConnection} flushing, C{abortConnection}, C{startTLS}) is Twisted's own
+code working on Twisted's own buffer state, untouched.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterable
+from errno import EAGAIN, ENOBUFS
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet import abstract, main, tcp
+from twisted.internet.address import IPv6Address
+from twisted.internet.error import ConnectionAborted
+from twisted.internet.interfaces import IAddress, IProtocol
+from twisted.python import log
+from twisted.python.failure import Failure
+
+from ._dispatch import ErrorAwareDispatch
+from ._kernel import unsentBytes
+from ._poller import pollerFor
+
+_SOCK_STREAM = socket.SOCK_STREAM
+_NI_NUMERIC = socket.NI_NUMERICHOST | socket.NI_NUMERICSERV
+_IPPROTO_TCP = socket.IPPROTO_TCP
+_TCP_NODELAY = socket.TCP_NODELAY
+_CONNECTION_DONE = main.CONNECTION_DONE
+_CONNECTION_LOST = main.CONNECTION_LOST
+# One Failure for every orderly close, as the reactor itself does.
+_DONE = Failure(main.CONNECTION_DONE)
+
+#: The most buffers one C{sendmsg} takes (Linux's C{IOV_MAX}).
+IOV_MAX = 1024
+
+_bufferWrite = abstract.FileDescriptor.write
+_bufferWriteSequence = abstract.FileDescriptor.writeSequence
+
+
+class DirectServer(tcp.Server):
+    """
+    An accepted TCP connection that writes at once when it can.
+
+    Differences from C{tcp.Server}, none visible through C{ITransport}:
+
+      - C{write} and C{writeSequence} call C{send}/C{sendmsg} right away when
+        nothing is buffered; whatever the kernel does not take (and every
+        write while something is buffered) goes through Twisted's buffer, so
+        order, C{bufferSize} backpressure and close-after-flush hold;
+      - reads take up to L{readSize} bytes at a time (asyncio's figure),
+        while C{bufferSize} stays the producer's high-water mark;
+      - C{TCP_NODELAY} is on: each write is one complete message or the
+        echo of one, and Nagle's algorithm would hold it back for an ACK;
+      - C{loseConnection} with nothing to flush closes once the batch of
+        events being dispatched is done (or on the reactor's next pass)
+        instead of waiting for a writable event.
+
+    Errors from an immediate send are not raised to the writer: the bytes are
+    buffered and the next writable event meets the error and disconnects, as
+    it would have with Twisted's buffered write.
+    """
+
+    #: Bytes asked of each C{recv}.
+    readSize = 256 * 1024
+
+    #: C{TCP_NODELAY}'s setting on every accepted socket; a subclass whose
+    #: protocol writes many small pieces per message may want Nagle's
+    #: algorithm back (C{False}).
+    noDelay = True
+
+    # close() alone sends the FIN: the descriptor is close-on-exec, so no
+    # other process holds the socket open, and shutdown() would be one more
+    # system call per connection.
+    _shouldShutdown = False
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        protocol: IProtocol,
+        client: tuple[Any, ...],
+        server: tcp.Port | None,
+        sessionno: int,
+        reactor: Any,
+    ) -> None:
+        # What tcp.Server.__init__ (and the Connection and FileDescriptor
+        # initialisers under it) set, less the log prefix and the repr it
+        # formats for every connection: those are built on first use.
+        self.reactor = reactor
+        self._tempDataBuffer: list[bytes] = []
+        self._tempDataLen = 0
+        self.socket = sock
+        sock.setblocking(False)
+        self.protocol = protocol
+        if len(client) != 2:
+            self._addressType = IPv6Address
+        self.server = server  # type: ignore[assignment]
+        self.client = client
+        self.sessionno = sessionno
+        self.hostname = client[0]
+        # Where this connection registers for events: see _poller.
+        self._poller = pollerFor(reactor)
+        # Not contextlib.suppress: this runs once per accepted connection.
+        try:  # noqa: SIM105
+            sock.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, self.noDelay)
+        except OSError:  # pragma: no cover - a TCP socket accepts it on Linux
+            pass
+        self.startReading()
+        self.connected = 1
+
+    @property
+    def readsSocketErrors(self) -> bool:
+        """
+        Whether an C{EPOLLERR} on this connection reaches L{doRead}, so that a
+        reset is never taken for an end of input (see
+        L{tcplife.internet.ErrorAwareDispatch}).
+        """
+        return isinstance(self._poller, ErrorAwareDispatch)
+
+    # FileDescriptor's four, with the poller in place of the reactor.
+    def startReading(self) -> None:
+        self._poller.addReader(self)
+
+    def stopReading(self) -> None:
+        self._poller.removeReader(self)
+
+    def startWriting(self) -> None:
+        self._poller.addWriter(self)
+
+    def stopWriting(self) -> None:
+        self._poller.removeWriter(self)
+
+    def fileno(self) -> int:
+        # A method, where Twisted stores the socket's bound method on each
+        # connection (72 bytes of every idle connection's memory).
+        try:
+            return self.socket.fileno()
+        except AttributeError:
+            # After connectionLost, as FileDescriptor.fileno says.
+            return -1
+
+    def connectionLost(self, reason: Failure) -> None:
+        # tcp.Connection.connectionLost, less the deletion of the per-
+        # connection fileno that this class does not have.
+        if not hasattr(self, "socket"):
+            return
+        abstract.FileDescriptor.connectionLost(self, reason)
+        self._closeSocket(not isinstance(reason.value, ConnectionAborted))  # type: ignore[no-untyped-call]
+        protocol = self.protocol
+        del self.protocol
+        del self.socket
+        protocol.connectionLost(reason)
+
+    @property
+    def logstr(self) -> str:
+        """
+        C{tcp.Server}'s log prefix, C{"Protocol,sessionno,host"}: built when
+        first read rather than formatted for every accepted connection.
+        """
+        logstr = self._logstr
+        if logstr is None:
+            # After connectionLost the protocol is gone; so is the need.
+            protocol = getattr(self, "protocol", None)
+            logstr = self._logstr = (
+                f"{self._getLogPrefix(protocol)},{self.sessionno},{self.hostname}"
+            )
+        return logstr
+
+    @logstr.setter
+    def logstr(self, logstr: str) -> None:
+        self._logstr = logstr
+
+    _logstr: str | None = None
+
+    def logPrefix(self) -> str:
+        return self.logstr
+
+    def __repr__(self) -> str:
+        port = self.server._realPortNumber if self.server is not None else None
+        protocol = getattr(self, "protocol", None)
+        return f"<{protocol.__class__.__name__} #{self.sessionno} on {port}>"
+
+    def doRead(self) -> Any:
+        try:
+            data = self.socket.recv(self.readSize)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return _CONNECTION_LOST
+        if data:
+            self.protocol.dataReceived(data)
+            return None
+        return _CONNECTION_DONE
+
+    def _mustBuffer(self) -> bool:
+        """
+        Whether a write must go through Twisted's buffer: something is queued
+        ahead of it, a pull producer is registered (only C{doWrite} asks it
+        for more), TLS was started on this transport, a close or half-close
+        is under way, or the connection is not (or no longer) up.
+        """
+        return bool(
+            self._tempDataLen
+            or self.dataBuffer
+            or (not self.streamingProducer and self.producer is not None)
+            or self.TLS
+            or self._aborting
+            or self._writeDisconnecting
+            or not self.connected
+        )
+
+    def write(self, data: bytes) -> None:
+        # _mustBuffer, spelled out: this runs once per message.
+        if (
+            self._tempDataLen
+            or self.dataBuffer
+            or (not self.streamingProducer and self.producer is not None)
+            or self.TLS
+            or self._aborting
+            or self._writeDisconnecting
+            or not self.connected
+            or type(data) is not bytes
+            or not data
+        ):
+            # Twisted's checks, TLS routing and buffering, as always.
+            super().write(data)  # type: ignore[no-untyped-call]
+            return
+        try:
+            sent = self.socket.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as e:
+            if e.errno not in (EAGAIN, ENOBUFS):
+                # The next writable event meets this error and disconnects.
+                _bufferWrite(self, data)
+                return
+            sent = 0
+        if sent < len(data):
+            _bufferWrite(self, data[sent:] if sent else data)
+
+    def writeSequence(self, iovec: Iterable[bytes]) -> None:
+        chunks = iovec if isinstance(iovec, list) else list(iovec)
+        if (
+            not chunks
+            or len(chunks) > IOV_MAX
+            or self._mustBuffer()
+            or any(type(chunk) is not bytes for chunk in chunks)
+        ):
+            super().writeSequence(chunks)  # type: ignore[no-untyped-call]
+            return
+        try:
+            sent = self.socket.sendmsg(chunks)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as e:
+            if e.errno not in (EAGAIN, ENOBUFS):
+                _bufferWriteSequence(self, chunks)
+                return
+            sent = 0
+        for index, chunk in enumerate(chunks):
+            if sent < len(chunk):
+                rest = chunks[index:]
+                if sent:
+                    rest[0] = chunk[sent:]
+                _bufferWriteSequence(self, rest)
+                return
+            sent -= len(chunk)
+
+    def loseConnection(self) -> None:
+        if (
+            self._tempDataLen
+            or self.dataBuffer
+            or self.producer is not None
+            or self.TLS
+            or self._writeDisconnected
+            or self.disconnecting
+            or not self.connected
+            or self._kernelUnsent()
+        ):
+            super().loseConnection()  # type: ignore[no-untyped-call]
+            return
+        # Nothing to flush, here or in the kernel: Twisted would start
+        # writing only to learn that on the next wake-up (two epoll_ctl calls
+        # and an event); close once the batch of events being dispatched is
+        # done, or else on the reactor's next pass: never inside the caller.
+        self.stopReading()
+        self.disconnecting = 1
+        closeAfterDispatch = getattr(self._poller, "closeAfterDispatch", None)
+        if closeAfterDispatch is None or not closeAfterDispatch(self):
+            self.reactor.callLater(0, self._closeFlushed)  # type: ignore[attr-defined]
+
+    def _kernelUnsent(self) -> int:
+        """
+        Bytes the kernel still holds to send, or has sent without the peer
+        acknowledging them (C{SIOCOUTQ}).  While there are any, closing
+        waits for a writable event as Twisted's does, so a peer that stopped
+        reading is still caught by whatever times the close out.
+        """
+        return unsentBytes(self.socket)
+
+    def _closeFlushed(self) -> None:
+        if not self.connected or self._aborting:
+            # Lost or aborted meanwhile; that path reports it.
+            return
+        if self._tempDataLen or self.dataBuffer or self.producer is not None:
+            # Written to (or given a producer) after loseConnection: flush
+            # first, and doWrite closes once the buffer is empty.
+            self.startWriting()
+            return
+        self.connectionLost(_DONE)
+
+
+def acceptSocket(listener: socket.socket, family: int) -> tuple[socket.socket, Any]:
+    """
+    C{listener.accept()}, without its conversion of the listener's family
+    and type to enums on every call: C{family} is the port's, known already.
+    """
+    fd, address = listener._accept()  # type: ignore[attr-defined]
+    return socket.socket(family, _SOCK_STREAM, 0, fd), address
+
+
+class DirectAccepts:
+    """
+    C{tcp.Port.doRead}'s accept loop, flat: per connection it skips the
+    generator, the buffering of log events and the enum conversions of
+    C{socket.accept}, which together cost about as much as the accept.
+
+    Any error but "no more clients" hands the rest of the burst to Twisted's
+    own loop, which knows each one (C{EMFILE} recovery, C{EPERM} from
+    netfilter, C{ECONNABORTED}, ...).  Mix in before C{tcp.Port}.
+    """
+
+    if TYPE_CHECKING:
+        # Provided by tcp.Port.
+        socket: Any
+        addressFamily: Any
+        factory: Any
+        transport: Callable[..., Any]
+        reactor: Any
+        sessionno: int
+        numberAccepts: int
+
+        def _buildAddr(self, address: tuple[Any, ...]) -> IAddress: ...
+
+    def doRead(self) -> None:
+        numAccepts = self.numberAccepts
+        listener = self.socket
+        family = self.addressFamily
+        factory = self.factory
+        makeTransport = self.transport
+        reactor = self.reactor
+        accepted = 0
+        while accepted < numAccepts:
+            try:
+                skt, address = acceptSocket(listener, family)
+            except BlockingIOError:
+                break
+            except OSError:
+                tcp.Port.doRead(self)  # type: ignore[arg-type]
+                return
+            accepted += 1
+            try:
+                if len(address) == 4:
+                    # IPv6: keep the scope id, as Twisted does.
+                    host = socket.getnameinfo(address, _NI_NUMERIC)[0]
+                    address = (host, *address[1:])
+                protocol = factory.buildProtocol(self._buildAddr(address))
+                if protocol is None:
+                    skt.close()
+                    continue
+                sessionno = self.sessionno
+                self.sessionno = sessionno + 1
+                transport = makeTransport(skt, protocol, address, self, sessionno, reactor)
+            except BaseException:
+                # A broken factory: log it, drop this client (Twisted would
+                # leave its socket to the garbage collector) and go on.
+                skt.close()
+                log.deferr()
+                continue
+            try:
+                protocol.makeConnection(transport)
+            except BaseException:
+                # As tcp.Port.doRead: logged; the connection stays.
+                log.deferr()
+        # Twisted's scaling: a full burst suggests more waiting next time.
+        if accepted == self.numberAccepts:
+            self.numberAccepts += 20
+        else:
+            self.numberAccepts = max(1, accepted)

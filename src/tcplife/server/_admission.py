@@ -1,0 +1,277 @@
+"""
+Admission control on the kernel's backlog.
+
+When the server may take no more connections (the cap is reached, or the
+process is out of file descriptors) it stops reading its listening sockets
+and keeps them open.  New clients then complete the handshake and wait in the
+kernel's accept queue, up to the backlog, exactly as the textbook's
+C{listen()} queue; accepting resumes when a connection closes.  This differs
+from L{twisted.protocols.policies.LimitTotalConnectionsFactory}, which accepts
+and then drops.
+
+A connection counts as open from the moment it is accepted: behind a PROXY
+header wrapper, one that has not sent its header yet holds a slot (and a
+descriptor) too, though the factory sees it only once the header is in.
+
+When a listening socket closes (at shutdown), the kernel resets every client
+still in its queue, though their handshakes completed and their requests may
+be waiting.  The gate takes them off the queue first and serves them, within
+the cap: those beyond it wait, in our hands now, for connections to close.
+"""
+
+from __future__ import annotations
+
+import errno
+import typing
+from collections import deque
+from collections.abc import Callable
+from socket import socket as Socket  # noqa: N812 (the type)
+from typing import Any
+
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+
+from ..events import LifecycleLog, describeAddress
+from ..internet import readAcceptQueue
+from ..protocols import ProxyHeaderFactory
+
+#: Why accepting paused.
+MAX_CONNECTIONS = "max-connections"
+FD_LIMIT = "fd-limit"
+
+# With no cap, any burst size is allowed; tcp.Port's own scaling still applies.
+_UNBOUNDED = 1 << 30
+
+# Linux's default net.core.somaxconn, for a port whose backlog is not known.
+
+
+class GovernedPort(typing.Protocol):
+    """
+    What the gate needs of a listening port it governs (tcplife's own ports,
+    L{tcplife.internet.PolicedPort}, are such ports).
+    """
+
+    socket: Socket
+    factory: Any
+
+    def startReading(self) -> None: ...
+
+    def stopReading(self) -> None: ...
+
+    def getHost(self) -> IAddress: ...
+
+    def takeAcceptQueue(self) -> list[tuple[Socket, Any]]: ...
+
+    def serveAccepted(self, client: Socket, address: Any) -> None: ...
+
+
+class AcceptGate:
+    """
+    Decides when tcplife ports accept; an L{AcceptPolicy
+    <tcplife.internet.AcceptPolicy>} for tcplife's ports.
+
+    @ivar maxConnections: The cap on open connections, or L{None}.
+    @ivar paused: Why accepting is paused (L{MAX_CONNECTIONS},
+        L{FD_LIMIT}), or L{None} while accepting.
+    @ivar awaitingHeader: Connections accepted behind a PROXY header
+        wrapper that wait for their header: open, but not yet the factory's.
+    @ivar refusedByFactory: Connections accepted and then declined because
+        the factory's C{buildProtocol} returned L{None}.
+    @ivar refusedHeader: Connections accepted and then closed without a
+        valid PROXY header (invalid, none in time, or closed first).
+    @ivar exhaustions: Times C{accept()} failed for want of descriptors or
+        memory.
+    @ivar waiting: Clients taken off the accept queue of a port that closed,
+        waiting for a connection to close so they can be served (with their
+        port and address).
+    @ivar unserved: Clients whose handshake had completed but who were never
+        served: left in a closing port's queue (the kernel resets them), or
+        still L{waiting} when the drain ended (see L{closeWaiting}).
+    """
+
+    #: After running out of descriptors, try again this soon (seconds), then
+    #: back off, even if none of our own connections close meanwhile.
+    retryAfter = 1.0
+    maxRetryAfter = 30.0
+
+    def __init__(
+        self,
+        events: LifecycleLog,
+        clock: IReactorTime,
+        openConnections: Callable[[], int],
+        maxConnections: int | None = None,
+    ) -> None:
+        self.events = events
+        self.clock = clock
+        self.maxConnections = maxConnections
+        self.paused: str | None = None
+        self.awaitingHeader = 0
+        self.refusedByFactory = 0
+        self.refusedHeader = 0
+        self.exhaustions = 0
+        self.ports: list[GovernedPort] = []
+        self.waiting: deque[tuple[GovernedPort, Socket, Any]] = deque()
+        self.unserved = 0
+        self._openConnections = openConnections
+        self._pausedAt = 0.0
+        self._retry: IDelayedCall | None = None
+        self._retryDelay = self.retryAfter
+
+    def watch(self, port: GovernedPort) -> None:
+        """
+        Govern C{port} from now on.
+        """
+        self.ports.append(port)
+        factory = getattr(port, "factory", None)
+        if isinstance(factory, ProxyHeaderFactory):
+            # Its connections hold a slot from accept on, before the factory
+            # behind it sees them.
+            factory.admission = self
+        if self.paused is not None:
+            port.stopReading()
+
+    def openConnections(self) -> int:
+        """
+        The connections open now: the factory's, and those still waiting for
+        a PROXY header.
+        """
+        return self._openConnections() + self.awaitingHeader
+
+    # -- AcceptPolicy -----------------------------------------------------
+
+    def acceptBudget(self) -> int:
+        if self.paused is not None:
+            return 0
+        if self.maxConnections is None:
+            return _UNBOUNDED
+        return self.maxConnections - self.openConnections()
+
+    def acceptsExhausted(self, port: GovernedPort, error: int) -> None:
+        self.exhaustions += 1
+        if self.paused is None:
+            self._pause(f"{FD_LIMIT} ({errno.errorcode.get(error, error)})")
+        if self._retry is None or not self._retry.active():
+            self._retry = self.clock.callLater(self._retryDelay, self._retryAfterExhaustion)
+            self._retryDelay = min(self._retryDelay * 2, self.maxRetryAfter)
+
+    def refused(self, port: GovernedPort) -> None:
+        self.refusedByFactory += 1
+
+    def closing(self, port: GovernedPort) -> None:
+        for client, address in port.takeAcceptQueue():
+            self.waiting.append((port, client, address))
+        left = readAcceptQueue(port.socket)
+        if left is not None:
+            # Out of descriptors, or a flood: the kernel resets these.
+            self.unserved += left.depth
+        self._serveWaiting()
+
+    def closeWaiting(self) -> int:
+        """
+        Close the clients still L{waiting}, unserved (the drain is over for
+        them: a deadline, or a second signal); returns how many.
+        """
+        count = len(self.waiting)
+        while self.waiting:
+            _, client, _ = self.waiting.popleft()
+            client.close()
+        self.unserved += count
+        return count
+
+    # -- what the factory tells us ---------------------------------------
+
+    def connectionOpened(self) -> None:
+        cap = self.maxConnections
+        if cap is not None and self.paused is None and self.openConnections() >= cap:
+            self._pause(MAX_CONNECTIONS)
+
+    def connectionClosed(self) -> None:
+        if self.waiting:
+            self._serveWaiting()
+        if self.paused is None:
+            return
+        # A closed connection freed a descriptor too, so an fd-limit pause
+        # ends here as well (unless the cap still holds).
+        self._retryDelay = self.retryAfter
+        self._resumeIfBelowCap()
+
+    # -- HeaderAdmission: what a PROXY header wrapper tells us ---------------
+
+    def headerAwaited(self) -> None:
+        self.awaitingHeader += 1
+        self.connectionOpened()
+
+    def headerArrived(self) -> None:
+        # No resume: the factory's connection takes the slot at once.
+        self.awaitingHeader -= 1
+
+    def headerRefused(self) -> None:
+        self.awaitingHeader -= 1
+        self.refusedHeader += 1
+        self.connectionClosed()
+
+    def stop(self) -> None:
+        """
+        The server is shutting down: no retries any more.
+        """
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+
+    # -- internals ----------------------------------------------------------
+
+    def _serveWaiting(self) -> None:
+        # Within the cap, however accepting is paused: these were accepted
+        # already, and their descriptors are ours.
+        cap = self.maxConnections
+        while self.waiting and (cap is None or self.openConnections() < cap):
+            port, client, address = self.waiting.popleft()
+            port.serveAccepted(client, address)
+
+    def _retryAfterExhaustion(self) -> None:
+        self._retry = None
+        self._resumeIfBelowCap()
+
+    def _resumeIfBelowCap(self) -> None:
+        if self.maxConnections is not None and self.openConnections() >= self.maxConnections:
+            self.paused = MAX_CONNECTIONS
+            return
+        self._resume()
+
+    def _listening(self) -> list[GovernedPort]:
+        return [
+            port
+            for port in self.ports
+            if getattr(port, "connected", False) and not getattr(port, "disconnecting", False)
+        ]
+
+    def _pause(self, reason: str) -> None:
+        self.paused = reason
+        self._pausedAt = self.clock.seconds()
+        openConnections = self.openConnections()
+        for port in self._listening():
+            port.stopReading()
+            queue = readAcceptQueue(port.socket)
+            self.events.acceptPaused(
+                describeAddress(port.getHost()),
+                reason,
+                openConnections,
+                queue.depth if queue else None,
+                queue.backlog if queue else None,
+            )
+
+    def _resume(self) -> None:
+        if self.paused is None:
+            return
+        self.paused = None
+        pausedFor = self.clock.seconds() - self._pausedAt
+        openConnections = self.openConnections()
+        for port in self._listening():
+            queue = readAcceptQueue(port.socket)
+            self.events.acceptResumed(
+                describeAddress(port.getHost()),
+                openConnections,
+                queue.depth if queue else None,
+                queue.backlog if queue else None,
+                pausedFor,
+            )
+            port.startReading()

@@ -1,0 +1,159 @@
+"""
+Prometheus metrics of a tcplife server, served at C{/metrics}.
+
+Nothing is counted on the hot path for them: the factory already keeps
+totals per connection, and the collector reads those, and the kernel's view
+of each listening socket, when Prometheus scrapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+from twisted.internet.interfaces import IListeningPort
+from twisted.web.http import Request as HTTPRequest
+from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
+
+from ..events import ABORT, FIN, RESET, TIMEOUT, describeAddress
+from ..internet import listenDrops, readAcceptQueue
+from ._factory import LifecycleServerFactory
+from ._listening import listeningSocket
+
+
+class ServerCollector(Collector):
+    """
+    Reads a L{LifecycleServerFactory} and its listening ports at scrape time.
+    """
+
+    def __init__(
+        self,
+        factory: LifecycleServerFactory,
+        ports: Callable[[], Sequence[IListeningPort]],
+    ) -> None:
+        self.factory = factory
+        self.ports = ports
+
+    def collect(self) -> Iterator[Metric]:
+        factory = self.factory
+        open_ = list(factory.connections.values())
+        gate = factory.gate
+        yield GaugeMetricFamily(
+            "tcplife_connections_open",
+            "Connections open now, those still waiting for a PROXY header included.",
+            value=len(open_) + gate.awaitingHeader,
+        )
+        yield GaugeMetricFamily(
+            "tcplife_connections_awaiting_header",
+            "Open connections still waiting for their PROXY header.",
+            value=gate.awaitingHeader,
+        )
+        yield CounterMetricFamily(
+            "tcplife_connections_accepted", "Connections accepted.", value=factory.accepted
+        )
+        closed = CounterMetricFamily(
+            "tcplife_connections_closed", "Connections closed, by how they ended.", labels=["how"]
+        )
+        for how in (FIN, RESET, ABORT, TIMEOUT):
+            closed.add_metric([how], factory.closed[how])
+        yield closed
+        yield CounterMetricFamily(
+            "tcplife_received_bytes",
+            "Bytes received from peers.",
+            value=factory.bytesInClosed + sum(c.bytesIn for c in open_),
+        )
+        yield CounterMetricFamily(
+            "tcplife_sent_bytes",
+            "Bytes written to peers by the protocols.",
+            value=factory.bytesOutClosed + sum(c.bytesOut for c in open_),
+        )
+        yield GaugeMetricFamily(
+            "tcplife_accept_paused",
+            "1 while accepting is paused (connection cap or descriptor limit), else 0.",
+            value=0 if gate.paused is None else 1,
+        )
+        yield CounterMetricFamily(
+            "tcplife_accept_fd_exhaustions",
+            "Times accept() failed for want of file descriptors or memory.",
+            value=gate.exhaustions,
+        )
+        depth = GaugeMetricFamily(
+            "tcplife_accept_queue_depth",
+            "Connections completed by the kernel and waiting to be accepted.",
+            labels=["listener"],
+        )
+        backlog = GaugeMetricFamily(
+            "tcplife_accept_queue_backlog",
+            "The accept queue's limit as the kernel applies it.",
+            labels=["listener"],
+        )
+        refused = CounterMetricFamily(
+            "tcplife_connections_refused",
+            "Connections turned away by limits: 'backlog-full' counts handshakes "
+            "the kernel dropped with the accept queue full; 'factory' counts "
+            "connections the factory declined; 'proxy-header' counts connections "
+            "closed without a valid PROXY header; 'shutdown' counts clients whose "
+            "handshake had completed that shutdown left unserved.",
+            labels=["reason"],
+        )
+        dropped = 0
+        for port in self.ports():
+            handle = listeningSocket(port)
+            if handle is None or handle.fileno() < 0:
+                continue
+            address = describeAddress(port.getHost())
+            queue = readAcceptQueue(handle)
+            if queue is not None:
+                depth.add_metric([address], queue.depth)
+                backlog.add_metric([address], queue.backlog)
+            dropped += listenDrops(handle) or 0
+        refused.add_metric(["backlog-full"], dropped)
+        refused.add_metric(["factory"], gate.refusedByFactory)
+        refused.add_metric(["proxy-header"], gate.refusedHeader)
+        refused.add_metric(["shutdown"], gate.unserved)
+        yield depth
+        yield backlog
+        yield refused
+
+
+class MetricsPage(Resource):
+    """
+    The text exposition of a registry (OpenMetrics when the scraper asks).
+    """
+
+    isLeaf = True
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        Resource.__init__(self)
+        self.registry = registry
+
+    def render_GET(self, request: Request) -> bytes:
+        accept = request.getHeader("accept")
+        encoder, contentType = choose_encoder(accept or "")
+        request.setHeader("content-type", contentType)
+        body: bytes = encoder(self.registry)
+        return body
+
+
+class _QuietSite(Site):
+    # Prometheus scrapes every few seconds; an access line per scrape would
+    # drown the lifecycle events.
+    noisy = False
+
+    def __init__(self, resource: Resource) -> None:
+        Site.__init__(self, resource)
+
+    def log(self, request: HTTPRequest) -> None:
+        pass
+
+
+def metricsSite(registry: CollectorRegistry) -> Site:
+    """
+    A web site with the registry at C{/metrics}.
+    """
+    root = Resource()
+    root.putChild(b"metrics", MetricsPage(registry))
+    return _QuietSite(root)

@@ -1,0 +1,528 @@
+"""
+The load generator on StringTransports and a clock; the test plays the
+server.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+from io import StringIO
+from typing import Any
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import (
+    ConnectError,
+    ConnectionDone,
+    ConnectionLost,
+    ConnectionRefusedError,
+)
+from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
+from twisted.internet.protocol import Protocol
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+
+from tcplife import LoadReport, LoadRun, LoadSettings, TrackedConnection
+from tcplife.client._load import Messages
+from tcplife.testing import EventRecorder
+
+SERVER = IPv4Address("TCP", "127.0.0.1", 9000)
+
+
+@implementer(IStreamClientEndpoint)
+class FakeEndpoint:
+    """
+    Connects at once to a StringTransport, or refuses while C{refusing}, or
+    fails with C{failure} while it is set.
+    """
+
+    def __init__(self) -> None:
+        self.refusing = False
+        self.failure: Exception | None = None
+        self.connections: list[tuple[TrackedConnection, StringTransport]] = []
+
+    def connect(self, factory: IProtocolFactory) -> Deferred[Protocol]:
+        if self.refusing:
+            return fail(ConnectionRefusedError())
+        if self.failure is not None:
+            return fail(self.failure)
+        connection = factory.buildProtocol(SERVER)
+        assert isinstance(connection, TrackedConnection)
+        port = 40000 + len(self.connections)
+        transport = StringTransport(
+            hostAddress=IPv4Address("TCP", "127.0.0.1", port), peerAddress=SERVER
+        )
+        connection.makeConnection(transport)
+        self.connections.append((connection, transport))
+        return succeed(connection)  # type: ignore[arg-type]
+
+
+class Run:
+    """
+    A load run against the fake endpoint, with helpers that echo like a
+    server.
+    """
+
+    def __init__(self, **settings: Any) -> None:
+        self.clock = MemoryReactorClock()
+        self.endpoint = FakeEndpoint()
+        self.recorded = EventRecorder()
+        self.progress = StringIO()
+        self.run = LoadRun(
+            LoadSettings(target="127.0.0.1:9000", **settings),
+            self.endpoint,
+            self.clock,
+            events=self.recorded.log,
+            progress=self.progress,
+        )
+        self.reports: list[LoadReport] = []
+        self.run.finished.addCallback(self.reports.append)
+
+    def open(self) -> list[tuple[TrackedConnection, StringTransport]]:
+        return [(c, t) for c, t in self.endpoint.connections if c.connected]
+
+    def echo(self, connection: TrackedConnection, transport: StringTransport) -> int:
+        """
+        Echo whatever the connection has sent; returns how many bytes.
+        """
+        data = transport.value()
+        transport.clear()
+        if data:
+            connection.dataReceived(data)
+        return len(data)
+
+    def echoAll(self) -> int:
+        return sum(self.echo(c, t) for c, t in self.open())
+
+    def closeLost(self) -> None:
+        """
+        Deliver connectionLost to every connection whose transport was
+        closed, as the reactor would.
+        """
+        for connection, transport in self.endpoint.connections:
+            if connection.connected and transport.disconnecting:
+                connection.connectionLost(Failure(ConnectionDone()))
+
+    def report(self) -> LoadReport:
+        [report] = self.reports
+        return report
+
+
+class MessagesTests(SynchronousTestCase):
+    """
+    The generated stream is checked byte for byte at any offset.
+    """
+
+    def test_matchesTheStreamAtAnyOffset(self) -> None:
+        """
+        Any slice of the sent stream matches at its offset and not at
+        another.
+        """
+        messages = Messages(100)
+        stream = b"".join(messages.variants) * 5
+        for start, end in [(0, 100), (37, 251), (150, 450), (299, 1499)]:
+            self.assertTrue(messages.matches(stream[start:end], start))
+            self.assertFalse(messages.matches(stream[start:end], start + 1))
+
+    def test_detectsOneChangedByte(self) -> None:
+        """
+        One flipped byte in a long chunk is a mismatch.
+        """
+        messages = Messages(64)
+        stream = bytearray(b"".join(messages.variants) * 2000)
+        self.assertTrue(messages.matches(bytes(stream), 0))
+        stream[100_000] ^= 1
+        self.assertFalse(messages.matches(bytes(stream), 0))
+
+    def test_largeMessagesNeedOnlyAFewCopies(self) -> None:
+        """
+        The check ring is one period of the stream plus one longest check,
+        and chunks longer than that are checked piecewise.
+        """
+        messages = Messages(1 << 20)
+        self.assertEqual(len(messages._ring), 3 * (1 << 20) + (1 << 16))
+        stream = b"".join(messages.variants)
+        self.assertTrue(messages.matches(stream[5:], 5))
+        self.assertTrue(messages.matches(stream[-1000:] + stream[:300_000], len(stream) - 1000))
+
+    def test_consecutiveMessagesDiffer(self) -> None:
+        """
+        A server that replays the previous message is caught.
+        """
+        messages = Messages(64)
+        self.assertFalse(messages.matches(messages.variants[0], 64))
+
+
+class RequestResponseTests(SynchronousTestCase):
+    """
+    rr: one message in flight per connection, the next after its echo.
+    """
+
+    def test_oneMessageInFlightPerConnection(self) -> None:
+        """
+        Each connection sends one message and waits; its echo releases the
+        next; every message counts once, with its round trip.
+        """
+        r = Run(connections=3, size=10, count=9)
+        r.run.start()
+        self.assertEqual(len(r.open()), 3)
+        self.assertEqual([len(t.value()) for _, t in r.open()], [10, 10, 10])
+        r.clock.advance(0.002)
+        self.assertEqual(r.echoAll(), 30)
+        self.assertEqual(r.run.done, 3)
+        self.assertEqual(r.echoAll(), 30)
+        self.assertEqual(r.echoAll(), 30)
+        report = r.report()
+        self.assertEqual((report.messages, report.bytes, report.errorCount), (9, 90, 0))
+        self.assertEqual(report.connectionsOpened, 3)
+        self.assertEqual(report.latency.count, 9)
+        self.assertEqual(report.latency.max, 2000)
+        r.closeLost()
+        self.assertTrue(r.run.closed.called)
+
+    def test_echoInPiecesIsReassembled(self) -> None:
+        """
+        An echo that comes back a byte at a time completes the message once.
+        """
+        r = Run(connections=1, size=5, count=2)
+        r.run.start()
+        [(connection, transport)] = r.open()
+        sent = transport.value()
+        transport.clear()
+        for byte in sent:
+            connection.dataReceived(bytes([byte]))
+        self.assertEqual(r.run.done, 1)
+        self.assertEqual(len(transport.value()), 5)
+
+    def test_mismatchIsCountedAndTheConnectionReplaced(self) -> None:
+        """
+        A wrong byte aborts the connection, counts a mismatch, and a new
+        connection takes its place after a short pause.
+        """
+        r = Run(connections=1, size=8, duration=10.0)
+        r.run.start()
+        [(connection, transport)] = r.open()
+        data = bytearray(transport.value())
+        data[3] ^= 0xFF
+        connection.dataReceived(bytes(data))
+        self.assertTrue(transport.disconnecting)
+        connection.connectionLost(Failure(ConnectionLost()))
+        self.assertEqual(r.run.errors["mismatch"], 1)
+        self.assertEqual(r.run.done, 0)
+        [warning] = [e for e in r.recorded.events if "lifecycle" not in e]
+        self.assertEqual((warning["conn_id"], warning["offset"]), (connection.connId, 0))
+        r.clock.advance(0.05)
+        self.assertEqual(len(r.open()), 1)
+        r.echoAll()
+        self.assertEqual(r.run.done, 1)
+
+    def test_silentServerTimesOut(self) -> None:
+        """
+        No echo within the timeout: the connection is aborted and counted
+        as a timeout.
+        """
+        r = Run(connections=2, size=8, duration=30.0, timeout=2.0)
+        r.run.start()
+        [(quiet, quietTransport), (busy, busyTransport)] = r.open()
+        for _ in range(5):
+            r.clock.advance(0.5)
+            r.echo(busy, busyTransport)
+        self.assertTrue(quietTransport.disconnecting)
+        self.assertFalse(busyTransport.disconnecting)
+        quiet.connectionLost(Failure(ConnectionLost()))
+        self.assertEqual(r.run.errors["timeout"], 1)
+        [close] = [e for e in r.recorded.of("close") if e["conn_id"] == quiet.connId]
+        self.assertEqual(close["how"], "timeout")
+
+    def test_serverClosingIsClosedEarly(self) -> None:
+        """
+        A server that closes a connection mid-run: counted as closed early.
+        """
+        r = Run(connections=1, size=8, duration=30.0)
+        r.run.start()
+        [(connection, _)] = r.open()
+        connection.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(dict(r.run.errors), {"closed-early": 1})
+
+    def test_durationEndsTheRunAndClosesConnections(self) -> None:
+        """
+        At the deadline, sending stops, every connection is closed, and the
+        report covers exactly the duration.
+        """
+        r = Run(connections=2, size=8, duration=1.0)
+        r.run.start()
+        for _ in range(8):
+            r.clock.advance(0.125)
+            r.echoAll()
+        report = r.report()
+        self.assertEqual(report.duration, 1.0)
+        self.assertEqual(report.messages, 14)
+        self.assertFalse(report.interrupted)
+        self.assertTrue(all(t.disconnecting for _, t in r.endpoint.connections))
+        self.assertFalse(r.run.closed.called)
+        r.closeLost()
+        self.assertTrue(r.run.closed.called)
+        self.assertEqual(r.clock.getDelayedCalls(), [])
+
+    def test_stopWhileRunningIsAnInterruptedReport(self) -> None:
+        """
+        Stopping early (Ctrl-C) still reports what was done.
+        """
+        r = Run(connections=1, size=8, duration=60.0)
+        r.run.start()
+        r.echoAll()
+        r.run.stop(interrupted=True)
+        report = r.report()
+        self.assertTrue(report.interrupted)
+        self.assertEqual(report.messages, 1)
+
+    def test_closingConnectionsAreAbortedAfterAGrace(self) -> None:
+        """
+        A connection that does not finish closing within a second of the
+        end is aborted.
+        """
+        r = Run(connections=1, size=8, count=1)
+        r.run.start()
+        r.echoAll()
+        [(_connection, transport)] = r.endpoint.connections
+        self.assertTrue(transport.disconnecting)
+        r.clock.advance(1.0)
+        self.assertTrue(transport.disconnected)
+
+    def test_rateCapsMessagesPerSecond(self) -> None:
+        """
+        With --rate 50, an instant echo still yields about 50 messages in a
+        second, spread over the connections.
+        """
+        r = Run(connections=4, size=8, duration=1.0, rate=50.0)
+        r.run.start()
+        for _ in range(100):
+            r.echoAll()
+            r.clock.advance(0.01)
+        report = r.report()
+        self.assertGreaterEqual(report.messages, 48)
+        self.assertLessEqual(report.messages, 52)
+
+
+class StreamTests(SynchronousTestCase):
+    """
+    stream: a window of bytes in flight per connection.
+    """
+
+    def test_keepsTheWindowFull(self) -> None:
+        """
+        A connection sends up to the window, and more as echo comes back.
+        """
+        r = Run(connections=1, size=10, window=45, pattern="stream", duration=10.0)
+        r.run.start()
+        [(connection, transport)] = r.open()
+        self.assertEqual(len(transport.value()), 40)
+        data = transport.value()
+        transport.clear()
+        connection.dataReceived(data[:15])
+        self.assertEqual(r.run.done, 1)
+        # 25 bytes were still in flight: two more messages fill the window.
+        self.assertEqual(len(transport.value()), 20)
+
+    def test_writeBufferFullPausesSendingNotReading(self) -> None:
+        """
+        When the transport's buffer is full it pauses sending; echo is
+        still read and checked.
+        """
+        r = Run(connections=1, size=10, window=100, pattern="stream", duration=10.0)
+        r.run.start()
+        [(connection, transport)] = r.open()
+        sent = transport.value()
+        transport.clear()
+        transport.producer.pauseProducing()
+        connection.dataReceived(sent[:50])
+        self.assertEqual(r.run.done, 5)
+        self.assertEqual(transport.value(), b"")
+        transport.producer.resumeProducing()
+        self.assertEqual(len(transport.value()), 50)
+
+
+class ConnectPatternTests(SynchronousTestCase):
+    """
+    connect: connect, one message, close, again.
+    """
+
+    def test_eachMessageIsAConnection(self) -> None:
+        """
+        After each echo the connection closes and a new one opens, until
+        the count; each connection's events come in lifecycle order.
+        """
+        r = Run(connections=2, size=6, count=5, pattern="connect")
+        r.run.start()
+        for _ in range(10):
+            r.echoAll()
+            r.closeLost()
+        report = r.report()
+        self.assertEqual((report.messages, report.connectionsOpened), (5, 5))
+        self.assertEqual(report.errorCount, 0)
+        first = r.endpoint.connections[0][0].connId
+        self.assertEqual(r.recorded.phases(first), ["connected", "close"])
+        [close] = [e for e in r.recorded.of("close") if e["conn_id"] == first]
+        self.assertEqual((close["initiator"], close["bytes_in"]), ("local", 6))
+
+    def test_rateCapsConnectionsPerSecond(self) -> None:
+        """
+        With --rate 20, connect churn opens about 20 connections a second:
+        workers wait for the rate before connecting.
+        """
+        r = Run(connections=5, size=6, duration=1.0, pattern="connect", rate=20.0)
+        r.run.start()
+        for _ in range(100):
+            r.echoAll()
+            r.closeLost()
+            r.clock.advance(0.01)
+        report = r.report()
+        self.assertGreaterEqual(report.connectionsOpened, 19)
+        self.assertLessEqual(report.connectionsOpened, 22)
+        self.assertEqual(report.errorCount, 0)
+
+
+class FailureToStartTests(SynchronousTestCase):
+    """
+    A target that refuses from the start ends the run at once.
+    """
+
+    def test_refusedFromTheStartIsFatal(self) -> None:
+        """
+        The first connect refused, before any connection was made: the run
+        stops with that failure instead of retrying for its whole duration.
+        """
+        r = Run(connections=3, size=8, duration=10.0)
+        r.endpoint.refusing = True
+        r.run.start()
+        assert r.run.fatal is not None
+        self.assertEqual(r.run.fatal.kind, "refused")
+        self.assertEqual(dict(r.report().errors)["refused"], 1)
+        self.assertTrue(r.run.closed.called)
+        self.assertEqual(r.clock.getDelayedCalls(), [])
+
+    def test_refusedLaterIsCountedAndRetried(self) -> None:
+        """
+        After connections have worked, a refused reconnect is counted and
+        retried with a growing pause.
+        """
+        r = Run(connections=1, size=8, duration=10.0)
+        r.run.start()
+        [(connection, _)] = r.open()
+        r.endpoint.refusing = True
+        connection.connectionLost(Failure(ConnectionLost()))
+        for _ in range(5):
+            r.clock.advance(0.5)
+        self.assertGreaterEqual(r.run.errors["refused"], 3)
+        r.endpoint.refusing = False
+        r.clock.advance(1.0)
+        self.assertEqual(len(r.open()), 1)
+
+    def test_resetConnectIsCountedAsReset(self) -> None:
+        """
+        A connect that fails with ECONNRESET is a C{reset} in the report (and
+        the run's fatal failure), not an C{other}.
+        """
+        r = Run(connections=3, size=8, duration=10.0)
+        r.endpoint.failure = ConnectError(errno.ECONNRESET, "Connection reset by peer")
+        r.run.start()
+        assert r.run.fatal is not None
+        self.assertEqual(
+            (r.run.fatal.kind, r.run.fatal.reason), ("reset", "connection reset by peer")
+        )
+        errors = dict(r.report().errors)
+        self.assertEqual(errors["reset"], 1)
+        self.assertNotIn("other", errors)
+
+    def test_countRunThatMakesNoProgressStops(self) -> None:
+        """
+        A --count run whose every connection fails stops once nothing has
+        completed for the timeout, instead of retrying for ever.
+        """
+        r = Run(connections=1, size=8, count=10, timeout=2.0)
+        r.run.start()
+        r.echoAll()
+        [(connection, _)] = r.open()
+        r.endpoint.refusing = True
+        connection.connectionLost(Failure(ConnectionLost()))
+        r.clock.pump([0.5] * 8)
+        self.assertTrue(r.run.stalled)
+        self.assertEqual(r.report().messages, 1)
+
+
+class ProgressTests(SynchronousTestCase):
+    """
+    A progress line, rewritten in place, once a second.
+    """
+
+    def test_progressLineEverySecondThenCleared(self) -> None:
+        """
+        Each second the line shows the rate of the last second; at the end
+        it is erased so the report starts on a clean line.
+        """
+        r = Run(connections=1, size=1000, duration=3.0)
+        r.run.start()
+        for _ in range(8):
+            r.echoAll()
+            r.clock.advance(0.125)
+        lines = [line for line in r.progress.getvalue().split("\r") if line]
+        self.assertEqual(len(lines), 1)
+        self.assertTrue(r.progress.getvalue().endswith("\x1b[K\r"))
+        self.assertIn(" 8 msg/s", lines[0])
+        self.assertIn("0.008 MB/s", lines[0])
+        r.clock.advance(2.0)
+        self.assertTrue(r.progress.getvalue().endswith("\r\x1b[K"))
+
+
+class ReportTests(SynchronousTestCase):
+    """
+    The report, as text and as JSON.
+    """
+
+    def report(self) -> LoadReport:
+        r = Run(connections=2, size=100, count=4, pattern="stream", window=200)
+        r.run.start()
+        r.clock.advance(0.5)
+        r.echoAll()
+        return r.report()
+
+    def test_jsonHasEveryFigure(self) -> None:
+        """
+        The JSON report carries rates, counts, every error kind and the
+        latency percentiles in microseconds.
+        """
+        document = json.loads(json.dumps(self.report().toJSON()))
+        self.assertEqual(document["messages"], 4)
+        self.assertEqual(document["bytes"], 400)
+        self.assertEqual(document["messages_per_s"], 8.0)
+        self.assertEqual(document["mb_per_s"], 0.0008)
+        self.assertEqual(document["window"], 200)
+        self.assertEqual(
+            document["errors"], {"refused": 0, "reset": 0, "timeout": 0, "mismatch": 0}
+        )
+        self.assertEqual(
+            set(document["latency_us"]), {"count", "p50", "p90", "p99", "p99.9", "max"}
+        )
+        # 500 ms, as an HDR histogram with 3 significant digits reports it.
+        self.assertEqual(document["latency_us"]["p99.9"], 500_223)
+
+    def test_textReport(self) -> None:
+        """
+        The text report states the setup and each figure on its own line.
+        """
+        text = self.report().render()
+        self.assertEqual(
+            text.splitlines(),
+            [
+                "tcpclient stream to 127.0.0.1:9000: 2 connections, 100-byte messages, "
+                "window 200 bytes, 0.50 s",
+                "  messages     4 (8.0/s), every byte verified",
+                "  throughput   0.001 MB/s echoed",
+                "  connections  2 opened",
+                "  errors       refused 0, reset 0, timeout 0, mismatch 0",
+                "  latency ms   p50 500.223  p90 500.223  p99 500.223  p99.9 500.223  max 500.223",
+            ],
+        )

@@ -1,0 +1,461 @@
+"""
+Admission control on the kernel's backlog: the connection cap, bursts, and
+running out of file descriptors.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections import deque
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from tcplife import LifecycleServerFactory, readAcceptQueue
+from tcplife.internet._port import PortReactor
+from tcplife.server._admission import FD_LIMIT, MAX_CONNECTIONS, AcceptGate
+from tcplife.server._metrics import ServerCollector
+from tcplife.testing import EventRecorder
+
+from ..helpers import (
+    WAIT,
+    TwistProcess,
+    callInThread,
+    portOf,
+    readLine,
+    recvUntilEOFOrReset,
+)
+from ..protocols.test_proxy import v1Header
+from ..system.test_metrics import scrape
+
+
+class FakePort:
+    """
+    Just enough of a listening port for the gate: reading on or off.
+    """
+
+    connected = True
+    disconnecting = False
+    socket = socket.socket()
+
+    def __init__(self) -> None:
+        self.reading = True
+
+    def stopReading(self) -> None:
+        self.reading = False
+
+    def startReading(self) -> None:
+        self.reading = True
+
+    def getHost(self) -> IPv4Address:
+        return IPv4Address("TCP", "127.0.0.1", 9000)
+
+
+class GateTests(SynchronousTestCase):
+    """
+    The gate pauses and resumes ports as connections come and go.
+    """
+
+    def setUp(self) -> None:
+        self.open = 0
+        self.clock = MemoryReactorClock()
+        self.recorded = EventRecorder()
+        self.gate = AcceptGate(self.recorded.log, self.clock, lambda: self.open, 2)
+        self.port = FakePort()
+        self.gate.watch(self.port)  # type: ignore[arg-type]
+        self.addCleanup(FakePort.socket.close)
+
+    def opened(self) -> None:
+        self.open += 1
+        self.gate.connectionOpened()
+
+    def closed(self) -> None:
+        self.open -= 1
+        self.gate.connectionClosed()
+
+    def test_budgetIsRoomBelowTheCap(self) -> None:
+        """
+        The budget is the cap minus the open connections.
+        """
+        self.assertEqual(self.gate.acceptBudget(), 2)
+        self.opened()
+        self.assertEqual(self.gate.acceptBudget(), 1)
+
+    def test_pausesAtTheCapAndSaysSo(self) -> None:
+        """
+        Reaching the cap stops reading the port and emits accept-paused.
+        """
+        self.opened()
+        self.assertTrue(self.port.reading)
+        self.opened()
+        self.assertFalse(self.port.reading)
+        self.assertEqual(self.gate.acceptBudget(), 0)
+        [paused] = self.recorded.of("accept-paused")
+        self.assertEqual(
+            (paused["reason"], paused["open"], paused["address"]),
+            (MAX_CONNECTIONS, 2, "127.0.0.1:9000"),
+        )
+        # Not a listening socket: the kernel's queue is not known.
+        self.assertIsNone(paused["queue"])
+
+    def test_resumesBelowTheCap(self) -> None:
+        """
+        A close below the cap resumes reading and emits accept-resumed with
+        how long accepting was paused.
+        """
+        self.opened()
+        self.opened()
+        self.clock.advance(3)
+        self.closed()
+        self.assertTrue(self.port.reading)
+        [resumed] = self.recorded.of("accept-resumed")
+        self.assertEqual((resumed["open"], resumed["paused_s"]), (1, 3))
+
+    def test_connectionsAwaitingTheirHeaderCountAgainstTheCap(self) -> None:
+        """
+        Connections still waiting for their PROXY header fill the cap as
+        open connections do: accepting pauses, and says they are open.
+        """
+        self.gate.headerAwaited()
+        self.opened()
+        self.assertFalse(self.port.reading)
+        self.assertEqual((self.gate.openConnections(), self.gate.acceptBudget()), (2, 0))
+        [paused] = self.recorded.of("accept-paused")
+        self.assertEqual(paused["open"], 2)
+
+    def test_arrivedHeaderHandsItsSlotToTheFactory(self) -> None:
+        """
+        When the header arrives, the factory's new connection takes the slot
+        over: the count stays, and accepting does not resume in between.
+        """
+        self.gate.headerAwaited()
+        self.gate.headerAwaited()
+        self.gate.headerArrived()
+        self.opened()
+        self.assertEqual((self.gate.openConnections(), self.gate.awaitingHeader), (2, 1))
+        self.assertFalse(self.port.reading)
+        self.assertEqual(self.recorded.of("accept-resumed"), [])
+
+    def test_refusedHeaderFreesItsSlotAndIsCounted(self) -> None:
+        """
+        A connection closed without a valid header frees its slot, so
+        accepting resumes, and counts as refused.
+        """
+        self.gate.headerAwaited()
+        self.gate.headerAwaited()
+        self.gate.headerRefused()
+        self.assertTrue(self.port.reading)
+        self.assertEqual((self.gate.openConnections(), self.gate.refusedHeader), (1, 1))
+        [resumed] = self.recorded.of("accept-resumed")
+        self.assertEqual(resumed["open"], 1)
+
+    def test_refusedHeaderEndsAnExhaustionPause(self) -> None:
+        """
+        A connection closed without its header frees a descriptor too, so a
+        pause for want of descriptors ends at once, not at the next retry.
+        """
+        self.gate.headerAwaited()
+        self.gate.acceptsExhausted(self.port, errno.EMFILE)  # type: ignore[arg-type]
+        self.gate.headerRefused()
+        self.assertTrue(self.port.reading)
+        self.assertIsNone(self.gate.paused)
+
+    def test_noCapMeansNoPause(self) -> None:
+        """
+        Without a cap the gate never pauses for connections.
+        """
+        gate = AcceptGate(self.recorded.log, self.clock, lambda: 10**6, None)
+        gate.connectionOpened()
+        self.assertGreater(gate.acceptBudget(), 10**6)
+        self.assertIsNone(gate.paused)
+
+    def test_exhaustionPausesThenRetriesWithBackoff(self) -> None:
+        """
+        EMFILE pauses accepting; the gate retries after 1 s, then 2 s, and
+        counts each exhaustion.
+        """
+        self.gate.acceptsExhausted(self.port, errno.EMFILE)  # type: ignore[arg-type]
+        self.assertFalse(self.port.reading)
+        self.assertTrue(self.gate.paused and self.gate.paused.startswith(FD_LIMIT))
+        self.assertIn("EMFILE", self.recorded.of("accept-paused")[0]["reason"])
+        self.clock.advance(1)
+        self.assertTrue(self.port.reading)
+        self.gate.acceptsExhausted(self.port, errno.EMFILE)  # type: ignore[arg-type]
+        self.clock.advance(1)
+        self.assertFalse(self.port.reading)
+        self.clock.advance(1)
+        self.assertTrue(self.port.reading)
+        self.assertEqual(self.gate.exhaustions, 2)
+
+    def test_closingConnectionEndsExhaustionPause(self) -> None:
+        """
+        A connection closing frees a descriptor, so accepting resumes at once.
+        """
+        self.opened()
+        self.gate.acceptsExhausted(self.port, errno.EMFILE)  # type: ignore[arg-type]
+        self.closed()
+        self.assertTrue(self.port.reading)
+        self.assertIsNone(self.gate.paused)
+
+    def test_stoppedPortsAreLeftAlone(self) -> None:
+        """
+        A port that stopped listening is not started again.
+        """
+        self.port.connected = False
+        self.opened()
+        self.opened()
+        self.closed()
+        self.assertTrue(self.port.reading)
+        self.assertEqual(self.recorded.of("accept-resumed"), [])
+
+
+def connectAll(port: int, count: int) -> list[socket.socket]:
+    clients = []
+    for n in range(count):
+        client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        client.sendall(b"client %d\n" % n)
+        clients.append(client)
+    return clients
+
+
+class CapOnLoopbackTests(TestCase):
+    """
+    The cap holds on real sockets; waiting clients sit in the kernel's queue.
+    """
+
+    def serve(self, cap: int | None, backlog: int) -> tuple[LifecycleServerFactory, Any, int]:
+        self.recorded = EventRecorder()
+        factory = LifecycleServerFactory(
+            clock=reactor, events=self.recorded.log, maxConnections=cap
+        )
+        port = PortReactor(reactor, factory.gate).listenTCP(
+            0, factory, backlog=backlog, interface="127.0.0.1"
+        )
+        # Last: the clients a closing port takes off its queue are served,
+        # and end once the test has closed them.
+        self.addCleanup(factory.whenNoConnections)
+        self.addCleanup(lambda: port.connected and port.stopListening())
+        return factory, port, port.getHost().port  # type: ignore[attr-defined]
+
+    @inlineCallbacks
+    def test_twoServedFiveQueuedAndEchoedLater(self) -> Deferred[None]:
+        """
+        With --max-connections 2 --backlog 4: two clients are served, five
+        more complete the handshake and wait in the kernel's queue, and their
+        bytes are echoed once the first two close.
+        """
+        factory, port, number = self.serve(2, 4)
+        served = yield callInThread(connectAll, number, 2)
+        self.addCleanup(lambda: [c.close() for c in served])
+        echoes = yield callInThread(lambda: [readLine(c) for c in served])
+        self.assertEqual(echoes, [b"client 0\n", b"client 1\n"])
+        yield self.recorded.when(lifecycle="accept-paused")
+
+        waiting = yield callInThread(connectAll, number, 5)
+        self.addCleanup(lambda: [c.close() for c in waiting])
+        queue = readAcceptQueue(port.socket)
+        assert queue is not None
+        self.assertEqual((queue.depth, queue.backlog), (5, 4))
+        self.assertEqual(len(self.recorded.of("accept")), 2)
+        self.assertEqual(len(factory.connections), 2)
+
+        for client in served:
+            client.close()
+        echoes = yield callInThread(lambda: [readLine(c) for c in waiting[:2]])
+        self.assertEqual(echoes, [b"client 0\n", b"client 1\n"])
+        self.assertEqual(len(factory.connections), 2)
+        for client in waiting[:2]:
+            client.close()
+        echoes = yield callInThread(lambda: [readLine(c) for c in waiting[2:4]])
+        self.assertEqual(echoes, [b"client 2\n", b"client 3\n"])
+        self.assertEqual(len(factory.connections), 2)
+        waiting[2].close()
+        last = yield callInThread(readLine, waiting[4])
+        self.assertEqual(last, b"client 4\n")
+        self.assertEqual(len(self.recorded.of("accept")), 7)
+        self.assertGreaterEqual(len(self.recorded.of("accept-resumed")), 2)
+
+    @inlineCallbacks
+    def test_burstFindsAtMostTheCapServed(self) -> Deferred[None]:
+        """
+        Thirty clients arriving in one burst (accepting paused while they
+        connect) find exactly three served; the rest stay queued.
+        """
+        factory, port, number = self.serve(3, 64)
+        port.stopReading()
+        clients = yield callInThread(connectAll, number, 30)
+        self.addCleanup(lambda: [c.close() for c in clients])
+        port.startReading()
+        yield self.recorded.when(lifecycle="accept-paused")
+        # Let any further wake-ups of the listening socket happen.
+        for _ in range(5):
+            d: Deferred[None] = Deferred()
+            reactor.callLater(0.02, d.callback, None)  # type: ignore[attr-defined]
+            yield d
+        self.assertEqual(len(factory.connections), 3)
+        self.assertEqual(len(self.recorded.of("accept")), 3)
+        queue = readAcceptQueue(port.socket)
+        assert queue is not None
+        self.assertEqual(queue.depth, 27)
+
+
+class QueueAtCloseTests(TestCase):
+    """
+    A listening port that closes takes its accept queue first: the kernel
+    would reset every client in it, though their handshakes completed.
+    """
+
+    serve = CapOnLoopbackTests.serve
+
+    @inlineCallbacks
+    def test_busyPortServesEveryQueuedClientWhenItCloses(self) -> Deferred[None]:
+        """
+        Five clients queued (and their requests sent) while the port is not
+        reading, as on a busy server, each get their echo after it closes.
+        """
+        factory, port, number = self.serve(None, 16)
+        port.stopReading()
+        clients = yield callInThread(connectAll, number, 5)
+        self.addCleanup(lambda: [c.close() for c in clients])
+        yield port.stopListening()
+        echoes = yield callInThread(lambda: [readLine(c) for c in clients])
+        self.assertEqual(echoes, [b"client %d\n" % n for n in range(5)])
+        self.assertEqual(len(self.recorded.of("accept")), 5)
+        self.assertEqual(factory.gate.unserved, 0)
+
+    @inlineCallbacks
+    def test_adoptedPortServesItsQueueWhenItCloses(self) -> Deferred[None]:
+        """
+        A port adopted from a socket listened on elsewhere (systemd, which
+        tells it no backlog) takes its queue too when it closes.
+        """
+        self.recorded = EventRecorder()
+        factory = LifecycleServerFactory(clock=reactor, events=self.recorded.log)
+        listening = socket.socket()
+        self.addCleanup(listening.close)
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(8)
+        listening.setblocking(False)
+        port = PortReactor(reactor, factory.gate).adoptStreamPort(
+            listening.fileno(), socket.AF_INET, factory
+        )
+        self.addCleanup(factory.whenNoConnections)
+        port.stopReading()  # type: ignore[attr-defined]
+        clients = yield callInThread(connectAll, listening.getsockname()[1], 3)
+        self.addCleanup(lambda: [c.close() for c in clients])
+        yield port.stopListening()
+        echoes = yield callInThread(lambda: [readLine(c) for c in clients])
+        self.assertEqual(echoes, [b"client %d\n" % n for n in range(3)])
+
+    @inlineCallbacks
+    def test_queuedClientsBeyondTheCapAreServedAsSlotsFree(self) -> Deferred[None]:
+        """
+        With a cap of 1, three clients queued when the port closes wait for
+        the open connection to close, and are then served one at a time.
+        """
+        factory, port, number = self.serve(1, 16)
+        [first] = yield callInThread(connectAll, number, 1)
+        self.addCleanup(first.close)
+        yield self.recorded.when(lifecycle="accept-paused")
+        queued = yield callInThread(connectAll, number, 3)
+        self.addCleanup(lambda: [c.close() for c in queued])
+        yield port.stopListening()
+        self.assertEqual((len(factory.connections), len(factory.gate.waiting)), (1, 3))
+
+        for client in [first, *queued]:
+            echo = yield callInThread(readLine, client)
+            self.assertEqual(echo[:7], b"client ")
+            client.close()
+        yield self.recorded.when(
+            lifecycle="close", conn_id=self.recorded.of("accept")[-1]["conn_id"]
+        )
+        phases = [p for p in self.recorded.phases() if p in ("accept", "close")]
+        self.assertEqual(phases, ["accept", "close"] * 4)
+        self.assertEqual(factory.gate.waiting, deque())
+
+    @inlineCallbacks
+    def test_clientsLeftWaitingAreClosedAndCountedUnserved(self) -> Deferred[None]:
+        """
+        A queued client still waiting for a slot when the drain gives up is
+        closed unserved, and counted as such in the gate and the metrics.
+        """
+        factory, port, number = self.serve(1, 16)
+        [first] = yield callInThread(connectAll, number, 1)
+        self.addCleanup(first.close)
+        yield self.recorded.when(lifecycle="accept-paused")
+        [waiting] = yield callInThread(connectAll, number, 1)
+        self.addCleanup(waiting.close)
+        yield port.stopListening()
+        self.assertEqual(factory.gate.closeWaiting(), 1)
+        self.assertEqual(factory.gate.unserved, 1)
+        echo = yield callInThread(recvUntilEOFOrReset, waiting)
+        self.assertEqual(echo, b"")
+        refused = {
+            sample.labels["reason"]: sample.value
+            for family in ServerCollector(factory, lambda: []).collect()
+            if family.name == "tcplife_connections_refused"
+            for sample in family.samples
+        }
+        self.assertEqual(refused["shutdown"], 1)
+
+
+class ProxyHeaderCapTests(SynchronousTestCase):
+    """
+    Behind C{haproxy:}, silent connections that never send their PROXY
+    header are held to C{--max-connections} as any others.
+    """
+
+    def test_silentConnectionsFillTheCapAndMetricsCountThem(self) -> None:
+        """
+        With --max-connections 3, three connections that send no header fill
+        the cap, a fourth waits in the kernel's queue, and the metrics say 3
+        open; when one sends junk instead, it is refused and warned of in
+        tcplife.proxy, and the waiting client takes its slot and is echoed.
+        """
+        endpoint = "haproxy:tcp:0:interface=127.0.0.1"
+        server = TwistProcess(
+            "tcpecho",
+            "--listen",
+            endpoint,
+            "--max-connections",
+            "3",
+            "--metrics",
+            "tcp:0:interface=127.0.0.1",
+        )
+        self.addCleanup(server.kill)
+        port = portOf(server.waitFor(lifecycle="listen", endpoint=endpoint)["address"])
+        metricsPort = portOf(
+            server.waitFor(description="metrics tcp:0:interface=127.0.0.1")["address"]
+        )
+
+        silent = [socket.create_connection(("127.0.0.1", port), timeout=WAIT) for _ in range(3)]
+        self.addCleanup(lambda: [c.close() for c in silent])
+        self.assertEqual(server.waitFor(lifecycle="accept-paused")["open"], 3)
+        late = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        self.addCleanup(late.close)
+        late.sendall(v1Header("203.0.113.9", 51234) + b"late\n")
+
+        samples = scrape(metricsPort)
+        self.assertEqual(samples[("tcplife_connections_open", ())], 3)
+        self.assertEqual(samples[("tcplife_connections_awaiting_header", ())], 3)
+        self.assertEqual(samples[("tcplife_accept_paused", ())], 1)
+        listener = (("listener", f"127.0.0.1:{port}"),)
+        self.assertEqual(samples[("tcplife_accept_queue_depth", listener)], 1)
+        self.assertEqual(server.of(lifecycle="accept"), [])
+
+        silent[0].sendall(b"GET / HTTP/1.0\r\n\r\n")
+        self.assertEqual(readLine(late), b"late\n")
+        warning = server.waitFor(log_namespace="tcplife.proxy")
+        self.assertEqual(warning["reason"], "not a PROXY protocol header")
+        self.assertEqual(server.waitFor(lifecycle="accept")["peer"], "203.0.113.9:51234")
+        samples = scrape(metricsPort)
+        self.assertEqual(samples[("tcplife_connections_open", ())], 3)
+        self.assertEqual(samples[("tcplife_connections_awaiting_header", ())], 2)
+        self.assertEqual(
+            samples[("tcplife_connections_refused_total", (("reason", "proxy-header"),))], 1
+        )

@@ -1,0 +1,279 @@
+"""
+The benchmark's own parts: its load client checks every echoed byte, and
+its report shows ratios.  (Speed itself is measured by C{make bench} only.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.protocol import Protocol
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from tcplife import LifecycleServerFactory
+from tcplife.bench._levers import LEVERS
+from tcplife.bench._load import LoadResult
+from tcplife.bench._report import asJSON, markdown, table
+from tcplife.bench._run import BenchResults, summarize
+from tcplife.internet._port import PortReactor
+from tcplife.testing import EventRecorder
+
+from ..helpers import (
+    WAIT,
+    callInThread,
+    echoWithHalfClose,
+    pattern,
+    startTcpecho,
+)
+
+
+class Corrupting(Protocol):
+    """
+    Echoes with one byte changed in every chunk.
+    """
+
+    def dataReceived(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(bytes([data[0] ^ 0xFF]) + data[1:])
+
+
+def runLoad(port: int, scenario: str, *options: str) -> tuple[int, dict[str, Any]]:
+    """
+    Run the load client as make bench does, against this process.
+    """
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tcplife.bench._load",
+            scenario,
+            str(port),
+            str(os.getpid()),
+            *options,
+        ],
+        capture_output=True,
+        timeout=WAIT * 3,
+    )
+    return done.returncode, json.loads(done.stdout)
+
+
+class LoadClientTests(TestCase):
+    """
+    Each scenario of the load client runs against a tcplife server and
+    notices an echo that differs.
+    """
+
+    def listen(self, protocol: type[Protocol] | None = None) -> int:
+        factory = LifecycleServerFactory(clock=reactor, events=EventRecorder().log)
+        if protocol is not None:
+            factory.protocol = protocol
+        port = PortReactor(reactor).listenTCP(0, factory, 128, "127.0.0.1")
+        self.addCleanup(port.stopListening)
+        number: int = port.getHost().port  # type: ignore[attr-defined]
+        return number
+
+    @inlineCallbacks
+    def assertScenarioRuns(self, scenario: str, *options: str) -> Deferred[dict[str, Any]]:
+        status, result = yield callInThread(runLoad, self.listen(), scenario, *options)
+        self.assertEqual((status, result["errors"]), (0, []))
+        return result
+
+    @inlineCallbacks
+    def test_requestResponseCountsVerifiedMessages(self) -> Deferred[None]:
+        """
+        rr completes messages, all verified, and reads the server's CPU time.
+        """
+        result = yield self.assertScenarioRuns(
+            "rr", "--duration", "0.3", "--connections", "4", "--size", "1024"
+        )
+        self.assertGreater(result["messages"], 0)
+        self.assertEqual(result["bytes"], result["messages"] * 1024)
+        self.assertGreater(result["cpuSeconds"], 0)
+        self.assertGreaterEqual(result["p99"], result["p50"])
+
+    @inlineCallbacks
+    def test_streamKeepsItsWindow(self) -> Deferred[None]:
+        """
+        stream completes 64 KiB messages through one connection.
+        """
+        result = yield self.assertScenarioRuns(
+            "stream", "--duration", "0.3", "--size", "65536", "--in-flight", "262144"
+        )
+        self.assertGreater(result["messages"], 0)
+        self.assertEqual(result["connections"], 1)
+
+    @inlineCallbacks
+    def test_connectOpensAConnectionPerMessage(self) -> Deferred[None]:
+        """
+        connect opens at least as many connections as it completed messages.
+        """
+        result = yield self.assertScenarioRuns(
+            "connect", "--duration", "0.3", "--connections", "4", "--size", "64"
+        )
+        self.assertGreater(result["messages"], 0)
+        self.assertGreaterEqual(result["connections"], result["messages"])
+
+    @inlineCallbacks
+    def test_idleMeasuresMemoryPerConnection(self) -> Deferred[None]:
+        """
+        idle holds its connections, each echoed once, and reports RSS per
+        connection.
+        """
+        result = yield self.assertScenarioRuns("idle", "--connections", "50")
+        self.assertIsInstance(result["rssPerConnection"], float)
+
+    @inlineCallbacks
+    def test_alteredEchoIsAnError(self) -> Deferred[None]:
+        """
+        A server that changes a byte makes the client fail with a reason.
+        """
+        port = self.listen(Corrupting)
+        status, result = yield callInThread(
+            runLoad, port, "rr", "--duration", "0.3", "--connections", "2"
+        )
+        self.assertEqual(status, 1)
+        self.assertIn("echo differs", result["errors"][0])
+
+
+class ReportTests(SynchronousTestCase):
+    """
+    Medians, ratios to each peer, and the three output forms.
+    """
+
+    def results(self) -> BenchResults:
+        def run(messages: int, cpu: float) -> LoadResult:
+            return LoadResult("rr", messages, messages * 1024, 2.0, cpu, 100.0, 200.0, 100)
+
+        results = BenchResults(settings={})
+        summaries = {
+            "uvloop": summarize([run(100_000, 0.7), run(100_000, 0.8), run(100_000, 0.9)]),
+            "tcplife": summarize([run(100_000, 0.8), run(100_000, 0.9), run(100_000, 5.0)]),
+        }
+        for summary in summaries.values():
+            summary.ratios["uvloop"] = summary.cpuPerMessage / summaries["uvloop"].cpuPerMessage
+        results.summaries["rr"] = summaries
+        results.idle = {"uvloop": 1300.0, "tcplife": 1400.0}
+        return results
+
+    def test_medianIgnoresOneOutlier(self) -> None:
+        """
+        One slow run among three does not move the median.
+        """
+        summary = self.results().summaries["rr"]["tcplife"]
+        self.assertAlmostEqual(summary.cpuPerMessage, 9.0)
+        self.assertAlmostEqual(summary.ratios["uvloop"], 9.0 / 8.0)
+
+    def test_everyFormShowsTheRatio(self) -> None:
+        """
+        The text table, the Markdown table and the JSON all carry the ratio
+        to uvloop.
+        """
+        results = self.results()
+        self.assertIn("1.12x", table(results))
+        self.assertIn("1.12x", markdown(results))
+        self.assertAlmostEqual(
+            asJSON(results)["summaries"]["rr"]["tcplife"]["ratios"]["uvloop"], 1.125
+        )
+        self.assertIn("1.37 KiB/conn", markdown(results))
+
+
+#: What tests/leverprobe.py sees a tcpecho service do as it ships.
+AS_SHIPPED = {
+    "echoed": True,
+    "waits for writable to echo": False,
+    "waits for writable to close": False,
+    "shuts down before close": False,
+    "TCP_NODELAY": True,
+    "registers with": "BatchedPoller",
+    "socket.accept calls": 0,
+    "recv size": 256 * 1024,
+    "close event format": "rendered",
+}
+
+#: What changes, and only that, once each lever is switched off.
+SWITCHED_OFF = {
+    "write-at-once": {"waits for writable to echo": True},
+    "256k-reads": {"recv size": 64 * 1024},
+    "nodelay": {"TCP_NODELAY": False},
+    "batched-poller": {"registers with": "EPollReactor"},
+    "close-at-once": {"waits for writable to close": True, "shuts down before close": True},
+    "accept-without-enums": {"socket.accept calls": 1},
+    "rendered-events": {"close event format": "template"},
+}
+
+
+class LeverTests(TestCase):
+    """
+    python -m tcplife.bench.levers measures what it says: each lever, once
+    switched off, makes a real tcpecho service behave as plain Twisted does
+    in that one respect, and the server it runs in still echoes every byte.
+    """
+
+    def test_eachLeverSwitchesOffWhatItNamesAndNothingElse(self) -> None:
+        """
+        In a process of its own, a tcpecho service echoes once as it ships
+        and once with the lever off; only what the lever names differs.
+        """
+        self.assertEqual(set(SWITCHED_OFF), set(LEVERS))
+        probes = {
+            lever: subprocess.Popen(
+                [sys.executable, "-m", "tests.leverprobe", lever],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for lever in LEVERS
+        }
+        observed = {}
+        for lever, probe in probes.items():
+            out, err = probe.communicate(timeout=WAIT * 3)
+            self.assertEqual(probe.returncode, 0, err.decode(errors="replace"))
+            observed[lever] = json.loads(out)
+        self.assertEqual(
+            observed,
+            {lever: [AS_SHIPPED, {**AS_SHIPPED, **off}] for lever, off in SWITCHED_OFF.items()},
+        )
+
+    @inlineCallbacks
+    def test_everyLeverServerEchoes(self) -> Deferred[None]:
+        """
+        twist tcpecho run by the lever module, each lever off, says which
+        lever is off, echoes a payload larger than one read byte for byte,
+        and logs the connection.
+        """
+        servers = {
+            lever: startTcpecho(
+                self,
+                # [python -m tcplife.bench._levers LEVER] in front of twist's
+                # own arguments.
+                launcher=(sys.executable, "-m", "tcplife.bench._levers"),
+                twist=Path(lever),
+            )
+            for lever in LEVERS
+        }
+        payload = pattern(300_000)
+        for lever, (server, port) in servers.items():
+            server.waitFor(lever=lever)
+            echoed = yield callInThread(echoWithHalfClose, port, payload)
+            self.assertTrue(echoed == payload, f"{lever}: echo differs")
+            close = server.waitFor(lifecycle="close")
+            self.assertEqual((close["bytes_in"], close["bytes_out"]), (300_000, 300_000))
+
+    def test_unknownLeverIsAUsageError(self) -> None:
+        """
+        A lever that does not exist ends with status 2 and the list of those
+        that do.
+        """
+        done = subprocess.run(
+            [sys.executable, "-m", "tcplife.bench._levers", "turbo", "tcpecho"],
+            capture_output=True,
+            timeout=WAIT,
+        )
+        self.assertEqual(done.returncode, 2)
+        self.assertIn(b"write-at-once", done.stderr)

@@ -1,0 +1,461 @@
+"""
+C{twist tcpecho}'s options and the service they build.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.error import CannotListenError
+from twisted.internet.testing import MemoryReactorClock, RaisingMemoryReactor
+from twisted.trial.unittest import SynchronousTestCase
+
+import tcplife
+from tcplife import LifecycleServerFactory, ListenError
+from tcplife.server._listening import Listener
+from tcplife.tap.echo import Options, makeService
+from tcplife.testing import EventRecorder
+
+from ..certs import TLSMistakes
+from ..helpers import assertRejected
+from ..protocols.test_connection import Upper
+from ..servers import temporaryDirectory
+
+
+def parse(*argv: str) -> Options:
+    options = Options()
+    options.parseOptions(list(argv))
+    return options
+
+
+#: Server descriptions Twisted's parsers refuse in Python's words, fail on
+#: later than parsing, or take without a word (backlog=-5 reaches listen()
+#: as 0), and the sentence tcpecho says instead.
+BAD_SERVER_DESCRIPTIONS = [
+    ("", "it names no endpoint type (for example tcp:9000)."),
+    ("9000", "it names no endpoint type; for TCP port 9000 write tcp:9000."),
+    ("tcp", "tcp needs port (for example tcp:9000)."),
+    ("tcp:", "port must be a whole number from 0 to 65535, not ''; a ':' inside a value"),
+    ("tcp:abc", "port must be a whole number from 0 to 65535, not 'abc'."),
+    ("tcp:70000", "port must be a whole number from 0 to 65535, not '70000'."),
+    ("tcp:-1", "port must be a whole number from 0 to 65535, not '-1'."),
+    ("tcp:9000:backlog=-5", "backlog must be a whole number from 1 to 65535, not '-5'."),
+    ("tcp:9000:backlog=0", "backlog must be a whole number from 1 to 65535, not '0'."),
+    ("tcp:9000:backlog=many", "backlog must be a whole number from 1 to 65535, not 'many'."),
+    (
+        "tcp:9000:bogus=1:color=red",
+        "unknown parameters 'bogus', 'color' (tcp takes port, interface, backlog).",
+    ),
+    ("tcp:port=9000:127.0.0.1", "port is given twice, by position and as port=."),
+    (
+        "tcp:9000:127.0.0.1:5:more",
+        "too many values without a name: tcp takes port, interface and backlog (in that "
+        "order) without one; give the rest as name=value; a ':' inside a value is written",
+    ),
+    ("tcp:9000\\", "it ends in a '\\' that escapes nothing."),
+    ("tcp6", "tcp6 needs port (for example tcp6:9000:interface=\\:\\:1)."),
+    ("tcp6:x", "port must be a whole number from 0 to 65535, not 'x'."),
+    # What a shell passes on for an unquoted tcp6:9000:interface=\:\:.
+    (
+        "tcp6:9000:interface=::",
+        "interface is given twice, by position and as interface=; a ':' inside a value "
+        "is written '\\:' (and the whole description quoted in a shell).",
+    ),
+    ("tcp6:9000:interface=127.0.0.1", "interface must be an IPv6 address, not '127.0.0.1'."),
+    ("unix", "unix needs address (for example unix:/run/echo.sock)."),
+    ("unix:", "address must name a socket path, not ''"),
+    ("unix:/tmp/x.sock:mode=999", "mode must be octal permissions from 0 to 777, not '999'."),
+    ("unix:/tmp/x.sock:lockfile=yes", "lockfile must be 0 or 1, not 'yes'."),
+    ("unix:/tmp/x.sock:port=1", "unknown parameter 'port' (unix takes address, mode, backlog"),
+    ("ssl:9443:sslmethod=SSLv2_METHOD", "sslmethod must be one of SSLv23_METHOD, "),
+    ("systemd:index=0", "systemd needs domain (for example systemd:domain=INET:name=tcpecho)."),
+    ("systemd:domain=INET", "systemd needs either index= or name= to pick the inherited socket"),
+    ("systemd:domain=INET:index=0:name=x", "systemd needs either index= or name="),
+    ("systemd:domain=IPX:index=0", "domain must be INET, INET6 or UNIX, not 'IPX'."),
+    ("systemd:domain=INET:index=first", "index must be a whole number from 0 to 65536"),
+    (
+        "systemd:domain=INET:name=web",
+        "no inherited socket named 'web' (is the process socket-activated, "
+        "with FileDescriptorName=web?).",
+    ),
+    ("haproxy:", "haproxy: needs the endpoint to listen on (for example haproxy:tcp:9001)."),
+    ("haproxy:tcp:abc", "port must be a whole number from 0 to 65535, not 'abc'."),
+    ("haproxy:haproxy:tcp:9001", "haproxy: is given twice"),
+    ("haproxy:bogus:1", "unknown endpoint type 'bogus'"),
+    ("tls:/nonexistent", "path must name a folder of keys and certificates (*.pem), and "),
+]
+
+
+class OptionTests(SynchronousTestCase):
+    """
+    Options follow Twisted's conventions and reject bad values in one sentence.
+    """
+
+    def test_defaults(self) -> None:
+        """
+        With no options the server listens on port 9000, backlog 128.
+        """
+        options = parse()
+        self.assertEqual((options["port"], options["backlog"]), (9000, 128))
+        self.assertEqual((options["listen"], options["trace"]), ([], 0))
+
+    def test_listenAloneDropsTheDefaultPort(self) -> None:
+        """
+        With --listen and no --port, nothing listens on 9000.
+        """
+        options = parse("--listen", "tcp:0", "--listen", "unix:/tmp/x.sock")
+        self.assertIsNone(options["port"])
+        self.assertEqual(options["listen"], ["tcp:0", "unix:/tmp/x.sock"])
+
+    def test_listenWithPortKeepsBoth(self) -> None:
+        """
+        --port and --listen together listen on both.
+        """
+        options = parse("--port", "9001", "--listen", "tcp:0")
+        self.assertEqual((options["port"], options["listen"]), (9001, ["tcp:0"]))
+
+    def assertRejected(self, argv: list[str], *fragments: str) -> None:
+        assertRejected(self, parse, argv, *fragments)
+
+    def test_interfaceWithOnlyListenIsRefused(self) -> None:
+        """
+        --interface with only --listen endpoints (which carry their own
+        address) is refused instead of silently ignored.
+        """
+        self.assertRejected(
+            ["--listen", "tcp:0", "--interface", "127.0.0.1"],
+            "--interface applies to --port",
+            "interface= in the --listen endpoint",
+        )
+
+    def test_backlogWithOnlyListenIsRefused(self) -> None:
+        """
+        --backlog with only --listen endpoints is refused, pointing at the
+        endpoint's own backlog= parameter.
+        """
+        self.assertRejected(
+            ["--listen", "tcp:0", "--backlog", "7"],
+            "--backlog applies to --port",
+            "backlog= in the --listen endpoint",
+        )
+
+    def test_interfaceAndBacklogApplyToPortBesideListen(self) -> None:
+        """
+        With --port as well as --listen, --interface and --backlog are
+        accepted: they apply to --port.
+        """
+        options = parse(
+            "--port", "0", "--listen", "tcp:0", "--interface", "127.0.0.1", "--backlog", "7"
+        )
+        self.assertEqual((options["interface"], options["backlog"]), ("127.0.0.1", 7))
+
+    def test_portOutOfRange(self) -> None:
+        """
+        A port above 65535 is rejected, naming the value.
+        """
+        self.assertRejected(["--port", "70000"], "--port", "'70000'", "0 to 65535")
+
+    def test_portNotANumber(self) -> None:
+        """
+        A port that is not a number is rejected, naming the value.
+        """
+        self.assertRejected(["--port", "abc"], "--port", "'abc'")
+
+    def test_backlogZeroOrNegative(self) -> None:
+        """
+        A backlog below 1 is rejected.
+        """
+        self.assertRejected(["--backlog", "0"], "--backlog", "'0'")
+        self.assertRejected(["--backlog", "-5"], "--backlog", "'-5'")
+
+    def test_unknownEndpointType(self) -> None:
+        """
+        An endpoint type Twisted does not know is rejected, naming it and
+        the types there are.
+        """
+        self.assertRejected(
+            ["--listen", "bogus:9000"],
+            "--listen 'bogus:9000' is not usable: unknown endpoint type 'bogus' "
+            "(known: tcp, tcp6, unix, ssl, systemd, tls, haproxy, stdio).",
+        )
+
+    def test_systemdWithoutInheritedSocket(self) -> None:
+        """
+        A systemd endpoint with nothing inherited is a usage error, not an
+        IndexError traceback.
+        """
+        self.assertRejected(
+            ["--listen", "systemd:domain=INET:index=0"], "not usable", "socket-activated"
+        )
+
+    def test_badListenDescriptionsAreOneSentenceInTheUsersTerms(self) -> None:
+        """
+        Every bad form of every server endpoint type tcpecho documents is
+        refused with one line naming the option, the description as typed
+        and what is wrong with it, in the description's own terms.
+        """
+        for description, problem in BAD_SERVER_DESCRIPTIONS:
+            for option in ("--listen", "--metrics"):
+                self.assertRejected(
+                    [option, description], f"{option} '{description}' is not usable: {problem}"
+                )
+
+    def test_typeInAnyCase(self) -> None:
+        """
+        The endpoint type may be written in any case, as Twisted's client
+        descriptions already allow (its server parsers know only lower case).
+        """
+        reactor = MemoryReactorClock()
+        options = parse(
+            "--listen",
+            "TCP:9200",
+            "--listen",
+            "Tcp6:9201:interface=\\:\\:1",
+            "--listen",
+            "HAProxy:UNIX:/tmp/x.sock",
+        )
+        makeService(options, reactor).startService()
+        ports = [(port, interface) for port, _, _, interface in reactor.tcpServers]
+        self.assertEqual(ports, [(9200, ""), (9201, "::1")])
+        [(address, _, _, _, _)] = reactor.unixServers
+        self.assertEqual(address, "/tmp/x.sock")
+
+    def test_valuesGoToTwistedAsTheyWouldWithoutNames(self) -> None:
+        """
+        Values given without a name reach the parameters Twisted's parser
+        gives them (tcp: port, interface, backlog; tcp6: port, backlog,
+        interface), and names may come in any order.
+        """
+        reactor = MemoryReactorClock()
+        options = parse(
+            "--listen",
+            "tcp:9200:127.0.0.1:7",
+            "--listen",
+            "tcp6:9201:8:\\:\\:1",
+            "--listen",
+            "tcp:interface=127.0.0.2:9202",
+            "--listen",
+            "tcp:backlog=9:port=9203",
+        )
+        makeService(options, reactor).startService()
+        self.assertEqual(
+            [(port, backlog, interface) for port, _, backlog, interface in reactor.tcpServers],
+            [(9200, 7, "127.0.0.1"), (9201, 8, "::1"), (9202, 50, "127.0.0.2"), (9203, 9, "")],
+        )
+
+    def test_protocolMustBeAProtocol(self) -> None:
+        """
+        --protocol names an importable Protocol subclass.
+        """
+        self.assertRejected(["--protocol", "no.such.module.Thing"], "--protocol", "imported")
+        self.assertRejected(["--protocol", "socket.socket"], "not a subclass")
+
+    def test_protocolAndFactoryExclude(self) -> None:
+        """
+        --protocol and --factory cannot both be given.
+        """
+        self.assertRejected(
+            [
+                "--protocol",
+                "tests.protocols.test_connection.Upper",
+                "--factory",
+                "tcplife.LifecycleServerFactory",
+            ],
+            "not both",
+        )
+
+
+class ServiceTests(SynchronousTestCase):
+    """
+    The service listens with the reactor's listenTCP and the asked backlog.
+    """
+
+    def test_portUsesListenTCPWithBacklogAndInterface(self) -> None:
+        """
+        --port N --backlog B --interface I is listenTCP(N, f, backlog=B,
+        interface=I), and the protocol is the echo.
+        """
+        reactor = MemoryReactorClock()
+        options = parse("--port", "9123", "--backlog", "7", "--interface", "127.0.0.1")
+        makeService(options, reactor).startService()
+        [(port, factory, backlog, interface)] = reactor.tcpServers
+        self.assertEqual((port, backlog, interface), (9123, 7, "127.0.0.1"))
+        self.assertIsInstance(factory, LifecycleServerFactory)
+
+    def test_eachListenIsAListener(self) -> None:
+        """
+        Every --listen endpoint listens with the same factory.
+        """
+        reactor = MemoryReactorClock()
+        options = parse("--listen", "tcp:9200", "--listen", "tcp:9201:backlog=5")
+        makeService(options, reactor).startService()
+        ports = [(port, backlog) for port, _, backlog, _ in reactor.tcpServers]
+        self.assertEqual(ports, [(9200, 50), (9201, 5)])
+        self.assertIs(reactor.tcpServers[0][1], reactor.tcpServers[1][1])
+
+    def test_protocolOption(self) -> None:
+        """
+        --protocol serves the named class through the lifecycle factory.
+        """
+        reactor = MemoryReactorClock()
+        options = parse("--port", "0", "--protocol", "tests.protocols.test_connection.Upper")
+        makeService(options, reactor).startService()
+        factory = reactor.tcpServers[0][1]
+        self.assertIs(factory.protocol, Upper)
+
+    def test_listenEventCarriesAddressAndBacklog(self) -> None:
+        """
+        Listening emits C{listen} with the address and the backlog.
+        """
+        reactor = MemoryReactorClock()
+        recorded = EventRecorder()
+        factory = LifecycleServerFactory(clock=reactor, events=recorded.log)
+        from twisted.internet.endpoints import TCP4ServerEndpoint
+
+        listener = Listener(
+            TCP4ServerEndpoint(reactor, 9300, 11, ""),
+            factory,
+            "0.0.0.0:9300",
+            recorded.log,
+            reactor,
+            11,
+        )
+        listener.startService()
+        [listen] = recorded.of("listen")
+        self.assertEqual(
+            (listen["address"], listen["backlog"], listen["endpoint"]),
+            ("0.0.0.0:9300", 11, "0.0.0.0:9300"),
+        )
+        listener.stopService()
+        [stopped] = recorded.of("stop-listening")
+        self.assertEqual(stopped["address"], "0.0.0.0:9300")
+
+    def test_listenFailureIsOneLineExit(self) -> None:
+        """
+        A port that cannot be bound ends the process (SystemExit, as twist
+        runs it) with one line naming the address and the reason.
+        """
+        error = OSError(98, "Address already in use")
+        reactor = RaisingMemoryReactor(listenException=CannotListenError("", 9000, error))
+        service = makeService(parse(), reactor)  # type: ignore[arg-type]
+        failure = self.assertRaises(SystemExit, service.startService)
+        message = str(failure)
+        self.assertEqual(message.count("\n"), 0)
+        self.assertTrue(message.startswith("tcplife: cannot listen on 0.0.0.0:9000: "))
+        self.assertIn("Address already in use", message)
+
+    def test_listenerRaisesListenErrorNotSystemExit(self) -> None:
+        """
+        The library's listener reports a port that cannot be bound as a
+        ListenError and leaves ending the process to its caller.
+        """
+        error = OSError(98, "Address already in use")
+        reactor = RaisingMemoryReactor(listenException=CannotListenError("", 9000, error))
+        service = makeService(parse(), reactor)  # type: ignore[arg-type]
+        server = service.server  # type: ignore[attr-defined]
+        failure = self.assertRaises(ListenError, server.startService)
+        self.assertNotIsInstance(failure, SystemExit)
+        self.assertIn("0.0.0.0:9000", str(failure))
+
+
+class TLSFileTests(SynchronousTestCase):
+    """
+    The usual mistakes with the files of C{--listen ssl:} and C{tls:} are
+    one line that names the file and the problem, not OpenSSL's traceback.
+    """
+
+    def setUp(self) -> None:
+        self.files = TLSMistakes(temporaryDirectory(self))
+
+    def test_eachMistakeNamesTheFileAndTheProblem(self) -> None:
+        """
+        A key without its certificate, a certificate of another key, the
+        two swapped, a missing file, an encrypted key, a chain or DH file
+        that holds something else, and a tls: folder with nothing to serve,
+        are each refused with the sentence that says so.
+        """
+        key, cert = self.files.good.key, self.files.good.cert
+        otherCert, encrypted = self.files.other.cert, self.files.encryptedKey
+        missing = key.parent / "missing.pem"
+        for description, problem in [
+            (
+                f"ssl:0:privateKey={key}",
+                f"privateKey file '{key}' holds no certificate, and no certKey= names one; "
+                "add certKey=CERT.pem.",
+            ),
+            (
+                f"ssl:0:privateKey={key}:certKey={otherCert}",
+                f"the certificate in '{otherCert}' does not match the private key in '{key}' "
+                "(it was made for another key).",
+            ),
+            (
+                f"ssl:0:privateKey={cert}:certKey={key}",
+                f"privateKey file '{cert}' holds no private key (it holds: CERTIFICATE).",
+            ),
+            (
+                f"ssl:0:privateKey={missing}:certKey={cert}",
+                f"privateKey file '{missing}' cannot be read: No such file or directory.",
+            ),
+            ("ssl:0", "privateKey file 'server.pem' cannot be read: No such file or directory."),
+            (
+                f"ssl:0:privateKey={encrypted}:certKey={cert}",
+                f"privateKey file '{encrypted}' holds an encrypted private key; decrypt it first",
+            ),
+            (
+                f"ssl:0:privateKey={key}:certKey={cert}:extraCertChain={key}",
+                f"extraCertChain file '{key}' holds no certificate (it holds: PRIVATE KEY).",
+            ),
+            (
+                f"ssl:0:privateKey={key}:certKey={cert}:dhParameters={key}",
+                f"dhParameters file '{key}' holds no DH parameters (it holds: PRIVATE KEY); "
+                "make them with: openssl dhparam -out dh.pem 2048.",
+            ),
+            (
+                f"tls:{self.files.trustRoots}:port=0",
+                f"path folder '{self.files.trustRoots}' holds no private key together with its "
+                "certificate for a DNS name (subjectAltName), so it can serve no name.",
+            ),
+            (
+                f"haproxy:ssl:0:privateKey={key}",
+                f"privateKey file '{key}' holds no certificate",
+            ),
+        ]:
+            assertRejected(
+                self,
+                parse,
+                ["--listen", description],
+                f"--listen '{description}' is not usable: {problem}",
+            )
+
+    def test_aKeyAndItsCertificateServe(self) -> None:
+        """
+        The key with its certificate (in two files or in one), and a tls:
+        folder of them, are accepted.
+        """
+        key, cert = self.files.good.key, self.files.good.cert
+        both = self.files.serving / "localhost.pem"
+        descriptions = [
+            f"ssl:0:privateKey={key}:certKey={cert}",
+            f"ssl:0:privateKey={both}",
+            f"tls:{self.files.serving}:port=0",
+        ]
+        options = parse(*(arg for d in descriptions for arg in ("--listen", d)))
+        self.assertEqual(options["listen"], descriptions)
+
+
+class LibraryTests(SynchronousTestCase):
+    """
+    C{tcplife.serverFromString} checks descriptions as tcpecho does.
+    """
+
+    def test_badDescriptionRaisesEndpointErrorWithTheSentence(self) -> None:
+        """
+        A bad description raises tcplife.EndpointError, a ValueError, whose
+        message is the sentence tcpecho prints after "is not usable: ".
+        """
+        error = self.assertRaises(
+            tcplife.EndpointError,
+            tcplife.serverFromString,
+            MemoryReactorClock(),
+            "TCP:9000:backlog=-5",
+        )
+        self.assertIsInstance(error, ValueError)
+        self.assertEqual(str(error), "backlog must be a whole number from 1 to 65535, not '-5'")
