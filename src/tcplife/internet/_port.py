@@ -257,16 +257,44 @@ class LifecycleUNIXPort(PolicedPort, unix.Port):
             raise
 
 
+#: Factories wrapped in factories (PROXY around TLS around the user's): how
+#: deep to look for the accept policy of the innermost.
+_MOST_WRAPPERS = 8
+
+
+def acceptPolicyOf(factory: object) -> AcceptPolicy | None:
+    """
+    The accept policy C{factory} brings with it (its C{acceptPolicy}
+    attribute: a L{tcplife.LifecycleServerFactory}'s admission gate), or
+    that of the factory it wraps (C{wrappedFactory}, as TLS and the PROXY
+    header wrap one), or L{None}.
+    """
+    for _ in range(_MOST_WRAPPERS):
+        policy: AcceptPolicy | None = getattr(factory, "acceptPolicy", None)
+        if policy is not None:
+            return policy
+        factory = getattr(factory, "wrappedFactory", None)
+        if factory is None:
+            break
+    return None
+
+
 @implementer(IReactorTCP, IReactorSSL, IReactorSocket, IReactorUNIX)
 class PortReactor:
     """
     A reactor whose listening calls build tcplife ports; every other attribute
     is the real reactor's.
 
+    Each port accepts under C{acceptPolicy} if one is given, and otherwise
+    under the policy its factory brings (L{acceptPolicyOf}): a
+    L{tcplife.LifecycleServerFactory}'s connection cap holds on every port
+    made here, without being named.
+
     On a reactor without real sockets (a test's C{MemoryReactor}), listening
     calls pass straight through.
 
-    @ivar acceptPolicy: Given to every port this adapter makes.
+    @ivar acceptPolicy: Given to every port this adapter makes, if not
+        L{None}.
     @ivar transport: The class of every TCP connection its TCP ports accept:
         L{DirectServer}, or a subclass with some of its speed levers off.
     @ivar acceptWithoutEnums: Set on every port it makes (see
@@ -290,11 +318,21 @@ class PortReactor:
         self.acceptWithoutEnums = acceptWithoutEnums
         self.ports: list[IListeningPort] = []
 
+    @classmethod
+    def around(cls, reactor: Any) -> PortReactor:
+        """
+        C{reactor} itself if it is a L{PortReactor} already, else a new one
+        around it.
+        """
+        return reactor if isinstance(reactor, PortReactor) else cls(reactor)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._reactor, name)
 
     def _started(self, port: PolicedPort) -> IListeningPort:
         policy = self.acceptPolicy
+        if policy is None:
+            policy = acceptPolicyOf(port.factory)
         port.acceptPolicy = policy
         if not self.acceptWithoutEnums:
             port.acceptWithoutEnums = False

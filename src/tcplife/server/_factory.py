@@ -84,6 +84,14 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
                 self.connections, self.clock, self.idleTimeout, self.closeTimeout
             )
 
+    @property
+    def acceptPolicy(self) -> AcceptGate:
+        """
+        The admission gate, as the accept policy tcplife's ports apply to
+        the factory they serve (see L{tcplife.PortReactor}).
+        """
+        return self.gate
+
     def connectionOpened(self, connection: TrackedConnection) -> None:
         """
         A connection was accepted; called before its protocol's
