@@ -21,7 +21,7 @@ from .client import (
 from .events import LifecycleLog
 from .internet import AcceptQueue, EndpointError, readAcceptQueue, serverFromString
 from .protocols import EchoProtocol, HalfCloseableTLSFactory, ProxyServerEndpoint, TrackedConnection
-from .server import LifecycleServerFactory, Listener, ListenError
+from .server import LifecycleServerFactory, Listener, ListenError, ServerSettings
 
 __all__ = [
     "AcceptQueue",
@@ -41,6 +41,7 @@ __all__ = [
     "LoadRun",
     "LoadSettings",
     "ProxyServerEndpoint",
+    "ServerSettings",
     "TrackedConnection",
     "readAcceptQueue",
     "serverFromString",

@@ -21,7 +21,7 @@ a factory) and L{tcplife.events}; the server and client rooms import it.
 
 from ._dispatch import ErrorAwareDispatch
 from ._endpointcheck import EndpointError
-from ._endpoints import clientFromString, serverFromString
+from ._endpoints import DEFAULT_PORT, clientFromString, serverFromString
 from ._kernel import AcceptQueue, listenDrops, readAcceptQueue, unsentBytes
 from ._poller import BatchedPoller, pollerFor
 from ._port import (
@@ -37,6 +37,7 @@ from ._transport import DirectServer
 from ._unixpath import listenerAt, lockHolder
 
 __all__ = [
+    "DEFAULT_PORT",
     "AcceptPolicy",
     "AcceptQueue",
     "BatchedPoller",

@@ -5,7 +5,7 @@ tcplife's PROXY protocol.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from twisted.internet import endpoints
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint, IStreamServerEndpoint
@@ -20,7 +20,11 @@ from ._endpointcheck import (
 )
 from ._port import PortReactor
 
-__all__ = ["EndpointError", "clientFromString", "serverFromString"]
+__all__ = ["DEFAULT_PORT", "EndpointError", "clientFromString", "serverFromString"]
+
+#: The TCP port tcplife's server listens on, and its client connects to,
+#: when none is given.
+DEFAULT_PORT: Final = 9000
 
 # What Twisted's parsers raise for a bad description (a type only a plugin
 # knows is checked by nobody else).

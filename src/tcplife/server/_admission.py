@@ -33,6 +33,7 @@ from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from ..events import LifecycleLog, describeAddress
 from ..internet import readAcceptQueue
 from ..protocols import ProxyHeaderFactory
+from ._settings import ServerSettings
 
 #: Why accepting paused.
 MAX_CONNECTIONS = "max-connections"
@@ -40,8 +41,6 @@ FD_LIMIT = "fd-limit"
 
 # With no cap, any burst size is allowed; tcp.Port's own scaling still applies.
 _UNBOUNDED = 1 << 30
-
-# Linux's default net.core.somaxconn, for a port whose backlog is not known.
 
 
 class GovernedPort(typing.Protocol):
@@ -69,7 +68,8 @@ class AcceptGate:
     Decides when tcplife ports accept; an L{AcceptPolicy
     <tcplife.internet.AcceptPolicy>} for tcplife's ports.
 
-    @ivar maxConnections: The cap on open connections, or L{None}.
+    @ivar settings: Where the cap on open connections is
+        (C{maxConnections}, L{None}: no cap).
     @ivar paused: Why accepting is paused (L{MAX_CONNECTIONS},
         L{FD_LIMIT}), or L{None} while accepting.
     @ivar awaitingHeader: Connections accepted behind a PROXY header
@@ -98,11 +98,11 @@ class AcceptGate:
         events: LifecycleLog,
         clock: IReactorTime,
         openConnections: Callable[[], int],
-        maxConnections: int | None = None,
+        settings: ServerSettings,
     ) -> None:
         self.events = events
         self.clock = clock
-        self.maxConnections = maxConnections
+        self.settings = settings
         self.paused: str | None = None
         self.awaitingHeader = 0
         self.refusedByFactory = 0
@@ -115,6 +115,13 @@ class AcceptGate:
         self._pausedAt = 0.0
         self._retry: IDelayedCall | None = None
         self._retryDelay = self.retryAfter
+
+    @property
+    def maxConnections(self) -> int | None:
+        """
+        The cap on open connections, or L{None}.
+        """
+        return self.settings.maxConnections
 
     def watch(self, port: GovernedPort) -> None:
         """
@@ -141,9 +148,10 @@ class AcceptGate:
     def acceptBudget(self) -> int:
         if self.paused is not None:
             return 0
-        if self.maxConnections is None:
+        cap = self.settings.maxConnections
+        if cap is None:
             return _UNBOUNDED
-        return self.maxConnections - self.openConnections()
+        return cap - self.openConnections()
 
     def acceptsExhausted(self, port: GovernedPort, error: int) -> None:
         self.exhaustions += 1
@@ -180,7 +188,7 @@ class AcceptGate:
     # -- what the factory tells us ---------------------------------------
 
     def connectionOpened(self) -> None:
-        cap = self.maxConnections
+        cap = self.settings.maxConnections
         if cap is not None and self.paused is None and self.openConnections() >= cap:
             self._pause(MAX_CONNECTIONS)
 
@@ -222,7 +230,7 @@ class AcceptGate:
     def _serveWaiting(self) -> None:
         # Within the cap, however accepting is paused: these were accepted
         # already, and their descriptors are ours.
-        cap = self.maxConnections
+        cap = self.settings.maxConnections
         while self.waiting and (cap is None or self.openConnections() < cap):
             port, client, address = self.waiting.popleft()
             port.serveAccepted(client, address)
@@ -232,7 +240,8 @@ class AcceptGate:
         self._resumeIfBelowCap()
 
     def _resumeIfBelowCap(self) -> None:
-        if self.maxConnections is not None and self.openConnections() >= self.maxConnections:
+        cap = self.settings.maxConnections
+        if cap is not None and self.openConnections() >= cap:
             self.paused = MAX_CONNECTIONS
             return
         self._resume()
