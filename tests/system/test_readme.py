@@ -12,6 +12,8 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 from twisted.internet.testing import MemoryReactorClock
@@ -80,6 +82,94 @@ class UpperEchoExampleTests(SynchronousTestCase):
         accepted = server.waitFor(lifecycle="accept")
         self.assertEqual(accepted["conn_id"], close["conn_id"])
         server.waitFor(lifecycle="half-close", conn_id=close["conn_id"])
+
+
+class ProgramLog:
+    """
+    A Python program in a subprocess, its text log read line by line as it
+    comes, by a thread.
+    """
+
+    def __init__(self, test: SynchronousTestCase, program: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(program)],
+            cwd=program.parent,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        test.addCleanup(self.stop)
+        self.lines: list[str] = []
+        self._arrived = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._arrived:
+                self.lines.append(line.decode("utf-8", "replace").rstrip("\n"))
+                self._arrived.notify_all()
+
+    def waitFor(self, text: str) -> int:
+        """
+        The index of the first line (already read or still to come) that
+        holds C{text}; fails after L{WAIT} seconds.
+        """
+        deadline = time.monotonic() + WAIT
+        with self._arrived:
+            while True:
+                for index, line in enumerate(self.lines):
+                    if text in line:
+                        return index
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.process.poll() is not None:
+                    raise AssertionError(f"no line with {text!r} in {self.lines}")
+                self._arrived.wait(remaining)
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait(WAIT)
+        self._reader.join(WAIT)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
+
+class ServeInYourProgramTests(SynchronousTestCase):
+    """
+    The README's program that serves a subclass holds the cap it sets.
+    """
+
+    def test_programLogsAndHoldsItsCap(self) -> None:
+        """
+        The README's C{serve_upper.py}, run as written (on a free port of
+        127.0.0.1), logs C{listen}, shouts each echo back, and with its 100
+        connections open leaves the 101st client waiting until one closes.
+        """
+        code = exampleCode("serve_upper.py")
+        self.assertIn('"tcp:9000:backlog=128"', code)
+        self.assertIn("maxConnections=100", code)
+        directory = temporaryDirectory(self)
+        (directory / "upper_echo.py").write_text(exampleCode("upper_echo.py"), encoding="utf-8")
+        program = directory / "serve_upper.py"
+        program.write_text(code.replace("tcp:9000:", "tcp:0:interface=127.0.0.1:"))
+        log = ProgramLog(self, program)
+        listen = log.lines[log.waitFor("listen on 127.0.0.1:")]
+        port = portOf(listen.rsplit(" (backlog 128)", 1)[0])
+
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=WAIT) for _ in range(100)]
+        self.addCleanup(lambda: [client.close() for client in clients])
+        for client in clients:
+            client.sendall(b"quiet\n")
+            self.assertEqual(readLine(client), b"QUIET\n")
+        paused = log.lines[log.waitFor("accept-paused")]
+        self.assertIn("(max-connections): 100 open", paused)
+        late = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        self.addCleanup(late.close)
+        late.sendall(b"late\n")
+        clients[0].close()
+        self.assertEqual(readLine(late), b"LATE\n")
+        self.assertLess(log.waitFor("close #1 "), log.waitFor("accept #101 "))
 
 
 class ShellExampleTests(SynchronousTestCase):

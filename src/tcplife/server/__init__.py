@@ -1,8 +1,8 @@
 """
 Server policy on top of the engine: the settings (L{ServerSettings}), the
 factory every connection is served by, admission on the kernel's backlog,
-idle timeouts, the graceful drain, metrics, listening as a service, the
-whole server built from its settings (L{serverService}),
+idle timeouts, the graceful drain, metrics, listening (as a service, or
+L{listen}), the whole server built from its settings (L{serverService}),
 and the speed levers (L{LEVERS}).
 
 Imports L{tcplife.internet}, L{tcplife.protocols} and L{tcplife.events};
@@ -14,7 +14,7 @@ from ._drain import Drainer, drainOnHangup
 from ._factory import LifecycleServerFactory
 from ._idle import IdleSweeper
 from ._levers import LEVERS, LEVERS_OFF_VARIABLE, unknownLevers
-from ._listening import Listener, ListenError, describeListenFailure, listeningSocket
+from ._listening import Listener, ListenError, describeListenFailure, listen, listeningSocket
 from ._metrics import ServerCollector, metricsSite
 from ._service import ServerService, serverService
 from ._settings import ServerSettings
@@ -34,6 +34,7 @@ __all__ = [
     "ServerSettings",
     "describeListenFailure",
     "drainOnHangup",
+    "listen",
     "listeningSocket",
     "metricsSite",
     "serverService",

@@ -8,7 +8,7 @@ from collections import Counter
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import Protocol, ServerFactory
 
 from ..events import LifecycleLog
@@ -42,6 +42,14 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
          --factory} does, and then sets what the options give);
       4. the keyword arguments C{maxConnections}, C{idleTimeout},
          C{closeTimeout} and C{trace}, each one field.
+
+    Serve it on tcplife's ports (L{tcplife.listen},
+    L{tcplife.serverFromString}, or a L{tcplife.PortReactor}), which never
+    accept beyond C{maxConnections}: the clients beyond it wait in the
+    kernel's accept queue.  On a port tcplife did not make (a plain
+    C{reactor.listenTCP}), the cap holds too: the factory governs that port
+    from its first connection on, stops it reading at the cap, and resets
+    the connections a burst of accepts takes beyond it (see L{buildProtocol}).
 
     @cvar maxConnections: A subclass's default for
         L{ServerSettings.maxConnections}.
@@ -128,6 +136,25 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
         """
         return self.gate
 
+    def buildProtocol(self, addr: IAddress | None) -> Protocol | TrackedConnection | None:  # type: ignore[override]
+        """
+        A L{TrackedConnection} around a new C{protocol}; or, with
+        C{maxConnections} open already, a protocol that resets the
+        connection at once (counted in the gate's C{refusedOverCap}).
+
+        tcplife's ports never ask beyond the cap; a port tcplife did not
+        make can, within one burst of accepts (C{tcp.Port} takes up to 100
+        and more per wake-up, whatever the factory says in between).  Not
+        L{None}: Twisted's TLS and PROXY wrappers would wrap it as a
+        protocol.
+        """
+        cap = self.settings.maxConnections
+        # The gate's openConnections(), spelled out: this runs per accept.
+        if cap is not None and len(self.connections) + self.gate.awaitingHeader >= cap:
+            self.gate.refusedOverCap += 1
+            return _OverCap()
+        return super().buildProtocol(addr)
+
     def connectionOpened(self, connection: TrackedConnection) -> None:
         """
         A connection was accepted; called before its protocol's
@@ -138,6 +165,12 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
         if self.events.enabled:
             # peer and local cost a system call each: only for a built event.
             self.events.accept(connection.connId, connection.peer, connection.local)
+        if self.settings.maxConnections is not None:
+            # Through whatever wraps it (TLS, PROXY), the transport's port; one
+            # that accepts under the gate is the gate's already.
+            port = getattr(connection.transport, "server", None)
+            if getattr(port, "acceptPolicy", None) is not self.gate:
+                self.gate.noticePort(port)
         self.gate.connectionOpened()
         if self.sweeper is not None:
             self.sweeper.start()
@@ -168,3 +201,17 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
         waiter: Deferred[None] = Deferred()
         self._whenEmpty.append(waiter)
         return waiter
+
+
+class _OverCap(Protocol):
+    """
+    A connection accepted beyond the cap: reset at once, unserved.
+    """
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        abort = getattr(self.transport, "abortConnection", None)
+        if abort is not None:
+            abort()
+        else:
+            self.transport.loseConnection()
