@@ -53,7 +53,7 @@ twisted-suite: $(DEV_STAMP)
 # Twisted's tests of twisted-suite there; and on the newest Python with the
 # newest releases.  Each leg in a new virtualenv under build/matrix/; a leg
 # whose Python is not installed (pythonX.Y on PATH or under pyenv) is skipped
-# with one line (about 6 minutes with both).
+# with one line (5 to 8 minutes here with both).
 # One leg: make matrix MATRIX_ARGS="--leg lowest"
 MATRIX_ARGS ?=
 matrix: $(DEV_STAMP)
