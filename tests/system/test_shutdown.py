@@ -279,7 +279,15 @@ class DrainTests(SynchronousTestCase):
         is told to stop) neither stops the reactor twice nor changes the
         exit status from SIGTERM's.
         """
-        server, _ = self.start()
+        server, port = self.start()
+        # The listen event comes before the reactor runs and installs its
+        # handlers; until then either signal ends the process at once.  An
+        # echo proves it runs.
+        client = self.connect(port)
+        client.sendall(b"x")
+        recvExactly(client, 1)
+        client.close()
+        server.waitFor(lifecycle="close")
         server.process.send_signal(signal.SIGTERM)
         server.process.send_signal(signal.SIGHUP)
         server.waitFor(lifecycle="drained")
