@@ -1,7 +1,7 @@
 """
 Server memory under hostile and heavy load: clients that send and never read,
 rounds of them, and many idle connections.  Prints a table; --json writes it
-as JSON.
+as JSON::
 
     python -m tcplife.bench.limits [--json PATH] [--scenarios one,many,rounds,idle]
 
