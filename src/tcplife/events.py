@@ -2,8 +2,8 @@
 The lifecycle events: the one place that knows their names and fields.
 
 Every event carries a C{lifecycle} field naming the phase of the textbook's
-call sequence it stands for.  The field names are a public contract (see the
-README): log readers select on them, so change them only with a major release.
+call sequence it stands for.  The field names are a public contract (see
+docs/events.md): log readers select on them, so change them only with a major release.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ as JSON::
 Each scenario starts a fresh server (tcplife's `twist tcpecho`, and bare
 Twisted `wire.Echo` for comparison) and reads its RSS from /proc.  Figures are
 RSS growth over the server's own baseline after one warm-up echo, or (rounds)
-the RSS itself after each round; they are reported, never asserted (see the
-README's "Running it in production" section).
+the RSS itself after each round; they are reported, never asserted (see
+"Running it in production" in docs/server.md).
 """
 
 from __future__ import annotations
