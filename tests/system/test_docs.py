@@ -366,6 +366,44 @@ class DocsTests(SynchronousTestCase):
                     broken.append(f"{page.name}: {target}")
         self.assertEqual(broken, [])
 
+    def test_serverOptionTableHasEveryTcpechoOption(self) -> None:
+        """
+        The server page's option table has a row for each option of
+        C{twist tcpecho}, and for no option it does not have.
+        """
+        rows = re.findall(r"^\| `--([\w-]+)", (DOCS / "server.md").read_text(), re.MULTILINE)
+        self.assertEqual(sorted(rows), sorted(pluginOptions(Options)))
+
+    def test_clientOptionTablesHaveEveryTcpclientOption(self) -> None:
+        """
+        The client page's option tables (one exchange, load) have a row for
+        each option of C{twist tcpclient}, and for no option it does not
+        have.
+        """
+        from tcplife.tap.client import Options as ClientOptions
+
+        rows = re.findall(r"^\| `--([\w-]+)", (DOCS / "client.md").read_text(), re.MULTILINE)
+        self.assertEqual(sorted(set(rows)), sorted(pluginOptions(ClientOptions)))
+
+    def test_eventTableListsEveryPhase(self) -> None:
+        """
+        The event contract's table has a row for each phase tcplife emits,
+        and for no other.
+        """
+        from tcplife.events import PHASES
+
+        text = (DOCS / "events.md").read_text(encoding="utf-8")
+        rows = re.findall(r"^\| `([\w-]+)` \|", text, re.MULTILINE)
+        self.assertEqual(sorted(row for row in rows if row != "lifecycle"), sorted(PHASES))
+
+
+def pluginOptions(options: type[Any]) -> list[str]:
+    """
+    The long options of a plugin's C{Options}, but C{--help} and
+    C{--version}, which every twist plugin has.
+    """
+    return [o.rstrip("=") for o in options().longOpt if o not in ("help", "version")]
+
 
 def headingAnchors(page: Path) -> set[str]:
     """
