@@ -396,6 +396,25 @@ class DocsTests(SynchronousTestCase):
         rows = re.findall(r"^\| `([\w-]+)` \|", text, re.MULTILINE)
         self.assertEqual(sorted(row for row in rows if row != "lifecycle"), sorted(PHASES))
 
+    def test_metricsTableHasEverySeriesTheServerServes(self) -> None:
+        """
+        The server page's metrics table names each series the metrics
+        endpoint serves (counters with their C{_total}), and no other.
+        """
+        from tcplife import LifecycleServerFactory
+        from tcplife.server import ServerCollector
+
+        factory = LifecycleServerFactory(clock=MemoryReactorClock())
+        served = {
+            family.name + ("_total" if family.type == "counter" else "")
+            for family in ServerCollector(factory, list).collect()
+        }
+        text = (DOCS / "server.md").read_text(encoding="utf-8")
+        table = text[text.index("## Metrics") :]
+        rows = re.findall(r"^\|([^|]*)\|", table, re.MULTILINE)
+        documented = {name for row in rows for name in re.findall(r"`(tcplife_\w+)", row)}
+        self.assertEqual(sorted(documented), sorted(served))
+
 
 def pluginOptions(options: type[Any]) -> list[str]:
     """
