@@ -433,32 +433,29 @@ def headingAnchors(page: Path) -> set[str]:
     return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
 
 
+#: The shell examples whose every twist command is parsed as twist parses it.
+PARSED_EXAMPLES = (
+    "tcpecho-commands",
+    "readme-tcpecho",
+    "tcpclient-commands",
+    "tcpclient-load-commands",
+    "reuse-port-loop",
+)
+
+
 class CommandTests(SynchronousTestCase):
     """
     The shell examples mean, to a shell and to twist, what the docs say.
     """
 
-    @checks(
-        "tcpecho-commands",
-        "readme-tcpecho",
-        "tcpclient-commands",
-        "tcpclient-load-commands",
-        "reuse-port-loop",
-    )
+    @checks(*PARSED_EXAMPLES)
     def test_twistCommandsParseAsTwistParsesThem(self) -> None:
         """
         Every twist command of the docs' shell examples, split as a shell
         splits it, is accepted by twist and its plugin's options (files and
         modules they name in place).
         """
-        names = [
-            "tcpecho-commands",
-            "readme-tcpecho",
-            "tcpclient-commands",
-            "tcpclient-load-commands",
-            "reuse-port-loop",
-        ]
-        commands = [words for name in names for words in twistCommands(name)]
+        commands = [words for name in PARSED_EXAMPLES for words in twistCommands(name)]
         errors = parseErrors(self, commands)
         self.assertEqual([(" ".join(c), e) for c, e in zip(commands, errors, strict=True) if e], [])
 
