@@ -238,11 +238,19 @@ class LifecycleUNIXPort(PolicedPort, unix.Port):
 
     transport = LifecycleUNIXServer
 
+    def __init__(
+        self, fileName: bytes, factory: IProtocolFactory, *args: Any, **kwargs: Any
+    ) -> None:
+        super().__init__(fileName, factory, *args, **kwargs)
+        # Our own copy of the path: Twisted 26.10 keeps it in _bindPath,
+        # Twisted 26.4 in port.
+        self._path: bytes | str = self._buildAddr(fileName).name
+
     def startListening(self) -> None:
         # Twisted takes a stale lock file (its pid is gone) as leave to unlink
         # the path, even while another process listens on it, and keeps the
         # lock when bind() fails, so the next start finds it stale.
-        path = self._bindPath
+        path = self._path
         if self._preexistingSocket is None and listenerAt(path):
             raise CannotListenError(None, path, OSError(errno.EADDRINUSE, "Address already in use"))
         try:
@@ -267,7 +275,7 @@ def acceptPolicyOf(factory: object) -> AcceptPolicy | None:
     The accept policy C{factory} brings with it (its C{acceptPolicy}
     attribute: a L{tcplife.LifecycleServerFactory}'s admission gate), or
     that of the factory it wraps (C{wrappedFactory}, as TLS and the PROXY
-    header wrap one), or L{None}.
+    header wrap one), or C{None}.
     """
     for _ in range(_MOST_WRAPPERS):
         policy: AcceptPolicy | None = getattr(factory, "acceptPolicy", None)
@@ -294,7 +302,7 @@ class PortReactor:
     calls pass straight through.
 
     @ivar acceptPolicy: Given to every port this adapter makes, if not
-        L{None}.
+        C{None}.
     @ivar transport: The class of every TCP connection its TCP ports accept:
         L{DirectServer}, or a subclass with some of its speed levers off.
     @ivar acceptWithoutEnums: Set on every port it makes (see

@@ -87,13 +87,13 @@ class AcceptGate:
     <tcplife.internet.AcceptPolicy>} for tcplife's ports.
 
     @ivar settings: Where the cap on open connections is
-        (C{maxConnections}, L{None}: no cap).
+        (C{maxConnections}, C{None}: no cap).
     @ivar paused: Why accepting is paused (L{MAX_CONNECTIONS},
-        L{FD_LIMIT}), or L{None} while accepting.
+        L{FD_LIMIT}), or C{None} while accepting.
     @ivar awaitingHeader: Connections accepted behind a PROXY header
         wrapper that wait for their header: open, but not yet the factory's.
     @ivar refusedByFactory: Connections accepted and then declined because
-        the factory's C{buildProtocol} returned L{None}.
+        the factory's C{buildProtocol} returned C{None}.
     @ivar refusedHeader: Connections accepted and then closed without a
         valid PROXY header (invalid, none in time, or closed first).
     @ivar refusedOverCap: Connections a port tcplife did not make accepted
@@ -143,7 +143,7 @@ class AcceptGate:
     @property
     def maxConnections(self) -> int | None:
         """
-        The cap on open connections, or L{None}.
+        The cap on open connections, or C{None}.
         """
         return self.settings.maxConnections
 

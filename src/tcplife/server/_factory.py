@@ -44,7 +44,7 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
          C{closeTimeout} and C{trace}, each one field.
 
     Serve it on tcplife's ports (L{tcplife.listen},
-    L{tcplife.serverFromString}, or a L{tcplife.PortReactor}), which never
+    C{tcplife.serverFromString}, or a L{tcplife.PortReactor}), which never
     accept beyond C{maxConnections}: the clients beyond it wait in the
     kernel's accept queue.  On a port tcplife did not make (a plain
     C{reactor.listenTCP}), the cap holds too: the factory governs that port
@@ -145,7 +145,7 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
         tcplife's ports never ask beyond the cap; a port tcplife did not
         make can, within one burst of accepts (C{tcp.Port} takes up to 100
         and more per wake-up, whatever the factory says in between).  Not
-        L{None}: Twisted's TLS and PROXY wrappers would wrap it as a
+        C{None}: Twisted's TLS and PROXY wrappers would wrap it as a
         protocol.
         """
         cap = self.settings.maxConnections

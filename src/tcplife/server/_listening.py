@@ -140,7 +140,7 @@ def announceListening(
 def listen(reactor: Any, description: str, factory: IProtocolFactory) -> Deferred[IListeningPort]:
     """
     Listen on the server endpoint C{description} with C{factory}, on
-    tcplife's ports (see L{tcplife.serverFromString}), and emit C{listen}
+    tcplife's ports (see C{tcplife.serverFromString}), and emit C{listen}
     once listening (through the factory's C{events}, if it has them).
 
     A L{LifecycleServerFactory <tcplife.LifecycleServerFactory>}'s
@@ -169,7 +169,7 @@ class Listener(Service):
     Listens on one endpoint with one factory, and reports C{listen} and
     C{stop-listening} (or, without C{events}, one plain log line).
 
-    Unlike L{twisted.application.internet.StreamServerEndpointService}, a
+    Unlike C{twisted.application.internet.StreamServerEndpointService}, a
     failure to listen is not merely logged: it raises L{ListenError} when
     it happens during C{startService} (as it does for TCP, TLS, UNIX and
     systemd endpoints); a failure that comes later is logged as critical and

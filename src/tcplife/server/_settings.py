@@ -55,7 +55,7 @@ class ServerSettings:
     drain and the listeners all read the factory's settings.
 
     @ivar port: The TCP port C{--port} listens on (0: any free one);
-        L{None}: no such listener (only the C{listen} endpoints).
+        C{None}: no such listener (only the C{listen} endpoints).
     @ivar interface: The address C{port} binds; empty: every IPv4
         interface.  An IPv6 address gives an IPv6 socket.
     @ivar backlog: C{listen()}'s backlog for C{port} (Linux caps it at
@@ -63,21 +63,21 @@ class ServerSettings:
     @ivar listen: Server endpoint descriptions to listen on as well.
     @ivar reusePort: Set C{SO_REUSEPORT} on C{port}'s socket.
     @ivar trace: Emit a C{read} and a C{write} event per call.
-    @ivar protocol: What the factory serves; L{None}: the factory class's own
+    @ivar protocol: What the factory serves; C{None}: the factory class's own
         C{protocol} (tcplife's echo).
     @ivar factory: The L{LifecycleServerFactory
         <tcplife.LifecycleServerFactory>} subclass a server built from these
-        settings serves with; L{None}: tcplife's own.
+        settings serves with; C{None}: tcplife's own.
     @ivar maxConnections: Stop accepting while this many connections are
-        open (new clients wait in the kernel's accept queue); L{None}: no cap.
+        open (new clients wait in the kernel's accept queue); C{None}: no cap.
     @ivar idleTimeout: Close connections that moved no byte for this many
-        seconds (C{how=timeout}); L{None}: never.
+        seconds (C{how=timeout}); C{None}: never.
     @ivar closeTimeout: Abort a connection whose graceful close has not
         finished within this many seconds.
     @ivar shutdownTimeout: On SIGTERM, SIGINT or SIGHUP, wait this many
         seconds for the open connections to finish.
     @ivar metrics: Serve Prometheus metrics at C{/metrics} on this server
-        endpoint; L{None}: no metrics.
+        endpoint; C{None}: no metrics.
     @ivar leversOff: Speed levers switched back to Twisted's way, to measure
         what each buys (L{tcplife.server.LEVERS}); empty: none, as tcplife
         ships.
