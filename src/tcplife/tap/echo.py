@@ -128,11 +128,12 @@ class Options(usage.Options):
         self.settings = _DEFAULTS
 
     def opt_port(self, port: str) -> None:
-        """
-        TCP port to listen on (default 9000, none with --listen; 0: any free).
-        """
         self["port"] = port
 
+    # usage.Options shows an option method's docstring as its help.
+    opt_port.__doc__ = (
+        f"TCP port to listen on (default {_DEFAULTS.port}, none with --listen; 0: any free)."
+    )
     opt_p = opt_port
 
     def opt_listen(self, description: str) -> None:
