@@ -10,6 +10,9 @@ policy.
   - L{BatchedPoller} and L{tcplife.internet.directreactor}: events dispatched
     in batches, with C{EPOLLERR} read;
   - L{ReusePortEndpoint}: C{SO_REUSEPORT};
+  - L{HoldingPorts} and L{InheritedPorts} (with
+    L{inheritedServerFromString}): listening sockets one process binds and
+    others accept on, with one accept queue for all;
   - L{serverFromString} and L{clientFromString}: endpoint descriptions,
     checked in the user's terms (L{EndpointError});
   - what the kernel says about a socket (L{readAcceptQueue}, L{listenDrops},
@@ -22,6 +25,7 @@ a factory) and L{tcplife.events}; the server and client rooms import it.
 from ._dispatch import ErrorAwareDispatch
 from ._endpointcheck import EndpointError
 from ._endpoints import DEFAULT_PORT, clientFromString, serverFromString
+from ._inherit import HoldingPorts, InheritedPorts, inheritedServerFromString
 from ._kernel import AcceptQueue, listenDrops, readAcceptQueue, unsentBytes
 from ._poller import BatchedPoller, pollerFor
 from ._port import (
@@ -44,6 +48,8 @@ __all__ = [
     "DirectServer",
     "EndpointError",
     "ErrorAwareDispatch",
+    "HoldingPorts",
+    "InheritedPorts",
     "LifecyclePort",
     "LifecycleUNIXPort",
     "PolicedPort",
@@ -51,6 +57,7 @@ __all__ = [
     "ReusePortEndpoint",
     "acceptPolicyOf",
     "clientFromString",
+    "inheritedServerFromString",
     "listenDrops",
     "listenerAt",
     "lockHolder",
