@@ -19,10 +19,15 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.endpoints import AdoptedStreamServerEndpoint
-from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IProtocolFactory,
+    IReactorTime,
+    IStreamServerEndpoint,
+)
 
 from ..protocols import ProxyServerEndpoint
 from ._endpointcheck import checkServer
@@ -141,5 +146,6 @@ def inheritedServerFromString(ports: InheritedPorts, description: str) -> IStrea
         ports, ports.inherited, ports.family()
     )
     if checked.proxied:
-        return ProxyServerEndpoint(endpoint, ports)
+        # The clock the PROXY header's timeout runs on: the reactor's.
+        return ProxyServerEndpoint(endpoint, cast(IReactorTime, ports))
     return endpoint

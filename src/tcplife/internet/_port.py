@@ -242,11 +242,11 @@ class _LeavesAdoptedSocketsAlone(unix.Port):
 
     def connectionLost(self, reason: Any) -> None:
         if not self.adopted:
-            unix.Port.connectionLost(self, reason)  # type: ignore[no-untyped-call]
+            unix.Port.connectionLost(self, reason)
             return
         if self.lockFile is not None:
             self.lockFile.unlock()
-        tcp.Port.connectionLost(self, reason)  # type: ignore[no-untyped-call]
+        tcp.Port.connectionLost(self, reason)
 
 
 class LifecycleUNIXPort(PolicedPort, _LeavesAdoptedSocketsAlone):
