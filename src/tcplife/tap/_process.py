@@ -44,6 +44,17 @@ def exitNow(status: int) -> None:
     os._exit(status)
 
 
+def sayOnStandardError(line: str) -> None:
+    """
+    Write C{line} to the process's real standard error: once twist's log
+    has begun, C{sys.stderr} is a file that writes into the log.
+    """
+    stream = sys.__stderr__
+    if stream is not None:
+        with suppress(OSError, ValueError):
+            print(line, file=stream, flush=True)
+
+
 def stopAndExit(reactor: IReactorCore, status: int, grace: float | None = SHUTDOWN_GRACE) -> None:
     """
     Stop the reactor and, once it has shut down, exit with C{status}.
@@ -139,7 +150,7 @@ class ServerProcess(Service):
         keep dying): say so on standard error, stop (draining what is
         left), and exit 1.
         """
-        print(f"tcplife: {message}", file=sys.stderr, flush=True)
+        sayOnStandardError(f"tcplife: {message}")
         stopAndExit(self._reactor, 1, grace=None)
 
     def listenFailedLater(self, message: str) -> None:
@@ -147,5 +158,5 @@ class ServerProcess(Service):
         A listener failed once the reactor was running (an endpoint that
         listens asynchronously): say so on standard error and exit 1.
         """
-        print(f"tcplife: {message}", file=sys.stderr, flush=True)
+        sayOnStandardError(f"tcplife: {message}")
         stopAndExit(self._reactor, 1)
