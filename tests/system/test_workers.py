@@ -51,7 +51,7 @@ def servedBy(server: TwistProcess, client: socket.socket) -> dict[str, Any]:
     """
     The C{accept} event of C{client}'s connection: which worker holds it.
     """
-    peer = "127.0.0.1:%d" % client.getsockname()[1]
+    peer = f"127.0.0.1:{client.getsockname()[1]}"
     return server.waitFor(lifecycle="accept", peer=peer)
 
 
@@ -222,7 +222,7 @@ class SupervisorTests(SynchronousTestCase):
         and 0.8 s; at the fifth death in 10 s the supervisor stops with one
         line on standard error and status 1, draining the other worker.
         """
-        server, port = startWorkers(self, 2)
+        server, _port = startWorkers(self, 2)
         for generation in range(5):
             started = server.waitFor(supervisor="worker-started", worker=1, generation=generation)
             server.waitFor(lifecycle="listen", pid=started["pid"])
@@ -306,7 +306,7 @@ class SupervisorTests(SynchronousTestCase):
         Killing the supervisor leaves no worker serving on: each sees its
         control channel close, drains, and exits.
         """
-        server, port = startWorkers(self, 2)
+        server, _port = startWorkers(self, 2)
         pids = [event["pid"] for event in server.of(supervisor="worker-started")]
         server.process.kill()
         for index in (1, 2):
