@@ -24,7 +24,7 @@ a factory) and L{tcplife.events}; the server and client rooms import it.
 
 from ._dispatch import ErrorAwareDispatch
 from ._endpointcheck import EndpointError
-from ._endpoints import DEFAULT_PORT, clientFromString, serverFromString
+from ._endpoints import DEFAULT_PORT, clientFromString, serverEndpointKind, serverFromString
 from ._inherit import HoldingPorts, InheritedPorts, inheritedServerFromString
 from ._kernel import AcceptQueue, listenDrops, readAcceptQueue, unsentBytes
 from ._poller import BatchedPoller, pollerFor
@@ -63,6 +63,7 @@ __all__ = [
     "lockHolder",
     "pollerFor",
     "readAcceptQueue",
+    "serverEndpointKind",
     "serverFromString",
     "unsentBytes",
 ]

@@ -10,6 +10,7 @@ from typing import Any, Protocol, cast
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
 from twisted.application.service import Service
+from twisted.internet import protocol
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, maybeDeferred
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.interfaces import (
@@ -18,7 +19,6 @@ from twisted.internet.interfaces import (
     IReactorTime,
     IStreamServerEndpoint,
 )
-from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger, LogLevel
 
 from ..events import LifecycleLog
@@ -323,7 +323,7 @@ def supervisorService(
         return holding[-1]
 
     # The listeners' factory serves nothing here: the workers accept.
-    nobody = ServerFactory()
+    nobody = protocol.ServerFactory.forProtocol(protocol.Protocol)
     nobody.noisy = False
     listeners = _listeners(settings, holdingPorts, nobody, events, reactor)
     collector = None

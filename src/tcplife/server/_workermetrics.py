@@ -9,9 +9,10 @@ C{tcplife_accept_paused} is the largest (1 while any worker has paused).
 The accept queues are the supervisor's own to read: every worker shares its
 listening sockets, so there is one queue per socket, not one per worker.
 
-A worker that dies takes its counts with it; the supervisor keeps what it
-last heard from it (at most a second old), and never serves a counter below
-what it served before, so a death is no counter reset to Prometheus.
+A worker that dies takes with it what it counted since it was last asked
+(at most a second before); the supervisor keeps the rest, so the totals do
+not fall when a worker dies (which Prometheus would take for a reset), and
+the restarted worker counts on top of them.
 """
 
 from __future__ import annotations
@@ -91,7 +92,6 @@ class WorkersCollector(Collector):
         self._clock = clock
         self._live: dict[int, list[Metric]] = {}
         self._retired: dict[str, _Family] = {}
-        self._served: dict[SampleKey, float] = {}
 
     # -- what the workers say -------------------------------------------------
 
@@ -113,6 +113,8 @@ class WorkersCollector(Collector):
         return gatherResults(asked, consumeErrors=True).addBoth(lambda _: None)
 
     def _heard(self, answer: dict[str, bytes], pid: int) -> None:
+        if all(worker.pid != pid for worker in self.workers()):
+            return  # it died while its answer was on the way: retired already
         text = answer["exposition"].decode("utf-8")
         self._live[pid] = list(text_string_to_metric_families(text))
 
@@ -161,16 +163,7 @@ class WorkersCollector(Collector):
             for key, value in _keyed(metric):
                 into.add(key, value)
         for merging in merged.values():
-            if merging.kind in _GROWING:
-                self._neverBelowServed(merging)
             yield merging.metric()
-
-    def _neverBelowServed(self, family: _Family) -> None:
-        # What a dead worker counted after its last answer is lost; the sum
-        # must not fall for it, or Prometheus would take it for a reset.
-        for key, value in family.samples.items():
-            served = max(self._served.get(key, 0.0), value)
-            family.samples[key] = self._served[key] = served
 
     def _supervisorsOwn(self) -> Iterator[Metric]:
         depth, backlog, dropped = listenerFamilies(self.ports())

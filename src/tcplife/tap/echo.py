@@ -15,6 +15,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import LogLevel
 from twisted.python import usage
 
+from ..internet import serverEndpointKind
 from ..protocols import numberConnections
 from ..server import (
     FIRST_INHERITED,
@@ -131,6 +132,20 @@ class Options(usage.Options):
             "--max-connections applies to each worker (default: serve in this process).",
         ],
         [
+            "worker-restart-limit",
+            None,
+            None,
+            "With --workers, stop (status 1) once workers have died this many times "
+            f"within --worker-restart-window (default: {_DEFAULTS.workerRestartLimit}).",
+        ],
+        [
+            "worker-restart-window",
+            None,
+            None,
+            "The seconds --worker-restart-limit counts deaths over "
+            f"(default: {_DEFAULTS.workerRestartWindow:g}).",
+        ],
+        [
             "worker-of",
             None,
             None,
@@ -214,6 +229,20 @@ class Options(usage.Options):
                     "listening socket, and its one accept queue; --reuse-port gives each "
                     "process a socket and a queue of its own."
                 )
+            for description in self["listen"]:
+                if serverEndpointKind(description) == "stdio":
+                    raise usage.UsageError(
+                        f"--listen '{description}' has no listening socket to share with "
+                        "--workers; serve standard input and output without --workers."
+                    )
+        if self["worker-restart-limit"] is not None:
+            self["worker-restart-limit"] = wholeNumber(
+                "--worker-restart-limit", self["worker-restart-limit"], 1, 1_000_000
+            )
+        if self["worker-restart-window"] is not None:
+            self["worker-restart-window"] = seconds(
+                "--worker-restart-window", self["worker-restart-window"]
+            )
         if self["worker-of"] is not None:
             self.workerOf = parseWorkerOf(self["worker-of"])
         self.settings = self._settings()
@@ -274,6 +303,8 @@ _SETTINGS_OPTIONS = (
     "shutdown-timeout",
     "metrics",
     "workers",
+    "worker-restart-limit",
+    "worker-restart-window",
 )
 
 
