@@ -156,6 +156,18 @@ class PoolTests(SynchronousTestCase):
         self.die(1)
         self.assertEqual(self.gaveUp, [])
 
+    def test_aWorkerThatDrainedOnItsOwnSignalIsStartedAgainUncounted(self) -> None:
+        """
+        A worker that exits cleanly (status 0, or of SIGTERM, SIGINT or
+        SIGHUP: told to stop by someone else) is started again at once, and
+        such exits never make the pool give up.
+        """
+        for generation in range(1, 8):
+            self.die(1, killed(signal.SIGTERM) if generation % 2 else Failure(ProcessDone(0)))
+            self.reactor.advance(0)
+            self.assertEqual(self.reactor.spawned[-1]["args"][-1], f"--worker-of=1/2/{generation}")
+        self.assertEqual((self.gaveUp, list(self.pool.deaths)), ([], []))
+
     def test_drainTellsEveryWorkerAndFiresOnceAllHaveExited(self) -> None:
         """
         A drain sends each worker a Drain over its channel, restarts

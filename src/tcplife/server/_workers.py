@@ -123,6 +123,17 @@ def _stoppedBy(reactor: Any) -> str:
     return signal.Signals(signum).name if signum else "a stop"
 
 
+#: The signals a worker drains on (twist dies of them once drained).
+_DRAINING_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+
+
+def _stoppedCleanly(reason: Failure) -> bool:
+    signum = getattr(reason.value, "signal", None)
+    if signum:
+        return signum in _DRAINING_SIGNALS
+    return not getattr(reason.value, "exitCode", None)
+
+
 def describeEnd(reason: Failure) -> str:
     """
     How a process ended, in words: C{exited with status 3}, C{was killed by
@@ -284,6 +295,19 @@ class WorkerPool:
                 supervisor="worker-exited",
             )
             self._checkAllEnded()
+            return
+        if _stoppedCleanly(reason):
+            # Asked to stop, by someone else than the supervisor (a signal
+            # to this worker alone, or to the whole unit, the supervisor's
+            # own still on its way): not a failure, and not counted.
+            _log.info(
+                "worker {worker} (pid {pid}) {how} and drained; starting it again",
+                worker=worker.index,
+                pid=pid,
+                how=how,
+                supervisor="worker-stopped",
+            )
+            worker.restart = self._reactor.callLater(0, self._restart, worker)
             return
         now = self._reactor.seconds()
         self.deaths.append(now)
