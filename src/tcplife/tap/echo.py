@@ -195,8 +195,15 @@ class Options(usage.Options):
             self._refuseWithoutPort()
         if self["backlog"] is not None:
             self["backlog"] = wholeNumber("--backlog", self["backlog"], 1, 65535)
+        if self["worker-of"] is not None:
+            self.workerOf = parseWorkerOf(self["worker-of"])
         for description in self["listen"]:
-            _parseEndpoint(globalReactor(), description)
+            if self.workerOf is None:
+                _parseEndpoint(globalReactor(), description)
+            else:
+                # Checked by the supervisor, which took the systemd sockets
+                # a systemd: description would look for here.
+                serverEndpointKind(description)
         if self["max-connections"] is not None:
             self["max-connections"] = wholeNumber(
                 "--max-connections", self["max-connections"], 1, 10_000_000
@@ -239,8 +246,6 @@ class Options(usage.Options):
             self["worker-restart-window"] = seconds(
                 "--worker-restart-window", self["worker-restart-window"]
             )
-        if self["worker-of"] is not None:
-            self.workerOf = parseWorkerOf(self["worker-of"])
         self.settings = self._settings()
 
     def _refuseWithoutPort(self) -> None:
