@@ -19,8 +19,9 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from tcplife import LifecycleServerFactory
 from tcplife.bench._levers import LEVERS, launchedWithout
 from tcplife.bench._load import LoadResult
-from tcplife.bench._report import asJSON, markdown, table
-from tcplife.bench._run import BenchResults, summarize
+from tcplife.bench._proc import cpuSeconds, treeCpuSeconds
+from tcplife.bench._report import asJSON, limitedBy, markdown, table
+from tcplife.bench._run import BenchResults, Summary, summarize
 from tcplife.internet import PortReactor, pollerFor
 from tcplife.testing import EventRecorder
 
@@ -183,6 +184,62 @@ class ReportTests(SynchronousTestCase):
             asJSON(results)["summaries"]["rr"]["tcplife"]["ratios"]["uvloop"], 1.125
         )
         self.assertIn("1.37 KiB/conn", markdown(results))
+
+    def test_workersRowsCompareWithOneProcessAndSayWhatLimitsThem(self) -> None:
+        """
+        The workers table gives each number of workers' rate relative to
+        the one process, and names what held it down: the client when it
+        was busy all the time, the server's processes when they were, the
+        cores when everything together was.
+        """
+
+        def run(messages: int, cpu: float, client: float, busy: float) -> LoadResult:
+            return LoadResult(
+                "rr",
+                messages,
+                messages,
+                1.0,
+                cpu,
+                100.0,
+                200.0,
+                100,
+                clientCpuSeconds=client,
+                busySeconds=busy,
+            )
+
+        results = BenchResults(settings={"cores": 2})
+        results.summaries["rr"] = {
+            "tcplife": summarize([run(30_000, 0.4, 0.95, 1.4)]),
+            "tcplife 2 workers": summarize([run(45_000, 1.0, 0.5, 2.0)]),
+        }
+        text = table(results)
+        self.assertIn("1.50x", text)
+        self.assertIn("the load client", text.splitlines()[-2])
+        self.assertIn("the machine's 2 cores (other work took 0.5", text.splitlines()[-1])
+        self.assertIn("| rr | tcplife 2 workers | 45,000 | 1.50x |", markdown(results))
+        server = Summary(1, 1.0, 1.0, 1.0, 1.0, 1.0, serverCores=1.9, clientCores=0.1)
+        self.assertEqual(limitedBy(server, 2, 4), "the server (its cores all busy)")
+
+    def test_serverTreeCpuCountsItsChildren(self) -> None:
+        """
+        The CPU time of a server and its workers counts a child's CPU time,
+        which the server's own does not.
+        """
+        burn = (
+            "import sys, time\n"
+            "t = time.process_time()\n"
+            "while time.process_time() - t < 0.3: pass\n"
+            "print('burnt', flush=True)\n"
+            "sys.stdin.read()\n"
+        )
+        child = subprocess.Popen(
+            [sys.executable, "-c", burn], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        assert child.stdin is not None and child.stdout is not None
+        self.addCleanup(child.wait, WAIT)
+        self.addCleanup(child.stdin.close)
+        self.assertEqual(child.stdout.readline(), b"burnt\n")
+        self.assertGreaterEqual(treeCpuSeconds(os.getpid()) - cpuSeconds(os.getpid()), 0.3)
 
 
 #: What tests/leverprobe.py sees a tcpecho service do as it ships (where

@@ -42,12 +42,21 @@ class ServerSpec:
     @ivar scenarios: The scenarios it takes part in.
     @ivar logsEvents: Whether its standard output is twist's JSON log, whose
         lifecycle events are counted at the end.
+    @ivar workers: C{twist tcpecho --workers N}: its server CPU is that of
+        the supervisor and every worker; with two or more it is not pinned
+        (nor is the load client), the scheduler spreads all of them over
+        the machine's cores.
     """
 
     name: str
     argv: tuple[str, ...]
     scenarios: frozenset[str]
     logsEvents: bool = False
+    workers: int | None = None
+
+    @property
+    def pinned(self) -> bool:
+        return self.workers is None or self.workers == 1
 
 
 def _tcpecho(*twistOptions: str) -> tuple[str, ...]:
@@ -70,6 +79,19 @@ def _peer(kind: str) -> tuple[str, ...]:
 
 EVERYWHERE = frozenset({"rr", "stream", "connect", "idle"})
 CONNECT_ONLY = frozenset({"connect"})
+WORKERS_SCENARIOS = frozenset({"rr", "connect"})
+
+
+def _workers(count: int) -> ServerSpec:
+    plural = "" if count == 1 else "s"
+    return ServerSpec(
+        f"tcplife {count} worker{plural}",
+        (*_tcpecho(), "--workers", str(count)),
+        WORKERS_SCENARIOS,
+        logsEvents=True,
+        workers=count,
+    )
+
 
 SERVERS = (
     ServerSpec("asyncio", _peer("asyncio"), EVERYWHERE),
@@ -85,12 +107,18 @@ SERVERS = (
         _tcpecho("--reactor", "tcplife-direct", "--log-level", "warn"),
         CONNECT_ONLY,
     ),
+    # The workers row: against "tcplife" (one process, pinned as it is).
+    _workers(1),
+    _workers(2),
 )
 
 
-def _pinned(cpu: int) -> list[str]:
+def _pinned(cpu: int, spec: ServerSpec | None = None) -> list[str]:
     # Server and client on different cores, each alone on its own, where the
-    # machine has two and taskset is there.
+    # machine has two and taskset is there; several workers and the client
+    # are left to the scheduler.
+    if spec is not None and not spec.pinned:
+        return []
     if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
         return ["taskset", "-c", str(cpu)]
     return []
@@ -118,7 +146,7 @@ class RunningServer:
 
 def startServer(spec: ServerSpec, workdir: Path) -> RunningServer:
     port = _freePort()
-    argv = [*_pinned(0), *(arg.replace("{port}", str(port)) for arg in spec.argv)]
+    argv = [*_pinned(0, spec), *(arg.replace("{port}", str(port)) for arg in spec.argv)]
     log = workdir / (spec.name.replace("/", "-").replace(" ", "-") + ".log")
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -136,8 +164,22 @@ def startServer(spec: ServerSpec, workdir: Path) -> RunningServer:
             continue
         # The probe was one connection too.
         server.connections = 1
+        _waitForWorkers(server, deadline)
         return server
     raise RuntimeError(f"{spec.name} did not listen on port {port} within 30 s")
+
+
+def _waitForWorkers(server: RunningServer, deadline: float) -> None:
+    # The supervisor's socket queues connections before any worker serves
+    # them: wait for every worker's listen event too.
+    if server.spec.workers is None:
+        return
+    wanted = 1 + server.spec.workers
+    while time.monotonic() < deadline:
+        if server.log.read_bytes().count(b'"lifecycle": "listen"') >= wanted:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{server.spec.name}: not every worker listened within 30 s")
 
 
 def stopServer(server: RunningServer) -> None:
@@ -152,7 +194,7 @@ def stopServer(server: RunningServer) -> None:
 
 def runLoad(server: RunningServer, scenario: str, options: list[str]) -> LoadResult:
     argv = [
-        *_pinned(1),
+        *_pinned(1, server.spec),
         PYTHON,
         "-m",
         "tcplife.bench._load",
@@ -160,6 +202,7 @@ def runLoad(server: RunningServer, scenario: str, options: list[str]) -> LoadRes
         str(server.port),
         str(server.pid),
         *options,
+        *(["--server-tree"] if server.spec.workers is not None else []),
     ]
     done = subprocess.run(argv, capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
     try:
@@ -186,6 +229,10 @@ class Summary:
     p50: float
     p99: float
     cpuPerMessage: float  # microseconds
+    clientCpuPerMessage: float = 0.0  # microseconds
+    serverCores: float = 0.0  # CPU seconds per second: how many cores busy
+    clientCores: float = 0.0
+    machineCores: float = 0.0  # every process's, other work included
     ratios: dict[str, float] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
@@ -210,6 +257,10 @@ def summarize(results: list[LoadResult]) -> Summary:
         p50=_median([r.p50 for r in good]),
         p99=_median([r.p99 for r in good]),
         cpuPerMessage=_median([r.cpuSeconds / r.messages * 1e6 for r in good]),
+        clientCpuPerMessage=_median([r.clientCpuSeconds / r.messages * 1e6 for r in good]),
+        serverCores=_median([r.cpuSeconds / r.seconds for r in good]),
+        clientCores=_median([r.clientCpuSeconds / r.seconds for r in good]),
+        machineCores=_median([r.busySeconds / r.seconds for r in good]),
         errors=errors,
     )
 
@@ -248,6 +299,7 @@ def runBench(
             "repeats": repeats,
             "idle_connections": idleConnections,
             "pinned": bool(_pinned(0)),
+            "cores": os.cpu_count() or 1,
         }
     )
     running: list[RunningServer] = []
