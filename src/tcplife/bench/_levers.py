@@ -122,12 +122,18 @@ def _templateEvents() -> None:
         bytesIn: int,
         bytesOut: int,
         duration: float,
+        peer: str = "unknown",
+        local: str = "unknown",
+        tcp: dict[str, int] | None = None,
     ) -> None:
         if self.enabled:
             self.logger.emit(
                 self.level,
                 "close #{conn_id} by {initiator} ({how}): {bytes_in} bytes in, "
                 "{bytes_out} bytes out, {duration_s:.3f} s",
+                peer=peer,
+                local=local,
+                **({} if tcp is None else {"tcp": tcp}),
                 lifecycle=CLOSE,
                 role=role,
                 conn_id=connId,

@@ -25,7 +25,8 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ..events import LifecycleLog
+from ..events import CLOSE, CONNECTED, LifecycleLog
+from ..internet import seeKernelAtClose
 from ..protocols import ConnectionTracking, TrackedConnection
 from ._failures import (
     CLOSED_EARLY,
@@ -349,7 +350,16 @@ class LifecycleClientFactory(ConnectionTracking, Factory):
         """
         self.connections[connection.connId] = connection
         self.opened += 1
-        self.events.connected(connection.connId, connection.local, connection.peer)
+        events = self.events
+        if events.wants(CONNECTED):
+            events.connected(connection.connId, connection.local, connection.peer)
+        elif events.wants(CLOSE):
+            # The close event has them, and a closed socket no longer knows
+            # its local address.
+            connection.peer, connection.local  # noqa: B018
+        # Twisted's tcp.Client (the endpoints' connectTCP) is taught to keep
+        # the kernel's view at close.
+        seeKernelAtClose(connection.transport)
 
     def connect(self, endpoint: IStreamClientEndpoint, target: str) -> Deferred[Protocol]:
         """

@@ -12,16 +12,27 @@ policy.
   - L{serverFromString} and L{clientFromString}: endpoint descriptions,
     checked in the user's terms (L{EndpointError});
   - what the kernel says about a socket (L{readAcceptQueue}, L{listenDrops},
-    L{unsentBytes}).
+    L{unsentBytes}, L{readTcpInfo}), and about a connection as it closes
+    (L{KernelViewAtClose}, L{seeKernelAtClose}).
 
 Imports L{tcplife.protocols} (the TLS and PROXY wrappers a port puts under
 a factory) and L{tcplife.events}; the server and client rooms import it.
 """
 
+from ._closeview import KernelViewAtClose, seeKernelAtClose
 from ._dispatch import ErrorAwareDispatch
 from ._endpointcheck import EndpointError
 from ._endpoints import clientFromString, serverFromString
-from ._kernel import AcceptQueue, listenDrops, readAcceptQueue, unsentBytes
+from ._kernel import (
+    TCP_INFO_FIELDS,
+    AcceptQueue,
+    listenDrops,
+    parseTcpInfo,
+    readAcceptQueue,
+    readTcpInfo,
+    readTcpInfoBytes,
+    unsentBytes,
+)
 from ._poller import BatchedPoller, pollerFor
 from ._port import AcceptPolicy, LifecyclePort, LifecycleUNIXPort, PolicedPort, PortReactor
 from ._reuseport import ReusePortEndpoint
@@ -29,12 +40,14 @@ from ._transport import DirectServer
 from ._unixpath import listenerAt, lockHolder
 
 __all__ = [
+    "TCP_INFO_FIELDS",
     "AcceptPolicy",
     "AcceptQueue",
     "BatchedPoller",
     "DirectServer",
     "EndpointError",
     "ErrorAwareDispatch",
+    "KernelViewAtClose",
     "LifecyclePort",
     "LifecycleUNIXPort",
     "PolicedPort",
@@ -44,8 +57,12 @@ __all__ = [
     "listenDrops",
     "listenerAt",
     "lockHolder",
+    "parseTcpInfo",
     "pollerFor",
     "readAcceptQueue",
+    "readTcpInfo",
+    "readTcpInfoBytes",
+    "seeKernelAtClose",
     "serverFromString",
     "unsentBytes",
 ]

@@ -26,6 +26,7 @@ from twisted.internet.interfaces import IAddress, IProtocol
 from twisted.python import log
 from twisted.python.failure import Failure
 
+from ._closeview import KernelViewAtClose
 from ._dispatch import ErrorAwareDispatch
 from ._kernel import unsentBytes
 from ._poller import pollerFor
@@ -46,7 +47,7 @@ _bufferWrite = abstract.FileDescriptor.write
 _bufferWriteSequence = abstract.FileDescriptor.writeSequence
 
 
-class DirectServer(tcp.Server):
+class DirectServer(KernelViewAtClose, tcp.Server):
     """
     An accepted TCP connection that writes at once when it can.
 
@@ -62,7 +63,9 @@ class DirectServer(tcp.Server):
         echo of one, and Nagle's algorithm would hold it back for an ACK;
       - C{loseConnection} with nothing to flush closes once the batch of
         events being dispatched is done (or on the reactor's next pass)
-        instead of waiting for a writable event.
+        instead of waiting for a writable event;
+      - the kernel's view of the connection is read just before the socket
+        closes (L{KernelViewAtClose}): C{tcpInfoAtClose}.
 
     Errors from an immediate send are not raised to the writer: the bytes are
     buffered and the next writable event meets the error and disconnects, as
@@ -153,7 +156,7 @@ class DirectServer(tcp.Server):
         if not hasattr(self, "socket"):
             return
         abstract.FileDescriptor.connectionLost(self, reason)
-        self._closeSocket(not isinstance(reason.value, ConnectionAborted))  # type: ignore[no-untyped-call]
+        self._closeSocket(not isinstance(reason.value, ConnectionAborted))
         protocol = self.protocol
         del self.protocol
         del self.socket

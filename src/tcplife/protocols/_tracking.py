@@ -33,7 +33,7 @@ from twisted.internet.interfaces import (
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
-from ..events import ABORT, FIN, LOCAL, PEER, RESET, TIMEOUT, LifecycleLog, describeAddress
+from ..events import ABORT, CLOSE, FIN, LOCAL, PEER, RESET, TIMEOUT, LifecycleLog, describeAddress
 from ._halfclose import passReadConnectionLost, passWriteConnectionLost
 from ._tls import loseWriteConnection
 
@@ -130,8 +130,10 @@ class TrackedConnection:
         "__weakref__",
         "_abortLater",
         "_backpressure",
+        "_local",
         "_outputBlocked",
         "_pausedByProtocol",
+        "_peer",
         "_tracing",
         "bytesIn",
         "bytesOut",
@@ -169,6 +171,8 @@ class TrackedConnection:
         self._outputBlocked = False
         self._pausedByProtocol = False
         self._abortLater: IDelayedCall | None = None
+        self._peer: str | None = None
+        self._local: str | None = None
         # Kept by the idle sweeper: bytes moved when it last looked, and
         # since when that figure has not changed.
         self.lastMoved = 0
@@ -177,16 +181,45 @@ class TrackedConnection:
     @property
     def peer(self) -> str:
         """
-        The peer's address, in the form of L{describeAddress}.
+        The peer's address, in the form of L{describeAddress}; read once and
+        kept, so the C{close} event has it after the socket is gone.
         """
-        return describeAddress(self.transport.getPeer() if self.transport else None)
+        peer = self._peer
+        if peer is None:
+            peer = self._peer = self._address("getPeer")
+        return peer
 
     @property
     def local(self) -> str:
         """
-        The local address, in the form of L{describeAddress}.
+        The local address, in the form of L{describeAddress}; read once and
+        kept.  Read it while the connection is open: a closed socket no
+        longer knows it (C{"unknown"}).
         """
-        return describeAddress(self.transport.getHost() if self.transport else None)
+        local = self._local
+        if local is None:
+            local = self._local = self._address("getHost")
+        return local
+
+    def _address(self, getter: str) -> str:
+        transport = self.transport
+        if transport is None:
+            return describeAddress(None)
+        try:
+            return describeAddress(getattr(transport, getter)())
+        except (AttributeError, OSError):
+            # Twisted's TCP transports ask the (closed, deleted) socket.
+            return describeAddress(None)
+
+    @property
+    def tcp(self) -> dict[str, int] | None:
+        """
+        The kernel's view of this TCP connection as it closed (round-trip
+        time, retransmissions, ...: the C{close} event's C{tcp} object), from
+        the TCP transport under any TLS or PROXY wrapper; L{None} while open,
+        and for a transport that has none (UNIX, pipes, a test's).
+        """
+        return getattr(self.transport, "tcpInfoAtClose", None)
 
     def __repr__(self) -> str:
         protocol = "closed" if self.wrappedProtocol is None else repr(self.wrappedProtocol)
@@ -313,15 +346,20 @@ class TrackedConnection:
             self._backpressure.detach()
             self._backpressure = None
         owner = self.owner
-        owner.events.close(
-            self.connId,
-            self.role,
-            self.initiator,
-            self.how,
-            self.bytesIn,
-            self.bytesOut,
-            owner.clock.seconds() - self.openedAt,
-        )
+        events = owner.events
+        if events.wants(CLOSE):
+            events.close(
+                self.connId,
+                self.role,
+                self.initiator,
+                self.how,
+                self.bytesIn,
+                self.bytesOut,
+                owner.clock.seconds() - self.openedAt,
+                self.peer,
+                self.local,
+                self.tcp,
+            )
         owner.connectionClosed(self)
         try:
             self.wrappedProtocol.connectionLost(reason)

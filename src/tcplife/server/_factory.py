@@ -10,7 +10,8 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol, ServerFactory
 
-from ..events import LifecycleLog
+from ..events import ACCEPT, CLOSE, LifecycleLog
+from ..internet import seeKernelAtClose
 from ..protocols import ConnectionTracking, EchoProtocol, TrackedConnection
 from ._admission import AcceptGate
 from ._idle import IdleSweeper
@@ -91,9 +92,17 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
         """
         self.connections[connection.connId] = connection
         self.accepted += 1
-        if self.events.enabled:
-            # peer and local cost a system call each: only for a built event.
-            self.events.accept(connection.connId, connection.peer, connection.local)
+        events = self.events
+        # peer and local cost a system call each: only for a built event.
+        if events.wants(ACCEPT):
+            events.accept(connection.connId, connection.peer, connection.local)
+        elif events.wants(CLOSE):
+            # The close event has them, and a closed socket no longer knows
+            # its local address.
+            connection.peer, connection.local  # noqa: B018
+        # A transport of Twisted's (a plain listenTCP) is taught to keep
+        # the kernel's view at close; tcplife's own keep it already.
+        seeKernelAtClose(connection.transport)
         self.gate.connectionOpened()
         if self.sweeper is not None:
             self.sweeper.start()
