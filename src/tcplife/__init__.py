@@ -18,6 +18,7 @@ from .client import (
     LoadRun,
     LoadSettings,
 )
+from .eventlog import EventFile
 from .events import LifecycleLog
 from .internet import AcceptQueue, EndpointError, readAcceptQueue, serverFromString
 from .protocols import EchoProtocol, HalfCloseableTLSFactory, ProxyServerEndpoint, TrackedConnection
@@ -30,6 +31,7 @@ __all__ = [
     "EchoOutcome",
     "EchoProtocol",
     "EndpointError",
+    "EventFile",
     "HalfCloseableTLSFactory",
     "Latency",
     "LifecycleClientFactory",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactorClock, RaisingMemoryReactor
+from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
 import tcplife
@@ -261,6 +262,68 @@ class OptionTests(SynchronousTestCase):
             ],
             "not both",
         )
+
+
+class EventsOptionTests(SynchronousTestCase):
+    """
+    --events and --events-only are checked before anything runs.
+    """
+
+    assertRejected = OptionTests.assertRejected
+
+    def test_eventsOnlyNeedsEvents(self) -> None:
+        """
+        --events-only without --events says to give it.
+        """
+        self.assertRejected(["--events-only", "close"], "--events-only", "--events PATH")
+
+    def test_eventsOnlyTakesKnownPhases(self) -> None:
+        """
+        An unknown phase is refused, naming it and the phases there are.
+        """
+        path = str(temporaryDirectory(self) / "events.jsonl")
+        self.assertRejected(
+            ["--events", path, "--events-only", "close,closed"], "'close,closed'", "half-close"
+        )
+
+    def test_eventsOnlyBecomesASetOfPhases(self) -> None:
+        """
+        A comma list, spaces allowed, is the set of its phases.
+        """
+        path = str(temporaryDirectory(self) / "events.jsonl")
+        options = parse("--events", path, "--events-only", "accept, close")
+        self.assertEqual(options["events-only"], frozenset({"accept", "close"}))
+
+    def test_anUnwritableEventsPathIsRefused(self) -> None:
+        """
+        A path in a directory that does not exist is refused with the
+        system's reason.
+        """
+        path = str(temporaryDirectory(self) / "missing" / "events.jsonl")
+        self.assertRejected(["--events", path], "--events", "cannot be written", "No such file")
+
+
+class EventsServiceTests(SynchronousTestCase):
+    """
+    With --events, per-connection events go to the file only.
+    """
+
+    def test_eventsGoToTheFileNotTheLog(self) -> None:
+        """
+        The factory's events have the file as their sink, with the phases
+        of --events-only; its close is the service's last act.
+        """
+        path = temporaryDirectory(self) / "events.jsonl"
+        reactor = MemoryReactorClock()
+        options = parse("--port", "0", "--events", str(path), "--events-only", "close")
+        service = makeService(options, reactor)
+        service.startService()
+        factory = reactor.tcpServers[0][1]
+        self.assertIsNotNone(factory.events.sink)
+        self.assertEqual(factory.events.phases, frozenset({"close"}))
+        service.stopService()
+        factory.events.sink.event(LogLevel.info, {"lifecycle": "close"})
+        self.assertEqual(factory.events.sink.dropped, 1)
 
 
 class ServiceTests(SynchronousTestCase):

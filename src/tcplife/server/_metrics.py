@@ -9,6 +9,7 @@ of each listening socket, when Prometheus scrapes.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol
 
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -24,18 +25,30 @@ from ._factory import LifecycleServerFactory
 from ._listening import listeningSocket
 
 
+class CountsDropped(Protocol):
+    """
+    An event stream that counts the events it could not write.
+    """
+
+    @property
+    def dropped(self) -> int: ...
+
+
 class ServerCollector(Collector):
     """
-    Reads a L{LifecycleServerFactory} and its listening ports at scrape time.
+    Reads a L{LifecycleServerFactory}, its listening ports and its event
+    stream (if any) at scrape time.
     """
 
     def __init__(
         self,
         factory: LifecycleServerFactory,
         ports: Callable[[], Sequence[IListeningPort]],
+        events: CountsDropped | None = None,
     ) -> None:
         self.factory = factory
         self.ports = ports
+        self.events = events
 
     def collect(self) -> Iterator[Metric]:
         factory = self.factory
@@ -117,6 +130,13 @@ class ServerCollector(Collector):
         yield depth
         yield backlog
         yield refused
+        if self.events is not None:
+            yield CounterMetricFamily(
+                "tcplife_events_dropped",
+                "Events the --events file could not take (a full disk, a file "
+                "that cannot be written), and so lost.",
+                value=self.events.dropped,
+            )
 
 
 class MetricsPage(Resource):

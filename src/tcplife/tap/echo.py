@@ -13,6 +13,7 @@ from twisted.internet.interfaces import IReactorCore, IReactorTime, IStreamServe
 from twisted.internet.protocol import Protocol
 from twisted.python import usage
 
+from ..eventlog import ClosingAfter, EventFile
 from ..events import LifecycleLog
 from ..internet import PortReactor, ReusePortEndpoint
 from ..server import (
@@ -23,7 +24,16 @@ from ..server import (
     ServerService,
     metricsSite,
 )
-from ._options import globalReactor, loadClass, seconds, serverEndpoint, twistLogLevel, wholeNumber
+from ._options import (
+    EVENTS_OPTIONS,
+    checkEvents,
+    globalReactor,
+    loadClass,
+    seconds,
+    serverEndpoint,
+    twistLogLevel,
+    wholeNumber,
+)
 from ._process import ServerProcess
 
 DEFAULT_PORT = 9000
@@ -104,6 +114,7 @@ class Options(usage.Options):
             None,
             "Serve Prometheus metrics at /metrics on this endpoint (e.g. tcp:9100).",
         ],
+        *EVENTS_OPTIONS,
     ]
     compData = usage.Completions(optActions={"interface": usage.CompleteNetInterfaces()})
 
@@ -157,6 +168,7 @@ class Options(usage.Options):
             self["protocol"] = loadClass("--protocol", self["protocol"], Protocol)
         if self["factory"] is not None:
             self["factory"] = loadClass("--factory", self["factory"], LifecycleServerFactory)
+        checkEvents(self)
 
     def _refuseWithoutPort(self) -> None:
         # Each --listen endpoint string carries its own address and backlog;
@@ -177,11 +189,19 @@ def _parseEndpoint(
     return serverEndpoint(option, reactor, description)
 
 
-def makeFactory(options: Options, reactor: IReactorCore) -> LifecycleServerFactory:
+def makeFactory(
+    options: Options, reactor: IReactorCore, eventFile: EventFile | None = None
+) -> LifecycleServerFactory:
     """
-    The factory the options ask for, with its settings applied.
+    The factory the options ask for, with its settings applied; its events
+    go to C{eventFile} (C{--events}), if given.
     """
-    events = LifecycleLog(trace=bool(options["trace"]), threshold=twistLogLevel(options))
+    events = LifecycleLog(
+        trace=bool(options["trace"]),
+        threshold=twistLogLevel(options),
+        sink=eventFile,
+        phases=options["events-only"],
+    )
     factoryClass = options["factory"] or LifecycleServerFactory
     factory: LifecycleServerFactory = factoryClass(
         clock=cast(IReactorTime, reactor),
@@ -202,7 +222,12 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
     """
     if reactor is None:
         reactor = globalReactor()
-    factory = makeFactory(options, reactor)
+    eventFile = (
+        EventFile(options["events"], cast(IReactorTime, reactor))
+        if options["events"] is not None
+        else None
+    )
+    factory = makeFactory(options, reactor, eventFile)
     # Endpoints listen through this adapter, so every port is a tcplife port
     # under the factory's admission control.
     ports = PortReactor(reactor, factory.gate)
@@ -226,7 +251,7 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
     metrics = None
     if options["metrics"] is not None:
         registry = CollectorRegistry(auto_describe=True)
-        registry.register(ServerCollector(factory, lambda: ports.ports))
+        registry.register(ServerCollector(factory, lambda: ports.ports, eventFile))
         metrics = Listener(
             _parseEndpoint(reactor, options["metrics"], option="--metrics"),
             metricsSite(registry),
@@ -247,4 +272,6 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
     )
     for listener in [*listeners, *([metrics] if metrics is not None else [])]:
         listener.failedLater = process.listenFailedLater
+    if eventFile is not None:
+        return ClosingAfter(process, eventFile, reactor)
     return process
