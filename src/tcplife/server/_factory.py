@@ -14,6 +14,7 @@ from ..events import ACCEPT, CLOSE, LifecycleLog
 from ..internet import seeKernelAtClose
 from ..protocols import ConnectionTracking, EchoProtocol, TrackedConnection
 from ._admission import AcceptGate
+from ._closestats import CloseStats
 from ._idle import IdleSweeper
 
 
@@ -46,6 +47,9 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
     @ivar closed: Connections closed so far, by C{how}.
     @ivar bytesInClosed: Bytes received on connections now closed.
     @ivar bytesOutClosed: Bytes sent on connections now closed.
+    @ivar closeStats: Histograms of the closed connections' durations and
+        round-trip times, and their retransmissions, once
+        L{keepCloseStats} has been called (the metrics do).
     """
 
     protocol: type[Protocol] = EchoProtocol
@@ -76,6 +80,7 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
         self.closed: Counter[str] = Counter()
         self.bytesInClosed = 0
         self.bytesOutClosed = 0
+        self.closeStats: CloseStats | None = None
         self.gate = AcceptGate(
             self.events, self.clock, self.connections.__len__, self.maxConnections
         )
@@ -116,6 +121,8 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
         self.closed[connection.how or "fin"] += 1
         self.bytesInClosed += connection.bytesIn
         self.bytesOutClosed += connection.bytesOut
+        if self.closeStats is not None:
+            self.closeStats.closed(connection, self.clock.seconds() - connection.openedAt)
         self.gate.connectionClosed()
         if not self.connections:
             if self.sweeper is not None:
@@ -123,6 +130,15 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
             waiting, self._whenEmpty = self._whenEmpty, []
             for waiter in waiting:
                 waiter.callback(None)
+
+    def keepCloseStats(self) -> CloseStats:
+        """
+        From now on, keep L{closeStats} (a C{bisect} and the kernel's view
+        parsed, per close).
+        """
+        if self.closeStats is None:
+            self.closeStats = CloseStats()
+        return self.closeStats
 
     def whenNoConnections(self) -> Deferred[None]:
         """

@@ -12,7 +12,12 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector, CollectorRegistry
 from twisted.internet.interfaces import IListeningPort
 from twisted.web.http import Request as HTTPRequest
@@ -49,6 +54,7 @@ class ServerCollector(Collector):
         self.factory = factory
         self.ports = ports
         self.events = events
+        self.closeStats = factory.keepCloseStats()
 
     def collect(self) -> Iterator[Metric]:
         factory = self.factory
@@ -130,6 +136,25 @@ class ServerCollector(Collector):
         yield depth
         yield backlog
         yield refused
+        stats = self.closeStats
+        yield HistogramMetricFamily(
+            "tcplife_connection_duration_seconds",
+            "How long closed connections were open.",
+            buckets=list(stats.duration.cumulative()),
+            sum_value=stats.duration.sum,
+        )
+        yield HistogramMetricFamily(
+            "tcplife_connection_rtt_seconds",
+            "Closed TCP connections' smoothed round-trip time, as the kernel "
+            "measured it last (TCP_INFO at close).",
+            buckets=list(stats.rtt.cumulative()),
+            sum_value=stats.rtt.sum,
+        )
+        yield CounterMetricFamily(
+            "tcplife_retransmitted_segments",
+            "Segments the kernel retransmitted on closed TCP connections.",
+            value=stats.retransmits,
+        )
         if self.events is not None:
             yield CounterMetricFamily(
                 "tcplife_events_dropped",
