@@ -19,7 +19,7 @@ Imports L{tcplife.protocols} (the TLS and PROXY wrappers a port puts under
 a factory) and L{tcplife.events}; the server and client rooms import it.
 """
 
-from ._closeview import KernelViewAtClose, seeKernelAtClose
+from ._closeview import KernelViewAtClose, seeKernelAtClose, tcpInfoNow
 from ._dispatch import ErrorAwareDispatch
 from ._endpointcheck import EndpointError
 from ._endpoints import clientFromString, serverFromString
@@ -64,5 +64,6 @@ __all__ = [
     "readTcpInfoBytes",
     "seeKernelAtClose",
     "serverFromString",
+    "tcpInfoNow",
     "unsentBytes",
 ]

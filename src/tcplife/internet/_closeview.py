@@ -18,7 +18,7 @@ from twisted.internet import tcp
 
 from ._kernel import parseTcpInfo, readTcpInfoBytes
 
-__all__ = ["KernelViewAtClose", "seeKernelAtClose"]
+__all__ = ["KernelViewAtClose", "seeKernelAtClose", "tcpInfoNow"]
 
 
 class KernelViewAtClose:
@@ -96,3 +96,17 @@ def seeKernelAtClose(transport: Any) -> bool:
     lowest._closeSocket = closing
     lowest.tcpInfoAtClose = None
     return True
+
+
+def tcpInfoNow(transport: Any) -> dict[str, int] | None:
+    """
+    The kernel's view of the open TCP connection under C{transport} (and
+    its wrappers) now, or L{None} for a connection that is not TCP or is
+    closed.
+    """
+    lowest: Any = _lowestTransport(transport)
+    handle = getattr(lowest, "socket", None)
+    if not isinstance(handle, socket.socket) or handle.fileno() < 0:
+        return None
+    raw = readTcpInfoBytes(handle)
+    return None if raw is None else parseTcpInfo(raw)
