@@ -194,4 +194,4 @@ class FailureTests(EventFileTestCase):
             events.flush()
         self.assertEqual((events.written, events.dropped), (0, 3))
         self.assertEqual(len(warnings), 1)
-        self.assertIn("/dev/full", warnings[0]["path"])
+        self.assertEqual(warnings[0]["events_file"], "/dev/full")

@@ -138,8 +138,8 @@ class EventFile:
         if self._failing:
             self._failing = False
             _log.info(
-                "events file {path} is written again ({dropped} events lost meanwhile)",
-                path=self.path,
+                "events file {events_file} is written again ({dropped} events lost meanwhile)",
+                events_file=self.path,
                 dropped=self.dropped,
             )
 
@@ -153,9 +153,9 @@ class EventFile:
         if not self._failing:
             self._failing = True
             _log.warn(
-                "events file {path} cannot be written ({reason}): its events are "
+                "events file {events_file} cannot be written ({reason}): its events are "
                 "dropped, and counted, until it can; serving goes on",
-                path=self.path,
+                events_file=self.path,
                 reason=error.strerror or errno.errorcode.get(error.errno or 0, str(error)),
             )
 
@@ -184,13 +184,15 @@ class EventFile:
             fd = self._open()
         except OSError as e:
             _log.warn(
-                "events file {path} cannot be reopened ({reason}); events go on to the old one",
-                path=self.path,
+                "events file {events_file} cannot be reopened ({reason}); "
+                "events go on to the old one",
+                events_file=self.path,
                 reason=e.strerror,
             )
             return
         old, self._fd = self._fd, fd
         os.close(old)
+        _log.info("events file {events_file} reopened", events_file=self.path)
 
     def reopenOnSignal(
         self, callFromThread: Callable[..., Any], signum: int = signal.SIGUSR1
