@@ -128,7 +128,7 @@ class BothOutputsTests(SynchronousTestCase):
         half-close and close, the close with the kernel's view; its log on
         standard error has none of them.
         """
-        server, port = startTcpecho(self)
+        _server, port = startTcpecho(self)
         path = temporaryDirectory(self) / "client.jsonl"
         done, _ = runClient("--port", str(port), "--message", "hi", "--events", str(path))
         self.assertEqual(done.returncode, 0, done.stderr)
