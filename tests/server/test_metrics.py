@@ -54,6 +54,5 @@ class CloseMetricsTests(TestCase):
         self.assertEqual(found[("tcplife_connection_duration_seconds_count", ())], 2)
         self.assertEqual(found[("tcplife_connection_rtt_seconds_count", ())], 2)
         self.assertEqual(found[("tcplife_connection_rtt_seconds_bucket", (("le", "0.001"),))], 2)
-        self.assertEqual(found[("tcplife_connection_rtt_seconds_bucket", (("le", "1e-05"),))], 0)
         self.assertEqual(found[("tcplife_retransmitted_segments_total", ())], 0)
         self.assertLess(found[("tcplife_connection_duration_seconds_sum", ())], 5)

@@ -37,7 +37,9 @@ class KernelViewAtClose:
     _tcpInfo: dict[str, int] | None = None
 
     def _closeSocket(self, orderly: bool) -> None:
-        if self.readsKernelAtClose:
+        # A view already there was read on the way to this close, with
+        # nothing in between (see DirectServer.loseConnection).
+        if self.readsKernelAtClose and self._tcpInfoRaw is None:
             self._tcpInfoRaw = readTcpInfoBytes(self.socket)  # type: ignore[attr-defined]
         super()._closeSocket(orderly)  # type: ignore[misc]
 

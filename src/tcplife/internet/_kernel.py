@@ -128,6 +128,9 @@ TCP_INFO_FIELDS: tuple[tuple[str, int, str], ...] = (
 TCP_INFO_ASKED = 512
 
 _RTT = struct.Struct("=68xI")
+# tcpi_unacked (segments sent and not yet acknowledged) and
+# tcpi_notsent_bytes (4.6): together, whether SIOCOUTQ would be 0.
+_UNACKED_AND_NOTSENT = struct.Struct("=24xI116xI")
 _RETRANSMITS = struct.Struct("=100xI")
 
 TcpInfoParser = Callable[[bytes], dict[str, int]]
@@ -224,3 +227,17 @@ def retransmitsOf(raw: bytes) -> int | None:
     there.
     """
     return _RETRANSMITS.unpack_from(raw)[0] if len(raw) >= _RETRANSMITS.size else None
+
+
+def heldInTcpInfo(raw: bytes) -> int | None:
+    """
+    Whether the kernel still holds bytes to send on the connection, or has
+    sent bytes the peer has not acknowledged, as C{raw} says: 0 when
+    neither (what L{unsentBytes} would say as 0), L{None} where C{raw} is
+    too short to tell (before Linux 4.6).
+    """
+    if len(raw) < _UNACKED_AND_NOTSENT.size:
+        return None
+    unacked, notsent = _UNACKED_AND_NOTSENT.unpack_from(raw)
+    held: int = unacked + notsent
+    return held

@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 
 from ._closeview import KernelViewAtClose
 from ._dispatch import ErrorAwareDispatch
-from ._kernel import unsentBytes
+from ._kernel import heldInTcpInfo, readTcpInfoBytes, unsentBytes
 from ._poller import pollerFor
 
 _SOCK_STREAM = socket.SOCK_STREAM
@@ -296,17 +296,35 @@ class DirectServer(KernelViewAtClose, tcp.Server):
         # done, or else on the reactor's next pass: never inside the caller.
         self.stopReading()
         self.disconnecting = 1
+        view, self._viewAtLoseConnection = self._viewAtLoseConnection, None
         closeAfterDispatch = getattr(self._poller, "closeAfterDispatch", None)
-        if closeAfterDispatch is None or not closeAfterDispatch(self):
+        if closeAfterDispatch is not None and closeAfterDispatch(self):
+            # Closed before anything else happens on this connection: the
+            # kernel's view read just now is its view at close.
+            self._tcpInfoRaw = view
+        else:
             self.reactor.callLater(0, self._closeFlushed)  # type: ignore[attr-defined]
+
+    _viewAtLoseConnection: bytes | None = None
 
     def _kernelUnsent(self) -> int:
         """
         Bytes the kernel still holds to send, or has sent without the peer
-        acknowledging them (C{SIOCOUTQ}).  While there are any, closing
+        acknowledging them (non-zero: some).  While there are any, closing
         waits for a writable event as Twisted's does, so a peer that stopped
         reading is still caught by whatever times the close out.
+
+        Read from C{TCP_INFO} where the kernel's view is read at close anyway
+        (one system call for both, when the close follows at once), else
+        with C{SIOCOUTQ}.
         """
+        if self.readsKernelAtClose:
+            raw = readTcpInfoBytes(self.socket)
+            held = None if raw is None else heldInTcpInfo(raw)
+            if held is not None:
+                if not held:
+                    self._viewAtLoseConnection = raw
+                return held
         return unsentBytes(self.socket)
 
     def _closeFlushed(self) -> None:
@@ -315,7 +333,9 @@ class DirectServer(KernelViewAtClose, tcp.Server):
             return
         if self._tempDataLen or self.dataBuffer or self.producer is not None:
             # Written to (or given a producer) after loseConnection: flush
-            # first, and doWrite closes once the buffer is empty.
+            # first, and doWrite closes once the buffer is empty (and reads
+            # the kernel's view afresh then).
+            self._tcpInfoRaw = None
             self.startWriting()
             return
         self.connectionLost(_DONE)
