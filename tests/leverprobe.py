@@ -45,6 +45,7 @@ class Observer:
         self.noDelay: list[int] = []
         self.shutdowns = 0
         self.closeFormats: list[str] = []
+        self.closeViews: list[bool] = []
         self.listening: Deferred[int] = Deferred()
         self.closed = threading.Semaphore(0)
         self._install()
@@ -99,6 +100,7 @@ class Observer:
             self.listening.callback(int(event["address"].rsplit(":", 1)[1]))
         elif event.get("lifecycle") == "close":
             self.closeFormats.append(event["log_format"])
+            self.closeViews.append("tcp" in event)
             self.closed.release()
 
     def echoOnce(self, port: int) -> dict[str, Any]:
@@ -131,6 +133,7 @@ class Observer:
             "close event format": "template"
             if "{conn_id}" in self.closeFormats[-1]
             else "rendered",
+            "kernel's view in the close event": self.closeViews[-1],
         }
 
 

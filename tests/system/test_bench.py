@@ -195,6 +195,7 @@ AS_SHIPPED = {
     "socket.accept calls": 0,
     "recv size": 256 * 1024,
     "close event format": "rendered",
+    "kernel's view in the close event": True,
 }
 
 #: What changes, and only that, once each lever is switched off.
@@ -206,6 +207,7 @@ SWITCHED_OFF = {
     "close-at-once": {"waits for writable to close": True, "shuts down before close": True},
     "accept-without-enums": {"socket.accept calls": 1},
     "rendered-events": {"close event format": "template"},
+    "kernel-view": {"kernel's view in the close event": False},
 }
 
 

@@ -76,6 +76,14 @@ def _closeTheTwistedWay() -> None:
     DirectServer._shouldShutdown = True
 
 
+def _noKernelViewAtClose() -> None:
+    from tcplife.internet import DirectServer
+
+    # A documented flag: no TCP_INFO at close, and SIOCOUTQ again for the
+    # close's check of what the kernel still holds.
+    DirectServer.readsKernelAtClose = False
+
+
 def _acceptWithEnums() -> None:
     from tcplife.internet import _port
 
@@ -183,6 +191,12 @@ LEVERS: dict[str, Lever] = {
             "loseConnection waits for a writable event, then shutdown() and close()",
             frozenset({"connect"}),
             _closeTheTwistedWay,
+        ),
+        Lever(
+            "kernel-view",
+            "no TCP_INFO read at close (no tcp object); SIOCOUTQ for the close's check",
+            frozenset({"connect", "connect+close"}),
+            _noKernelViewAtClose,
         ),
         Lever(
             "accept-without-enums",

@@ -36,6 +36,13 @@ CASES: dict[str, tuple[str, tuple[str, ...]]] = {
     "stream": ("stream", ("--log-level", "warn")),
     "connect": ("connect", ("--log-level", "warn")),
     "connect+events": ("connect", ()),
+    "connect+close": ("connect", ()),
+}
+
+#: tcpecho's own options in a case, after the port's.
+TCPECHO_OPTIONS: dict[str, tuple[str, ...]] = {
+    # One line per connection, with the kernel's view (--events-only close).
+    "connect+close": ("--events", "{events}", "--events-only", "close"),
 }
 
 BASELINE = "tcplife"
@@ -57,10 +64,12 @@ def serversFor(case: str) -> list[tuple[ServerSpec, str]]:
     """
     scenario, twistOptions = CASES[case]
     everywhere = frozenset({scenario})
+    served = (*_tcpecho(*twistOptions), *TCPECHO_OPTIONS.get(case, ()))
+    writes = bool(TCPECHO_OPTIONS.get(case))
 
     def launched(lever: str) -> tuple[str, ...]:
         # _tcpecho's argv, with the lever module in front of twist's.
-        return (PYTHON, "-m", "tcplife.bench._levers", lever, *_tcpecho(*twistOptions)[1:])
+        return (PYTHON, "-m", "tcplife.bench._levers", lever, *served[1:])
 
     servers = [
         (
@@ -69,14 +78,18 @@ def serversFor(case: str) -> list[tuple[ServerSpec, str]]:
             ),
             "plain asyncio protocol on uvloop",
         ),
-        (ServerSpec(BASELINE, _tcpecho(*twistOptions), everywhere), "as it ships"),
-        (ServerSpec(CONTROL, launched(NONE), everywhere), "as it ships (noise control)"),
+        (ServerSpec(BASELINE, served, everywhere, eventsFile=writes), "as it ships"),
+        (
+            ServerSpec(CONTROL, launched(NONE), everywhere, eventsFile=writes),
+            "as it ships (noise control)",
+        ),
     ]
     for lever in LEVERS.values():
         if case in lever.scenarios:
-            servers.append(
-                (ServerSpec(f"no {lever.name}", launched(lever.name), everywhere), lever.off)
+            spec = ServerSpec(
+                f"no {lever.name}", launched(lever.name), everywhere, eventsFile=writes
             )
+            servers.append((spec, lever.off))
     return servers
 
 
