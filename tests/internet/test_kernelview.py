@@ -204,10 +204,13 @@ class CloseEventTestCase(TestCase):
         """
         C{close} has the kernel's view of a loopback connection: every
         field, a round trip under a millisecond, nothing retransmitted.
+        (The smallest round trip measured: the smoothed one also holds the
+        time a busy machine took to answer.)
         """
         tcp = close["tcp"]
         self.assertEqual(list(tcp), FIELDS)
-        self.assertLess(tcp["rtt_us"], 1000)
+        self.assertLess(tcp["min_rtt_us"], 1000)
+        self.assertGreater(tcp["rtt_us"], 0)
         self.assertEqual((tcp["retransmits"], tcp["bytes_retrans"], tcp["lost"]), (0, 0, 0))
 
 
@@ -230,9 +233,10 @@ class ServerCloseTests(CloseEventTestCase):
         close = yield self.closeOf()
         self.assertEqual((close["initiator"], close["how"]), ("peer", "fin"))
         self.assertLoopbackView(close)
-        # Both counts include the FIN's sequence number, and acked the SYN's.
+        # Every byte of the payload was read before the close (the FIN after
+        # it, too); what the peer has acknowledged of the echo depends on
+        # timing.
         self.assertGreaterEqual(close["tcp"]["bytes_received"], len(payload))
-        self.assertGreaterEqual(close["tcp"]["bytes_acked"], len(payload))
 
     @inlineCallbacks
     def test_closeCarriesAddressesAndWhenItOpened(self) -> Generator[Deferred[Any], Any, None]:

@@ -69,11 +69,13 @@ class KernelViewTests(SynchronousTestCase):
     def test_loopbackIsFastAndLossless(self) -> None:
         """
         On plain loopback the round trip is under a millisecond and nothing
-        is retransmitted, on either side.
+        is retransmitted, on either side.  (The smallest round trip: the
+        smoothed one also holds the time a busy machine took to answer, and
+        the queue in the socket buffers of an 8 MiB transfer.)
         """
         server, client = self.echo()
         for close in (server, client):
-            self.assertLess(close["tcp"]["rtt_us"], 1000, close)
+            self.assertLess(close["tcp"]["min_rtt_us"], 1000, close)
             self.assertEqual(close["tcp"]["retransmits"], 0, close)
             self.assertGreaterEqual(close["tcp"]["bytes_received"], SIZE)
 

@@ -7,7 +7,10 @@ The event stream: lifecycle events as JSON Lines in a file of their own
     a full disk costs the events it could not take (counted), never the
     server;
   - L{ClosingAfter}: a service that runs another and closes the file once
-    that one has stopped (after a drain's C{drained}).
+    that one has stopped (after a drain's C{drained});
+  - L{BatchedJSONLogObserver} and L{batchJSONLog}: twist's own JSON log
+    (C{--log-format json}), the same records written without a new encoder
+    and a flush per event.
 
 A L{tcplife.events.LifecycleLog} given an L{EventFile} as its C{sink} sends
 every per-connection event there instead of through twist's log.  This room
@@ -17,5 +20,6 @@ package's face import it.
 
 from ._file import EventFile
 from ._service import ClosingAfter
+from ._twistlog import BatchedJSONLogObserver, batchJSONLog, eventAsJSONText
 
-__all__ = ["ClosingAfter", "EventFile"]
+__all__ = ["BatchedJSONLogObserver", "ClosingAfter", "EventFile", "batchJSONLog", "eventAsJSONText"]

@@ -35,7 +35,7 @@ from ..client import (
     LoadSettings,
     OneShot,
 )
-from ..eventlog import ClosingAfter, EventFile
+from ..eventlog import ClosingAfter, EventFile, batchJSONLog
 from ..events import LifecycleLog
 from ._options import (
     EVENTS_OPTIONS,
@@ -381,6 +381,8 @@ def makeService(
     """
     if reactor is None:
         reactor = globalReactor()
+    # twist's JSON log, written without a flush per event.
+    batchJSONLog(getattr(options, "parent", None), reactor)
     realReactor = reactor
     if stdout is None:
         stdout = _realStream(sys.__stdout__).buffer

@@ -13,7 +13,7 @@ from twisted.internet.interfaces import IReactorCore, IReactorTime, IStreamServe
 from twisted.internet.protocol import Protocol
 from twisted.python import usage
 
-from ..eventlog import ClosingAfter, EventFile
+from ..eventlog import ClosingAfter, EventFile, batchJSONLog
 from ..events import LifecycleLog
 from ..internet import PortReactor, ReusePortEndpoint
 from ..server import (
@@ -222,6 +222,8 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
     """
     if reactor is None:
         reactor = globalReactor()
+    # twist's JSON log, written without a flush per event.
+    batchJSONLog(getattr(options, "parent", None), reactor)
     eventFile = (
         EventFile(options["events"], cast(IReactorTime, reactor))
         if options["events"] is not None
