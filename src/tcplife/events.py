@@ -2,8 +2,8 @@
 The lifecycle events: the one place that knows their names and fields.
 
 Every event carries a C{lifecycle} field naming the phase of the textbook's
-call sequence it stands for.  The field names are a public contract (see the
-README): log readers select on them, so change them only with a major release.
+call sequence it stands for.  The field names are a public contract (see
+docs/events.md): log readers select on them, so change them only with a major release.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def _literal(text: str) -> str:
 
 class LifecycleLog:
     """
-    Emits lifecycle events to a L{Logger}'s observer.
+    Emits lifecycle events to a C{twisted.logger.Logger}'s observer.
 
     Each per-connection event (C{accept} through C{close}) is the
     dictionary C{Logger.emit} would build, with the same keys in the same
@@ -142,13 +142,13 @@ class LifecycleLog:
         level, and at C{level} otherwise.
     @ivar threshold: The lowest level any observer keeps, when known
         (C{twist --log-level}); per-connection events below it are not built
-        at all.  L{None}: build and emit every event.
+        at all.  C{None}: build and emit every event.
     @ivar sink: Where per-connection events go instead of the logger, at any
-        level (C{--events}); every other event goes to both.  L{None}: the
+        level (C{--events}); every other event goes to both.  C{None}: the
         logger only.
     @ivar phases: The phases emitted (C{--events-only}); per-connection
         events of other phases are not built at all, and the other events
-        still reach the logger but not the sink.  L{None}: every phase.
+        still reach the logger but not the sink.  C{None}: every phase.
     @ivar enabled: Whether any per-connection event is built (its phase is
         wanted and, without a sink, its C{level} is at or above
         C{threshold}); L{wants} says it of one phase.

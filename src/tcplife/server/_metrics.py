@@ -155,13 +155,12 @@ class ServerCollector(Collector):
             "Segments the kernel retransmitted on closed TCP connections.",
             value=stats.retransmits,
         )
-        if self.events is not None:
-            yield CounterMetricFamily(
-                "tcplife_events_dropped",
-                "Events the --events file could not take (a full disk, a file "
-                "that cannot be written), and so lost.",
-                value=self.events.dropped,
-            )
+        yield CounterMetricFamily(
+            "tcplife_events_dropped",
+            "Events the --events file could not take (a full disk, a file "
+            "that cannot be written), and so lost; 0 without --events.",
+            value=0 if self.events is None else self.events.dropped,
+        )
 
 
 class MetricsPage(Resource):
