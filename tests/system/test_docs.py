@@ -393,6 +393,8 @@ class DocsTests(SynchronousTestCase):
         from tcplife.events import PHASES
 
         text = (DOCS / "events.md").read_text(encoding="utf-8")
+        # The phases' table, before the sections on the tcp object and the rest.
+        text = text[: text.index("\n## ")]
         rows = re.findall(r"^\| `([\w-]+)` \|", text, re.MULTILINE)
         self.assertEqual(sorted(row for row in rows if row != "lifecycle"), sorted(PHASES))
 
@@ -782,6 +784,27 @@ class ServerExampleTests(SynchronousTestCase):
                 {k: v for k, v in documented.items() if k not in varying},
                 {k: v for k, v in actual.items() if k not in varying},
             )
+
+    @checks("events-close-line")
+    def test_eventsCloseLineIsWhatTcpechoWrites(self) -> None:
+        """
+        The --events-only close line shown is what tcpecho writes for an
+        echo: the same fields in the same order, the kernel's among them, and
+        apart from addresses, times and the kernel's figures the same values.
+        """
+        [sample] = [json.loads(line) for line in exampleCode("events-close-line").splitlines()]
+        path = temporaryDirectory(self) / "events.jsonl"
+        server, port = startTcpecho(self, "--events", str(path), "--events-only", "close")
+        self.assertEqual(echoWithHalfClose(port, b"hello\n"), b"hello\n")
+        server.signal(signal.SIGTERM)
+        [line] = [json.loads(text) for text in path.read_bytes().splitlines()]
+        self.assertEqual(list(line), list(sample))
+        self.assertEqual(list(line["tcp"]), list(sample["tcp"]))
+        varying = _RUN_SPECIFIC | {"time"}
+        self.assertEqual(
+            {k: v for k, v in line.items() if k not in varying},
+            {k: v for k, v in sample.items() if k not in varying},
+        )
 
 
 #: Fields whose values depend on the run (addresses, times), not the code.
