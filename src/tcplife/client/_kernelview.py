@@ -80,7 +80,7 @@ class KernelTally:
 
     def report(self, openConnections: Iterable[TrackedConnection]) -> KernelReport | None:
         """
-        The view so far, with the open connections' retransmissions; L{None}
+        The view so far, with the open connections' retransmissions; C{None}
         if the kernel said nothing (UNIX sockets).
         """
         retransmits = self.retransmits

@@ -1,7 +1,7 @@
 """
 twist's JSON log (C{twist --log-format json}), written the same, for less.
 
-twist's own observer (L{twisted.logger.jsonFileLogObserver}) builds a new
+twist's own observer (C{twisted.logger.jsonFileLogObserver}) builds a new
 C{JSONEncoder} for every event and flushes the file after each one: a
 C{write} system call per event, which on a server logging three events a
 connection cost more than the connection itself.  The observer here writes
@@ -45,7 +45,7 @@ _encode = json.JSONEncoder(default=_unencodable, skipkeys=True).encode
 
 def eventAsJSONText(event: dict[str, Any]) -> str:
     """
-    L{twisted.logger.eventAsJSON}'s text of C{event}, as a record of
+    C{twisted.logger.eventAsJSON}'s text of C{event}, as a record of
     C{jsonFileLogObserver}'s: RS, the JSON, newline.
     """
     flattenEvent(event)

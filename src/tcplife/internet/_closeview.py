@@ -27,7 +27,7 @@ class KernelViewAtClose:
     closes it (our close, the peer's FIN or reset, an abort), and parses it
     only when asked.  Mix in before a C{tcp.Connection} class.
 
-    @cvar readsKernelAtClose: Whether it reads at all; L{False} gives
+    @cvar readsKernelAtClose: Whether it reads at all; C{False} gives
         Twisted's close (C{make bench-levers} measures what reading costs).
     """
 
@@ -47,7 +47,7 @@ class KernelViewAtClose:
     def tcpInfoAtClose(self) -> dict[str, int] | None:
         """
         The kernel's view of the connection as it closed (see
-        L{tcplife.internet.parseTcpInfo}), or L{None} before the close or
+        L{tcplife.internet.parseTcpInfo}), or C{None} before the close or
         where the kernel gave none.
         """
         info = self._tcpInfo
@@ -103,7 +103,7 @@ def seeKernelAtClose(transport: Any) -> bool:
 def tcpInfoNow(transport: Any) -> dict[str, int] | None:
     """
     The kernel's view of the open TCP connection under C{transport} (and
-    its wrappers) now, or L{None} for a connection that is not TCP or is
+    its wrappers) now, or C{None} for a connection that is not TCP or is
     closed.
     """
     lowest: Any = _lowestTransport(transport)

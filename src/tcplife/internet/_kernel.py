@@ -193,7 +193,7 @@ def parseTcpInfo(raw: bytes) -> dict[str, int]:
 def readTcpInfoBytes(connected: socket.socket) -> bytes | None:
     """
     C{struct tcp_info} of a TCP connection as the kernel returns it, or
-    L{None} where there is none (another family, a closed socket, a
+    C{None} where there is none (another family, a closed socket, a
     platform without C{TCP_INFO}).
     """
     if _TCP_INFO is None:
@@ -208,7 +208,7 @@ def readTcpInfoBytes(connected: socket.socket) -> bytes | None:
 def readTcpInfo(connected: socket.socket) -> dict[str, int] | None:
     """
     The kernel's view of a TCP connection now (see L{parseTcpInfo}), or
-    L{None} where there is none.
+    C{None} where there is none.
     """
     raw = readTcpInfoBytes(connected)
     return None if raw is None else parseTcpInfo(raw)
@@ -233,7 +233,7 @@ def heldInTcpInfo(raw: bytes) -> int | None:
     """
     Whether the kernel still holds bytes to send on the connection, or has
     sent bytes the peer has not acknowledged, as C{raw} says: 0 when
-    neither (what L{unsentBytes} would say as 0), L{None} where C{raw} is
+    neither (what L{unsentBytes} would say as 0), C{None} where C{raw} is
     too short to tell (before Linux 4.6).
     """
     if len(raw) < _UNACKED_AND_NOTSENT.size:

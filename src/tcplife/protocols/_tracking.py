@@ -216,7 +216,7 @@ class TrackedConnection:
         """
         The kernel's view of this TCP connection as it closed (round-trip
         time, retransmissions, ...: the C{close} event's C{tcp} object), from
-        the TCP transport under any TLS or PROXY wrapper; L{None} while open,
+        the TCP transport under any TLS or PROXY wrapper; C{None} while open,
         and for a transport that has none (UNIX, pipes, a test's).
         """
         return getattr(self.transport, "tcpInfoAtClose", None)
