@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from twisted.internet.interfaces import IDelayedCall, IReactorCore
-from twisted.logger import FileLogObserver, ILogObserver, LogLevel, jsonFileLogObserver
+from twisted.logger import FileLogObserver, ILogObserver, Logger, LogLevel, jsonFileLogObserver
 from twisted.logger._flatten import flattenEvent
 from twisted.logger._json import objectSaveHook
 from twisted.python.threadable import isInIOThread
@@ -30,9 +30,24 @@ FLUSH_INTERVAL = 0.1
 _FLUSHED_AT_ONCE = frozenset({LogLevel.warn, LogLevel.error, LogLevel.critical})
 
 
+# What objectSaveHook makes of the two objects every event has, its logger
+# and its level: made once, not per event (a level's UUID is formatted anew
+# each time otherwise).
+_UNPERSISTABLE: dict[str, Any] = {"unpersistable": True}
+_LEVELS: dict[Any, dict[str, Any]] = {
+    level: objectSaveHook(level) for level in LogLevel.iterconstants()
+}
+_CONSTANT = type(LogLevel.info)
+
+
 def _unencodable(value: object) -> Any:
     # eventAsJSON's default: bytes as charmap text, Twisted's own types
     # (levels, failures) by their savers, anything else marked unpersistable.
+    if isinstance(value, Logger):
+        return _UNPERSISTABLE
+    saved = _LEVELS.get(value) if type(value) is _CONSTANT else None
+    if saved is not None:
+        return saved
     if isinstance(value, bytes):
         return value.decode("charmap")
     return objectSaveHook(value)
@@ -48,7 +63,11 @@ def eventAsJSONText(event: dict[str, Any]) -> str:
     C{twisted.logger.eventAsJSON}'s text of C{event}, as a record of
     C{jsonFileLogObserver}'s: RS, the JSON, newline.
     """
-    flattenEvent(event)
+    format = event.get("log_format")
+    # A format with no field to flatten (the per-connection events' rendered
+    # messages) is left as flattenEvent would leave it.
+    if format is not None and "{" in format:
+        flattenEvent(event)
     return f"\x1e{_encode(event)}\n"
 
 
