@@ -255,6 +255,22 @@ class ServerCloseTests(CloseEventTestCase):
         self.assertLess(abs(close["opened_at"] + close["duration_s"] - close["log_time"]), 0.01)
 
     @inlineCallbacks
+    def test_localAddressOnAWildcardListener(self) -> Generator[Deferred[Any], Any, None]:
+        """
+        A listener bound to every address reports the address the client
+        reached (the kernel's), not 0.0.0.0; one bound to an address, that
+        address.
+        """
+        self.recorded = EventRecorder()
+        factory = LifecycleServerFactory(clock=reactor, events=self.recorded.log)
+        port = PortReactor(reactor).listenTCP(0, factory, 50, "0.0.0.0")
+        self.addCleanup(port.stopListening)
+        number = port.getHost().port
+        yield callInThread(echoWithHalfClose, number, b"hello")
+        close = yield self.closeOf()
+        self.assertEqual(close["local"], f"127.0.0.1:{number}")
+
+    @inlineCallbacks
     def test_ourOwnClose(self) -> Generator[Deferred[Any], Any, None]:
         """
         A protocol that closes first: the close (by local) has the view.

@@ -40,6 +40,9 @@ _CONNECTION_LOST = main.CONNECTION_LOST
 # One Failure for every orderly close, as the reactor itself does.
 _DONE = Failure(main.CONNECTION_DONE)
 
+_UNKNOWN = object()
+_EVERY_ADDRESS = frozenset({"0.0.0.0", "::", ""})
+
 #: The most buffers one C{sendmsg} takes (Linux's C{IOV_MAX}).
 IOV_MAX = 1024
 
@@ -118,6 +121,22 @@ class DirectServer(KernelViewAtClose, tcp.Server):
             pass
         self.startReading()
         self.connected = 1
+
+    def getHost(self) -> IAddress:
+        # An accepted socket's local address is its listener's, unless the
+        # listener is bound to every address (0.0.0.0, ::): then only the
+        # kernel knows which one the client reached.  Known without a system
+        # call per connection, and still known after the close.
+        port: Any = self.server
+        if port is None:
+            return super().getHost()  # type: ignore[no-any-return, no-untyped-call]
+        host = port.__dict__.get("_connectionHost", _UNKNOWN)
+        if host is _UNKNOWN:
+            listening = port.getHost()
+            host = port._connectionHost = None if listening.host in _EVERY_ADDRESS else listening
+        if host is None:
+            return super().getHost()  # type: ignore[no-any-return, no-untyped-call]
+        return host  # type: ignore[no-any-return]
 
     @property
     def readsSocketErrors(self) -> bool:
