@@ -18,7 +18,13 @@ from twisted.internet.protocol import Protocol
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tcplife import LifecycleClientFactory, LifecycleServerFactory, serverFromString
-from tcplife.internet import TCP_INFO_FIELDS, PortReactor, parseTcpInfo, readTcpInfo
+from tcplife.internet import (
+    TCP_INFO_FIELDS,
+    PortReactor,
+    clientFromString,
+    parseTcpInfo,
+    readTcpInfo,
+)
 from tcplife.server import Drainer
 from tcplife.testing import EventRecorder
 
@@ -430,3 +436,24 @@ class ClientCloseTests(CloseEventTestCase):
         self.assertEqual(close["local"], connected["local"])
         self.assertLoopbackView(close)
         self.assertGreaterEqual(close["tcp"]["bytes_received"], len(b"hello\n"))
+
+    @inlineCallbacks
+    def test_clientOverTLSHasTheView(self) -> Generator[Deferred[Any], Any, None]:
+        """
+        Over TLS (Twisted's ssl: client endpoint), the client's close has
+        the view of the TCP connection under the TLS.
+        """
+        certificate = SelfSigned(Path(self.mktemp()))
+        self.recorded = EventRecorder()
+        server = LifecycleServerFactory(clock=reactor, events=self.recorded.log)
+        port = yield serverFromString(PortReactor(reactor), certificate.endpoint()).listen(server)
+        self.addCleanup(port.stopListening)
+        clientEvents = EventRecorder()
+        factory = LifecycleClientFactory(b"hello\n", clock=reactor, events=clientEvents.log)
+        target = f"ssl:127.0.0.1:{port.getHost().port}"
+        protocol = yield factory.connect(clientFromString(reactor, target), target)
+        outcome = yield protocol.finished  # type: ignore[attr-defined]
+        self.assertTrue(outcome.ok)
+        close = yield clientEvents.when(lifecycle="close")
+        self.assertLoopbackView(close)
+        self.assertGreater(close["tcp"]["bytes_received"], close["bytes_in"])
