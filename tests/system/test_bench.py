@@ -279,3 +279,30 @@ class LeverTests(TestCase):
         )
         self.assertEqual(done.returncode, 2)
         self.assertIn(b"write-at-once", done.stderr)
+
+
+class EncoderBenchTests(TestCase):
+    """
+    python -m tcplife.bench.encoders measures every candidate on both
+    records and prints each one's ratio to the fastest.
+    """
+
+    def test_everyCandidateIsMeasuredOnBothRecords(self) -> None:
+        """
+        orjson, msgspec and the standard library (both ways) are timed on a
+        close and an accept record, each a positive time; the output names
+        them with their ratios, the fastest at 1.00x.
+        """
+        from tcplife.bench import encoders
+
+        results = encoders.measure(repeats=1, number=50)
+        expected = {"orjson", "msgspec", "json, one encoder kept", "json, an encoder per event"}
+        self.assertEqual({event: set(times) for event, times in results.items()},
+                         {"close": expected, "accept": expected})  # fmt: skip
+        self.assertTrue(all(t > 0 for times in results.values() for t in times.values()))
+        printed = subprocess.run(
+            [sys.executable, "-m", "tcplife.bench.encoders", "--repeats", "1"],
+            capture_output=True, text=True, timeout=120, check=True,
+        ).stdout  # fmt: skip
+        self.assertEqual(printed.count("1.00x"), 2)
+        self.assertEqual(len(printed.splitlines()), 8)
