@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,22 @@ class RotationTests(EventFileTestCase):
         events.flush()
         self.assertEqual([line["conn_id"] for line in lines(rotated)], [1, 2])
         self.assertEqual([line["conn_id"] for line in lines(path)], [3])
+
+    def test_sigusr1ReopensInTheReactorsThreadUntilClosed(self) -> None:
+        """
+        Once asked to, SIGUSR1 hands a reopen to the reactor's thread; after
+        the close, the signal's previous handler is back.
+        """
+        before = signal.getsignal(signal.SIGUSR1)
+        events, path, clock = self.open()
+        handed: list[Any] = []
+        events.reopenOnSignal(handed.append)
+        handler = signal.getsignal(signal.SIGUSR1)
+        assert callable(handler)
+        handler(signal.SIGUSR1, None)
+        self.assertEqual(handed, [events.reopen])
+        events.close()
+        self.assertEqual(signal.getsignal(signal.SIGUSR1), before)
 
     def test_aPathThatCannotBeReopenedKeepsTheOldFile(self) -> None:
         """

@@ -81,6 +81,7 @@ class EventFile:
         self.dropped = 0
         self._fd = self._open()
         self._previousHandler: Any = None
+        self._signum: int | None = None
 
     def _open(self) -> int:
         if self.path == STANDARD_OUTPUT:
@@ -208,6 +209,12 @@ class EventFile:
                 self._previousHandler(number, frame)
 
         self._previousHandler = signal.signal(signum, reopen)
+        self._signum = signum
+
+    def _stopReopeningOnSignal(self) -> None:
+        signum, self._signum = self._signum, None
+        if signum is not None:
+            signal.signal(signum, self._previousHandler or signal.SIG_DFL)
 
     def close(self) -> None:
         """
@@ -216,6 +223,7 @@ class EventFile:
         """
         if self._closed:
             return
+        self._stopReopeningOnSignal()
         self.flush()
         self._closed = True
         if self._fd != 1:
