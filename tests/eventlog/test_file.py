@@ -160,7 +160,7 @@ class RotationTests(EventFileTestCase):
         the close, the signal's previous handler is back.
         """
         before = signal.getsignal(signal.SIGUSR1)
-        events, path, clock = self.open()
+        events, _path, _clock = self.open()
         handed: list[Any] = []
         events.reopenOnSignal(handed.append)
         handler = signal.getsignal(signal.SIGUSR1)
