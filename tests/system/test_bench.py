@@ -289,14 +289,19 @@ class EncoderBenchTests(TestCase):
 
     def test_everyCandidateIsMeasuredOnBothRecords(self) -> None:
         """
-        orjson, msgspec and the standard library (both ways) are timed on a
-        close and an accept record, each a positive time; the output names
-        them with their ratios, the fastest at 1.00x.
+        orjson, msgspec (where the bench extra installed it) and the
+        standard library (both ways) are timed on a close and an accept
+        record, each a positive time; the output names them with their
+        ratios, the fastest at 1.00x.
         """
+        from importlib.util import find_spec
+
         from tcplife.bench import encoders
 
         results = encoders.measure(repeats=1, number=50)
-        expected = {"orjson", "msgspec", "json, one encoder kept", "json, an encoder per event"}
+        expected = {"orjson", "json, one encoder kept", "json, an encoder per event"}
+        if find_spec("msgspec") is not None:
+            expected.add("msgspec")
         self.assertEqual({event: set(times) for event, times in results.items()},
                          {"close": expected, "accept": expected})  # fmt: skip
         self.assertTrue(all(t > 0 for times in results.values() for t in times.values()))
@@ -305,4 +310,4 @@ class EncoderBenchTests(TestCase):
             capture_output=True, text=True, timeout=120, check=True,
         ).stdout  # fmt: skip
         self.assertEqual(printed.count("1.00x"), 2)
-        self.assertEqual(len(printed.splitlines()), 8)
+        self.assertEqual(len(printed.splitlines()), 2 * len(expected))
