@@ -354,9 +354,8 @@ class LifecycleClientFactory(ConnectionTracking, Factory):
         if events.wants(CONNECTED):
             events.connected(connection.connId, connection.local, connection.peer)
         elif events.wants(CLOSE):
-            # The close event has them, and a closed socket no longer knows
-            # its local address.
-            connection.peer, connection.local  # noqa: B018
+            # The close event has it, and a closed socket no longer knows it.
+            connection.local  # noqa: B018
         # Twisted's tcp.Client (the endpoints' connectTCP) is taught to keep
         # the kernel's view at close.
         seeKernelAtClose(connection.transport)

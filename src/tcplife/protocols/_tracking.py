@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
         events: LifecycleLog
         clock: IReactorTime
+        lastLocalAddress: tuple[object, str]
 
         def connectionOpened(self, connection: TrackedConnection) -> None: ...
 
@@ -133,7 +134,6 @@ class TrackedConnection:
         "_local",
         "_outputBlocked",
         "_pausedByProtocol",
-        "_peer",
         "_tracing",
         "bytesIn",
         "bytesOut",
@@ -171,7 +171,6 @@ class TrackedConnection:
         self._outputBlocked = False
         self._pausedByProtocol = False
         self._abortLater: IDelayedCall | None = None
-        self._peer: str | None = None
         self._local: str | None = None
         # Kept by the idle sweeper: bytes moved when it last looked, and
         # since when that figure has not changed.
@@ -181,13 +180,17 @@ class TrackedConnection:
     @property
     def peer(self) -> str:
         """
-        The peer's address, in the form of L{describeAddress}; read once and
-        kept, so the C{close} event has it after the socket is gone.
+        The peer's address, in the form of L{describeAddress}.  TCP and UNIX
+        transports know it after the close too, so it is not kept: an idle
+        connection holds no copy of it.
         """
-        peer = self._peer
-        if peer is None:
-            peer = self._peer = self._address("getPeer")
-        return peer
+        transport = self.transport
+        if transport is None:
+            return describeAddress(None)
+        try:
+            return describeAddress(transport.getPeer())
+        except (AttributeError, OSError):
+            return describeAddress(None)
 
     @property
     def local(self) -> str:
@@ -198,18 +201,26 @@ class TrackedConnection:
         """
         local = self._local
         if local is None:
-            local = self._local = self._address("getHost")
+            local = self._local = self._hostAddress()
         return local
 
-    def _address(self, getter: str) -> str:
+    def _hostAddress(self) -> str:
+        # Connections accepted on one listener share one local address, and
+        # tcplife's transports give the very same object for it: its text is
+        # made once and shared (the owner keeps the last one), not kept anew
+        # by every idle connection.
         transport = self.transport
-        if transport is None:
-            return describeAddress(None)
         try:
-            return describeAddress(getattr(transport, getter)())
+            address = transport.getHost() if transport is not None else None
         except (AttributeError, OSError):
-            # Twisted's TCP transports ask the (closed, deleted) socket.
-            return describeAddress(None)
+            address = None
+        owner = self.owner
+        known, text = owner.lastLocalAddress
+        if address is not known or address is None:
+            text = describeAddress(address)
+            if address is not None:
+                owner.lastLocalAddress = (address, text)
+        return text
 
     @property
     def tcp(self) -> dict[str, int] | None:
@@ -560,6 +571,8 @@ class ConnectionTracking:
     clock: IReactorTime
     events: LifecycleLog
     connections: dict[int, TrackedConnection]
+    #: The last local address a connection described, and its text.
+    lastLocalAddress: tuple[object, str] = (None, "")
 
     def startTracking(
         self, clock: IReactorTime | None, events: LifecycleLog | None, trace: bool

@@ -102,9 +102,8 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
         if events.wants(ACCEPT):
             events.accept(connection.connId, connection.peer, connection.local)
         elif events.wants(CLOSE):
-            # The close event has them, and a closed socket no longer knows
-            # its local address.
-            connection.peer, connection.local  # noqa: B018
+            # The close event has it, and a closed socket no longer knows it.
+            connection.local  # noqa: B018
         # A transport of Twisted's (a plain listenTCP) is taught to keep
         # the kernel's view at close; tcplife's own keep it already.
         seeKernelAtClose(connection.transport)
