@@ -1,6 +1,6 @@
 """
 Which JSON encoder writes the event stream (C{--events}): the candidates,
-measured in the same run on the records a connection makes.
+measured in the same run on the records a connection makes::
 
     python -m tcplife.bench.encoders [--repeats N]
 
