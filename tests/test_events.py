@@ -1,108 +1,70 @@
 """
-Where a LifecycleLog sends its events: the logger, a sink (C{--events}), and
-which phases (C{--events-only}).
+The event log's C{rendered} flag: the same events, rendered or as templates.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
-from twisted.logger import ILogObserver, Logger, LogLevel
+from twisted.logger import ILogObserver, Logger, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from tcplife import LifecycleLog
 
+#: Every per-connection event, with arguments that need escaping.
+EVENTS: list[Callable[[LifecycleLog], None]] = [
+    lambda log: log.accept(1, "[::1]:5", "unix:/tmp/{x}.sock"),
+    lambda log: log.connect("tcp:host:9"),
+    lambda log: log.connected(2, "127.0.0.1:4", "127.0.0.1:9"),
+    lambda log: log.connectFailed("tcp:host:9", "connection refused {really}"),
+    lambda log: log.read(3, 10),
+    lambda log: log.write(3, 11),
+    lambda log: log.halfClose(3, "peer"),
+    lambda log: log.close(3, "server", "peer", "fin", 10, 11, 0.0125),
+]
 
-class Sink:
+
+def emitted(rendered: bool) -> list[dict[str, Any]]:
     """
-    Keeps what a LifecycleLog sends it.
+    Every per-connection event, as a log with C{rendered} emits it.
+    """
+    events: list[dict[str, Any]] = []
+    observer = cast(ILogObserver, events.append)
+    log = LifecycleLog(Logger(namespace="tcplife", observer=observer), rendered=rendered)
+    for emit in EVENTS:
+        emit(log)
+    return events
+
+
+def fieldsOf(event: dict[str, Any]) -> dict[str, Any]:
+    """
+    The event's fields, less those of the one emitting it and when (a
+    close's C{opened_at} is the wall clock less its duration).
+    """
+    ignored = ("log_format", "log_time", "log_logger", "opened_at")
+    return {k: v for k, v in event.items() if k not in ignored}
+
+
+class RenderedFlagTests(SynchronousTestCase):
+    """
+    With C{rendered} off, events are Twisted's usual templates and fields.
     """
 
-    def __init__(self) -> None:
-        self.events: list[tuple[LogLevel, dict[str, Any]]] = []
-
-    def event(self, level: LogLevel, fields: dict[str, Any]) -> None:
-        self.events.append((level, fields))
-
-    def phases(self) -> list[str]:
-        return [fields["lifecycle"] for _, fields in self.events]
-
-
-class SinkTests(SynchronousTestCase):
-    def log(self, **kwargs: Any) -> tuple[LifecycleLog, list[dict[str, Any]], Sink]:
-        logged: list[dict[str, Any]] = []
-        sink = Sink()
-        observer = cast(ILogObserver, logged.append)
-        events = LifecycleLog(Logger(namespace="tcplife", observer=observer), sink=sink, **kwargs)
-        return events, logged, sink
-
-    def everyKind(self, events: LifecycleLog) -> None:
-        events.listen("127.0.0.1:9000", 50, "tcp:9000")
-        events.accept(1, "127.0.0.1:40000", "127.0.0.1:9000")
-        events.halfClose(1, "peer")
-        events.close(1, "server", "peer", "fin", 5, 5, 0.01, "127.0.0.1:40000", "127.0.0.1:9000")
-        events.drained(1, 0, 0, 0, 0.1)
-
-    def test_perConnectionEventsGoOnlyToTheSink(self) -> None:
+    def test_templatesSayWhatRenderedMessagesSay(self) -> None:
         """
-        With a sink, accept, half-close and close reach only the sink; the
-        listen and drained events reach both the sink and twist's log.
+        Each event reads the same either way and has the same fields; only
+        its C{log_format} differs: a template naming the fields, instead of
+        the message itself.
         """
-        events, logged, sink = self.log()
-        self.everyKind(events)
-        self.assertEqual(sink.phases(), ["listen", "accept", "half-close", "close", "drained"])
-        self.assertEqual([e["lifecycle"] for e in logged], ["listen", "drained"])
-
-    def test_sinkFieldsAreTheLoggersFields(self) -> None:
-        """
-        The sink gets the event's own fields, those the logger's event has
-        besides Twisted's C{log_*}, and none of Twisted's.
-        """
-        events, _logged, sink = self.log()
-        plain: list[dict[str, Any]] = []
-        alone = LifecycleLog(Logger(observer=cast(ILogObserver, plain.append)))
-        self.everyKind(events)
-        self.everyKind(alone)
-        for (_, fields), logged_ in zip(sink.events, plain, strict=True):
-            own = {k: v for k, v in logged_.items() if not k.startswith("log_")}
-            own.pop("opened_at", None)
-            fields = dict(fields)
-            fields.pop("opened_at", None)
-            self.assertEqual(fields, own)
-
-    def test_aSinkTakesEveryLevel(self) -> None:
-        """
-        A threshold (twist's --log-level) filters twist's log, not the sink:
-        debug-level events (a load run's) still reach it.
-        """
-        events, _logged, sink = self.log(level=LogLevel.debug, threshold=LogLevel.info)
-        events.accept(1, "a", "b")
-        self.assertEqual(sink.events[0][0], LogLevel.debug)
-
-    def test_onlyTheChosenPhasesAreBuilt(self) -> None:
-        """
-        With phases={close}, the sink gets only close events; the listen
-        and drained events still reach twist's log.
-        """
-        events, logged, sink = self.log(phases=frozenset({"close"}))
-        self.everyKind(events)
-        self.assertEqual(sink.phases(), ["close"])
-        self.assertEqual([e["lifecycle"] for e in logged], ["listen", "drained"])
-        self.assertFalse(events.wants("accept"))
-        self.assertTrue(events.wants("close"))
-
-    def test_closeTextAddsRoundTripAndRetransmissions(self) -> None:
-        """
-        Without a sink, the close event's text line ends with the RTT and
-        the retransmissions the kernel reported.
-        """
-        logged: list[dict[str, Any]] = []
-        events = LifecycleLog(Logger(observer=cast(ILogObserver, logged.append)))
-        tcp = {"rtt_us": 8200, "retransmits": 1189}
-        events.close(3, "client", "local", "fin", 9, 9, 1.5, "a:1", "b:2", tcp)
+        rendered, templates = emitted(True), emitted(False)
+        self.assertEqual(len(templates), len(EVENTS))
+        self.assertEqual([formatEvent(e) for e in templates], [formatEvent(e) for e in rendered])
+        for template, message in zip(templates, rendered, strict=True):
+            self.assertEqual(list(template), list(message))
+            self.assertEqual(fieldsOf(template), fieldsOf(message))
+            self.assertIn("{", template["log_format"])
         self.assertEqual(
-            logged[0]["log_format"],
-            "close #3 by local (fin): 9 bytes in, 9 bytes out, 1.500 s, "
-            "rtt 8.200 ms, 1189 retransmitted",
+            formatEvent(rendered[-1]),
+            "close #3 by peer (fin): 10 bytes in, 11 bytes out, 0.013 s",
         )
-        self.assertEqual(logged[0]["tcp"], tcp)

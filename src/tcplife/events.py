@@ -119,6 +119,21 @@ def _literal(text: str) -> str:
     return text
 
 
+#: The format template of each per-connection event, for a L{LifecycleLog}
+#: whose events are not rendered; the rendered messages say the same.
+_TEMPLATES: Final = {
+    ACCEPT: "accept #{conn_id} from {peer} on {local}",
+    CONNECT: "connect to {target}",
+    CONNECTED: "connected #{conn_id} from {local} to {peer}",
+    CONNECT_FAILED: "connect-failed to {target}: {reason}",
+    READ: "read #{conn_id} {bytes} bytes",
+    WRITE: "write #{conn_id} {bytes} bytes",
+    HALF_CLOSE: "half-close #{conn_id} by {initiator}",
+    CLOSE: "close #{conn_id} by {initiator} ({how}): {bytes_in} bytes in, "
+    "{bytes_out} bytes out, {duration_s:.3f} s",
+}
+
+
 class LifecycleLog:
     """
     Emits lifecycle events to a C{twisted.logger.Logger}'s observer.
@@ -130,7 +145,8 @@ class LifecycleLog:
     or flatten the format (C{twist}'s text and JSON file observers) have no
     fields to look up: that work, not the event, was most of the CPU an
     accepted connection cost.  Every structured field is there as before;
-    select events on C{lifecycle}, not on C{log_format}.
+    select events on C{lifecycle}, not on C{log_format}.  (With L{rendered}
+    off, they go through C{Logger.emit} with a format template instead.)
 
     @ivar trace: Whether per-read and per-write events are emitted.  Callers on
         the hot path test this flag themselves so that, when it is off, a read
@@ -152,6 +168,10 @@ class LifecycleLog:
     @ivar enabled: Whether any per-connection event is built (its phase is
         wanted and, without a sink, its C{level} is at or above
         C{threshold}); L{wants} says it of one phase.
+    @ivar rendered: Whether per-connection events carry their message
+        rendered (a speed lever, read once per event).  C{False}: a format
+        template and its fields through C{Logger.emit}, Twisted's way, which
+        observers then parse and look up.
     """
 
     def __init__(
@@ -163,9 +183,11 @@ class LifecycleLog:
         threshold: LogLevel | None = None,
         sink: EventSink | None = None,
         phases: frozenset[str] | None = None,
+        rendered: bool = True,
     ) -> None:
         self.logger = logger if logger is not None else Logger(namespace="tcplife")
         self.trace = trace
+        self.rendered = rendered
         self._level = level
         self._threshold = threshold
         self._sink = sink
@@ -257,6 +279,11 @@ class LifecycleLog:
         event["log_time"] = time()
         logger.observer(event)
 
+    def _emitTemplate(self, level: LogLevel, event: dict[str, Any]) -> None:
+        # The event as Logger.emit builds it from a template: what observers
+        # get with the rendered lever off.
+        self.logger.emit(level, _TEMPLATES[event["lifecycle"]], **event)
+
     def _occasional(self, level: LogLevel, template: str, **fields: Any) -> None:
         # An event that is not one connection's: twist's log has it always,
         # the sink if its phase is wanted there.
@@ -299,12 +326,14 @@ class LifecycleLog:
             }
             if self._sink is not None:
                 self._sink.event(self._level, fields)
-            else:
+            elif self.rendered:
                 self._emit(
                     self._level,
                     f"accept #{connId} from {_literal(peer)} on {_literal(local)}",
                     fields,
                 )
+            else:
+                self._emitTemplate(self._level, fields)
 
     def connect(self, target: str) -> None:
         if self._wantConnect:
@@ -315,8 +344,10 @@ class LifecycleLog:
             }
             if self._sink is not None:
                 self._sink.event(self._level, fields)
-            else:
+            elif self.rendered:
                 self._emit(self._level, f"connect to {_literal(target)}", fields)
+            else:
+                self._emitTemplate(self._level, fields)
 
     def connected(self, connId: int, local: str, peer: str) -> None:
         if self._wantConnected:
@@ -329,12 +360,14 @@ class LifecycleLog:
             }
             if self._sink is not None:
                 self._sink.event(self._level, fields)
-            else:
+            elif self.rendered:
                 self._emit(
                     self._level,
                     f"connected #{connId} from {_literal(local)} to {_literal(peer)}",
                     fields,
                 )
+            else:
+                self._emitTemplate(self._level, fields)
 
     def connectFailed(self, target: str, reason: str) -> None:
         if self._wantConnectFailed:
@@ -346,12 +379,14 @@ class LifecycleLog:
             }
             if self._sink is not None:
                 self._sink.event(self._failureLevel, fields)
-            else:
+            elif self.rendered:
                 self._emit(
                     self._failureLevel,
                     f"connect-failed to {_literal(target)}: {_literal(reason)}",
                     fields,
                 )
+            else:
+                self._emitTemplate(self._failureLevel, fields)
 
     def read(self, connId: int, nbytes: int) -> None:
         if self._wantRead:
@@ -362,8 +397,10 @@ class LifecycleLog:
             }
             if self._sink is not None:
                 self._sink.event(self._level, fields)
-            else:
+            elif self.rendered:
                 self._emit(self._level, f"read #{connId} {nbytes} bytes", fields)
+            else:
+                self._emitTemplate(self._level, fields)
 
     def write(self, connId: int, nbytes: int) -> None:
         if self._wantWrite:
@@ -374,8 +411,10 @@ class LifecycleLog:
             }
             if self._sink is not None:
                 self._sink.event(self._level, fields)
-            else:
+            elif self.rendered:
                 self._emit(self._level, f"write #{connId} {nbytes} bytes", fields)
+            else:
+                self._emitTemplate(self._level, fields)
 
     def halfClose(self, connId: int, initiator: str) -> None:
         if self._wantHalfClose:
@@ -386,8 +425,10 @@ class LifecycleLog:
             }
             if self._sink is not None:
                 self._sink.event(self._level, fields)
-            else:
+            elif self.rendered:
                 self._emit(self._level, f"half-close #{connId} by {initiator}", fields)
+            else:
+                self._emitTemplate(self._level, fields)
 
     def close(
         self,
@@ -425,6 +466,9 @@ class LifecycleLog:
                 fields["tcp"] = tcp
             if self._sink is not None:
                 self._sink.event(self._level, fields)
+                return
+            if not self.rendered:
+                self._emitTemplate(self._level, fields)
                 return
             message = (
                 f"close #{connId} by {initiator} ({how}): "

@@ -25,7 +25,7 @@ from tcplife.internet import (
     parseTcpInfo,
     readTcpInfo,
 )
-from tcplife.server import Drainer
+from tcplife.server import Drainer, ServerSettings
 from tcplife.testing import EventRecorder
 
 from ..certs import SelfSigned
@@ -326,11 +326,11 @@ class ServerCloseTests(CloseEventTestCase):
         """
         A connection the drain closes at its deadline has the view.
         """
-        port = self.listen(Silent)
+        port = self.listen(Silent, settings=ServerSettings(shutdownTimeout=0.1))
         accepted = self.recorded.when(lifecycle="accept")
         client = callInThread(sendThenWaitForEOF, port)
         yield accepted
-        yield Drainer(self.factory, reactor, timeout=0.1, grace=5).drain()  # type: ignore[arg-type]
+        yield Drainer(self.factory, reactor).drain()  # type: ignore[arg-type]
         yield client
         close = yield self.closeOf()
         self.assertEqual(close["initiator"], "local")

@@ -8,10 +8,9 @@ that lever can matter.  Prints a table; --json writes it as JSON::
 Same method as C{python -m tcplife.bench}: servers pinned to CPU 0, the load
 client on CPU 1, server CPU time per message from /proc, runs interleaved and
 medians reported.  Each case also runs tcplife a second time under another
-name ("tcplife again"), through the lever servers' launcher with no lever
-switched off: how far its ratio strays from 1.00x is the noise of that run
-(and the launcher's cost, if it had any), the yardstick for every other
-ratio in the case.
+name ("tcplife again"), launched as the lever servers are but with no lever
+switched off: how far its ratio strays from 1.00x is the noise of that run,
+the yardstick for every other ratio in the case.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
-from ._levers import LEVERS, NONE
+from ._levers import LEVERS, launchedWithout
 from ._run import PYTHON, ServerSpec, Summary, _tcpecho, runBench
 
 #: Each case: the load client's scenario, and twist's options for every
@@ -64,13 +63,8 @@ def serversFor(case: str) -> list[tuple[ServerSpec, str]]:
     """
     scenario, twistOptions = CASES[case]
     everywhere = frozenset({scenario})
-    served = (*_tcpecho(*twistOptions), *TCPECHO_OPTIONS.get(case, ()))
+    tcpecho = (*_tcpecho(*twistOptions), *TCPECHO_OPTIONS.get(case, ()))
     writes = bool(TCPECHO_OPTIONS.get(case))
-
-    def launched(lever: str) -> tuple[str, ...]:
-        # _tcpecho's argv, with the lever module in front of twist's.
-        return (PYTHON, "-m", "tcplife.bench._levers", lever, *served[1:])
-
     servers = [
         (
             ServerSpec(
@@ -78,17 +72,16 @@ def serversFor(case: str) -> list[tuple[ServerSpec, str]]:
             ),
             "plain asyncio protocol on uvloop",
         ),
-        (ServerSpec(BASELINE, served, everywhere, eventsFile=writes), "as it ships"),
+        (ServerSpec(BASELINE, tcpecho, everywhere, eventsFile=writes), "as it ships"),
         (
-            ServerSpec(CONTROL, launched(NONE), everywhere, eventsFile=writes),
+            ServerSpec(CONTROL, launchedWithout("", tcpecho), everywhere, eventsFile=writes),
             "as it ships (noise control)",
         ),
     ]
     for lever in LEVERS.values():
         if case in lever.scenarios:
-            spec = ServerSpec(
-                f"no {lever.name}", launched(lever.name), everywhere, eventsFile=writes
-            )
+            argv = launchedWithout(lever.name, tcpecho)
+            spec = ServerSpec(f"no {lever.name}", argv, everywhere, eventsFile=writes)
             servers.append((spec, lever.off))
     return servers
 
