@@ -76,7 +76,7 @@ class DirectServer(KernelViewAtClose, tcp.Server):
       - L{batchedPoller}: the connection registers with the reactor's
         L{BatchedPoller <tcplife.internet.BatchedPoller>}, which dispatches
         its events without C{callWithLogger};
-      - L{readsKernelAtClose}: the kernel's view of the connection is read
+      - C{readsKernelAtClose}: the kernel's view of the connection is read
         just before the socket closes (L{KernelViewAtClose}:
         C{tcpInfoAtClose}); with nothing left to flush, from the same
         C{TCP_INFO} that tells the close so, instead of C{SIOCOUTQ}.
