@@ -21,6 +21,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.logger import Logger, LogLevel
 
+from ..eventlog import EventFile
 from ..events import LifecycleLog
 from ..internet import (
     HoldingPorts,
@@ -66,12 +67,15 @@ class ServerService(Service):
     """
     Starts metrics (if any), then the listeners; on stop, closes the
     listeners (C{stop-listening}), drains the open connections, and only then
-    stops serving metrics, so a scrape can watch the drain.
+    stops serving metrics, so a scrape can watch the drain, and closes the
+    event file, whose last line is then the drain's C{drained}.
 
     @ivar factory: What the listeners serve; C{None} for a supervisor's,
         whose workers serve.
     @ivar drainOnHangup: Once listening, and once this reactor runs, SIGHUP
         stops it as SIGTERM does (see L{tcplife.server.drainOnHangup}).
+    @ivar eventFile: The events' file (C{--events}), if any: reopened on
+        C{SIGUSR1} while serving, closed last.
     """
 
     def __init__(
@@ -81,12 +85,14 @@ class ServerService(Service):
         drainer: Drains | None = None,
         metrics: Listener | None = None,
         drainOnHangup: IReactorCore | None = None,
+        eventFile: EventFile | None = None,
     ) -> None:
         self.factory = factory
         self.listeners = list(listeners)
         self.drainer = drainer
         self.metrics = metrics
         self.drainOnHangup = drainOnHangup
+        self.eventFile = eventFile
 
     def startService(self) -> None:
         Service.startService(self)
@@ -104,6 +110,11 @@ class ServerService(Service):
             raise
         if self.drainOnHangup is not None:
             drainOnHangup(self.drainOnHangup)
+        # A supervisor has no factory: its reactor is the one it drains on.
+        clock = self.factory.clock if self.factory is not None else self.drainOnHangup
+        callFromThread = getattr(clock, "callFromThread", None)
+        if self.eventFile is not None and callFromThread is not None:
+            self.eventFile.reopenOnSignal(callFromThread)
 
     def stopService(self) -> Deferred[None]:
         Service.stopService(self)
@@ -123,6 +134,8 @@ class ServerService(Service):
             yield self.drainer.drain()
         if self.metrics is not None:
             yield maybeDeferred(self.metrics.stopService)
+        if self.eventFile is not None:
+            self.eventFile.close()
 
 
 def serverService(
@@ -147,8 +160,17 @@ def serverService(
         own.
     @raise EndpointError: if an endpoint description cannot serve.
     """
+    eventFile = (
+        EventFile(settings.events, cast(IReactorTime, reactor))
+        if settings.events is not None
+        else None
+    )
     events = LifecycleLog(
-        trace=settings.trace, threshold=threshold, rendered=rendersEvents(settings.leversOff)
+        trace=settings.trace,
+        threshold=threshold,
+        rendered=rendersEvents(settings.leversOff),
+        sink=eventFile,
+        phases=settings.eventsOnly,
     )
     factoryClass = settings.factory or LifecycleServerFactory
     factory = factoryClass(settings=settings, clock=cast(IReactorTime, reactor), events=events)
@@ -184,7 +206,7 @@ def serverService(
     metrics = None
     if settings.metrics is not None:
         registry = CollectorRegistry(auto_describe=True)
-        registry.register(ServerCollector(factory, lambda: ports.ports))
+        registry.register(ServerCollector(factory, lambda: ports.ports, eventFile))
         metrics = Listener(
             serverFromString(reactor, settings.metrics),
             metricsSite(registry),
@@ -198,7 +220,9 @@ def serverService(
         handleSignals=True,
         callFromThread=getattr(reactor, "callFromThread", None),
     )
-    return ServerService(factory, listeners, drainer, metrics, drainOnHangup=reactor)
+    return ServerService(
+        factory, listeners, drainer, metrics, drainOnHangup=reactor, eventFile=eventFile
+    )
 
 
 def _listenerCount(settings: ServerSettings) -> int:

@@ -15,6 +15,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import LogLevel
 from twisted.python import usage
 
+from ..eventlog import batchJSONLog
 from ..internet import serverEndpointKind
 from ..protocols import numberConnections
 from ..server import (
@@ -30,7 +31,16 @@ from ..server import (
     unknownLevers,
     workerService,
 )
-from ._options import globalReactor, loadClass, seconds, serverEndpoint, twistLogLevel, wholeNumber
+from ._options import (
+    EVENTS_OPTIONS,
+    checkEvents,
+    globalReactor,
+    loadClass,
+    seconds,
+    serverEndpoint,
+    twistLogLevel,
+    wholeNumber,
+)
 from ._process import ServerProcess
 from ._workers import adoptControl, parseWorkerOf, tagTwistLog, workerCommand, workerCount
 
@@ -158,6 +168,7 @@ class Options(usage.Options):
             "Internal: what the supervisor of --workers starts each worker with "
             "(INDEX/COUNT/GENERATION).",
         ],
+        *EVENTS_OPTIONS,
     ]
     compData = usage.Completions(optActions={"interface": usage.CompleteNetInterfaces()})
 
@@ -246,6 +257,7 @@ class Options(usage.Options):
             self["worker-restart-window"] = seconds(
                 "--worker-restart-window", self["worker-restart-window"]
             )
+        checkEvents(self)
         self.settings = self._settings()
 
     def _refuseWithoutPort(self) -> None:
@@ -306,6 +318,8 @@ _SETTINGS_OPTIONS = (
     "workers",
     "worker-restart-limit",
     "worker-restart-window",
+    "events",
+    "events-only",
 )
 
 
@@ -323,6 +337,8 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
     """
     if reactor is None:
         reactor = globalReactor()
+    # twist's JSON log, written without a flush per event.
+    batchJSONLog(getattr(options, "parent", None), reactor)
     threshold = twistLogLevel(options)
     process: ServerProcess
     if options.workerOf is not None:
