@@ -25,6 +25,7 @@ from ..helpers import (
     unixEcho,
 )
 from ..servers import temporaryDirectory, waitForCount
+from .test_events import eventLines
 from .test_metrics import scrape
 
 SIGTERM_STATUS = (-signal.SIGTERM, 128 + signal.SIGTERM)
@@ -315,6 +316,64 @@ class SupervisorTests(SynchronousTestCase):
         while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
             server.poll(0.1)
         self.assertEqual([pid for pid in pids if _alive(pid)], [])
+
+
+class EventsFileTests(SynchronousTestCase):
+    """
+    C{--events PATH} with C{--workers}: one file for the supervisor and
+    every worker, each line saying whose it is.
+    """
+
+    def test_everyWorkerWritesTheOneFileAndReopensItOnTheSupervisorsSigusr1(self) -> None:
+        """
+        Two workers capped at one connection each serve a client apiece,
+        and both write their events to the one file, as the supervisor
+        does its own (worker 0), every line with its worker and pid and
+        every conn_id unique; after a rename and SIGUSR1 to the supervisor,
+        every worker writes to the new file, where both drains end.
+        """
+        directory = temporaryDirectory(self)
+        path = directory / "events.jsonl"
+        server, port = startWorkers(self, 2, "--max-connections", "1", "--events", str(path))
+        pids = {e["worker"]: e["pid"] for e in server.of(supervisor="worker-started")}
+        pids[0] = server.process.pid
+        before = [connected(self, port) for _ in range(2)]
+        for n, client in enumerate(before):
+            self.assertEqual(echoOnce(client, b"before %d" % n), b"before %d" % n)
+        for client in before:
+            client.close()
+
+        path.rename(directory / "events.jsonl.1")
+        server.process.send_signal(signal.SIGUSR1)
+        for index in (0, 1, 2):
+            server.waitFor(events_file=str(path), worker=index, log_format=REOPENED)
+        after = [connected(self, port) for _ in range(2)]
+        for n, client in enumerate(after):
+            self.assertEqual(echoOnce(client, b"after %d" % n), b"after %d" % n)
+        for client in after:
+            client.close()
+        self.assertIn(server.signal(signal.SIGTERM), SIGTERM_STATUS)
+
+        old, new = eventLines(directory / "events.jsonl.1"), eventLines(path)
+        for line in old + new:
+            self.assertEqual(list(line)[:4], ["time", "level", "worker", "pid"])
+            self.assertEqual(pids[line["worker"]], line["pid"])
+        for lines in (old, new):
+            accepts = [line for line in lines if line["lifecycle"] == "accept"]
+            self.assertEqual(sorted(line["worker"] for line in accepts), [1, 2])
+        self.assertEqual(
+            sorted((line["worker"], line["lifecycle"]) for line in old if line["worker"] == 0),
+            [(0, "listen")],
+        )
+        self.assertEqual(
+            sorted(line["worker"] for line in new if line["lifecycle"] == "drained"), [1, 2]
+        )
+        ids = [line["conn_id"] for line in old + new if line["lifecycle"] == "accept"]
+        self.assertEqual(len(set(ids)), 4)
+
+
+#: The log line of an events file reopened.
+REOPENED = "events file {events_file} reopened"
 
 
 def _alive(pid: int) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, jsonFileLogObserver, textFileLogObserver
-from twisted.python import usage
+from twisted.python import threadable, usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from tcplife.server import Supervisor, Worker
@@ -214,3 +214,33 @@ class TaggedLogTests(SynchronousTestCase):
         record = json.loads(lines[0].lstrip("\x1e"))
         self.assertEqual((record["worker"], record["pid"]), (3, os.getpid()))
         self.assertNotIn("log_system", record)
+
+    def test_underWorkersTwistsJSONLogIsFlushedARecordAtATime(self) -> None:
+        """
+        With --workers (supervisor and workers share the log file), twist's
+        JSON log writes and flushes each record as it comes, so no record is
+        cut between two processes' writes; one process alone batches them.
+        """
+
+        class Out:
+            def __init__(self) -> None:
+                self.flushes = 0
+
+            def write(self, text: str) -> None:
+                pass
+
+            def flush(self) -> None:
+                self.flushes += 1
+
+        # The batched log puts its flush off only in the reactor's thread.
+        self.patch(threadable, "ioThread", threadable.getThreadID())
+        event = {"log_format": "hello", "log_level": LogLevel.info, "log_namespace": "tcplife"}
+        flushed = []
+        for arguments in (["--workers", "2"], []):
+            options = parse("--port", "0", *arguments)
+            options.parent = twistOptions(fileLogObserverFactory=jsonFileLogObserver)
+            makeService(options, MemoryReactorClock())
+            out = Out()
+            options.parent["fileLogObserverFactory"](out)(dict(event))
+            flushed.append(out.flushes)
+        self.assertEqual(flushed, [1, 0])

@@ -4,6 +4,8 @@ A tcplife server as one service: listeners, metrics, and a graceful drain.
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, Protocol, cast
 
@@ -144,6 +146,7 @@ def serverService(
     *,
     threshold: LogLevel | None = None,
     inherited: Sequence[int] | None = None,
+    eventFields: Mapping[str, object] | None = None,
 ) -> ServerService:
     """
     The whole server C{settings} describe, as one service: its factory
@@ -158,13 +161,11 @@ def serverService(
         the listening sockets it inherited, one per listener in order
         (C{port} first), which the listeners adopt instead of making their
         own.
+    @param eventFields: For a worker: its C{worker} and C{pid}, on every
+        line of C{settings.events}, which other processes write too.
     @raise EndpointError: if an endpoint description cannot serve.
     """
-    eventFile = (
-        EventFile(settings.events, cast(IReactorTime, reactor))
-        if settings.events is not None
-        else None
-    )
+    eventFile = _eventFile(settings, reactor, eventFields)
     events = LifecycleLog(
         trace=settings.trace,
         threshold=threshold,
@@ -222,6 +223,20 @@ def serverService(
     )
     return ServerService(
         factory, listeners, drainer, metrics, drainOnHangup=reactor, eventFile=eventFile
+    )
+
+
+def _eventFile(
+    settings: ServerSettings, reactor: IReactorCore, fields: Mapping[str, object] | None
+) -> EventFile | None:
+    """
+    The file C{--events} names, if any; with C{fields}, one that the
+    supervisor and every worker write, each line saying whose it is.
+    """
+    if settings.events is None:
+        return None
+    return EventFile(
+        settings.events, cast(IReactorTime, reactor), fields=fields, shared=fields is not None
     )
 
 
@@ -293,13 +308,20 @@ class Supervisor(ServerService):
         workers: WorkerPool,
         metrics: Listener | None,
         reactor: IReactorCore,
+        eventFile: EventFile | None = None,
     ) -> None:
-        super().__init__(None, listeners, workers, metrics, drainOnHangup=reactor)
+        super().__init__(
+            None, listeners, workers, metrics, drainOnHangup=reactor, eventFile=eventFile
+        )
         self.workers = workers
         self._holding = list(holding)
         self._reactor = reactor
 
     def startService(self) -> None:
+        if self.eventFile is not None:
+            # logrotate signals the supervisor: every worker reopens the
+            # file too (the supervisor's own reopen, set up next, calls this).
+            self.workers.forwardSignal(signal.SIGUSR1)
         super().startService()
         sockets = []
         for listener, holding in zip(self.listeners, self._holding, strict=True):
@@ -339,7 +361,13 @@ def supervisorService(
     @raise EndpointError: if an endpoint description cannot serve.
     """
     assert settings.workers is not None
-    events = LifecycleLog(threshold=threshold, rendered=rendersEvents(settings.leversOff))
+    eventFile = _eventFile(settings, reactor, {"worker": 0, "pid": os.getpid()})
+    events = LifecycleLog(
+        threshold=threshold,
+        rendered=rendersEvents(settings.leversOff),
+        sink=eventFile,
+        phases=settings.eventsOnly,
+    )
     holding: list[HoldingPorts] = []
 
     def holdingPorts(_: int) -> PortReactor:
@@ -378,7 +406,7 @@ def supervisorService(
             None,
             reactor,
         )
-    return Supervisor(listeners, holding, pool, metrics, reactor)
+    return Supervisor(listeners, holding, pool, metrics, reactor, eventFile)
 
 
 def workerService(
@@ -387,16 +415,22 @@ def workerService(
     inherited: Sequence[int],
     *,
     threshold: LogLevel | None = None,
+    eventFields: Mapping[str, object] | None = None,
 ) -> tuple[ServerService, WorkerControl]:
     """
     A worker's server (see L{supervisorService}): L{serverService} on the
     listening sockets C{inherited}, its metrics kept for the supervisor to
     ask for rather than served; and the control channel's protocol, through
     which the supervisor drains it and asks for its metrics and how many
-    connections it holds.
+    connections it holds.  C{eventFields} (its C{worker} and C{pid}) go on
+    every line of the events file, which the others write too.
     """
     server = serverService(
-        settings.evolve(metrics=None), reactor, threshold=threshold, inherited=inherited
+        settings.evolve(metrics=None),
+        reactor,
+        threshold=threshold,
+        inherited=inherited,
+        eventFields=eventFields,
     )
     factory = server.factory
     assert factory is not None and isinstance(server.drainer, Drainer)
@@ -404,7 +438,7 @@ def workerService(
     if settings.metrics is not None:
         registry = CollectorRegistry(auto_describe=True)
         # No ports: the supervisor reads the shared sockets' queues itself.
-        registry.register(ServerCollector(factory, list))
+        registry.register(ServerCollector(factory, list, server.eventFile))
         scrape = lambda: generate_latest(registry)  # noqa: E731
     control = WorkerControl(
         reactor,

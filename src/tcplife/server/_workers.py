@@ -415,6 +415,29 @@ class WorkerPool:
             if worker.control is not None:
                 worker.control.tell(EndNow, reason=reason)
 
+    def forwardSignal(self, signum: int) -> None:
+        """
+        From now on, pass C{signum} on to every running worker when the
+        supervisor receives it (C{SIGUSR1}: reopen the events file).
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def forward(number: int, frame: FrameType | None) -> None:
+            self._reactor.callFromThread(self.signalAll, number)
+
+        signal.signal(signum, forward)
+
+    def signalAll(self, signum: int) -> None:
+        """
+        Send the signal C{signum} to every running worker.
+        """
+        for worker in self.running():
+            assert worker.process is not None
+            # Twisted's signalProcess takes a name only for its five.
+            with suppress(ProcessExitedAlready, OSError):
+                worker.process.signalProcess(signum)
+
     def trapSecondSignal(self) -> None:
         """
         From now on a SIGINT or SIGTERM ends every worker's drain at once,

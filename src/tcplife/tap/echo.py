@@ -337,8 +337,11 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
     """
     if reactor is None:
         reactor = globalReactor()
-    # twist's JSON log, written without a flush per event.
-    batchJSONLog(getattr(options, "parent", None), reactor)
+    if options.workerOf is None and options.settings.workers is None:
+        # twist's JSON log, written without a flush per event.  Not with
+        # --workers: processes sharing one log file must each write a
+        # record with one write, not a buffer cut anywhere.
+        batchJSONLog(getattr(options, "parent", None), reactor)
     threshold = twistLogLevel(options)
     process: ServerProcess
     if options.workerOf is not None:
@@ -394,5 +397,11 @@ def _worker(
     tagTwistLog(getattr(options, "parent", None), index, f"worker {index}")
     listeners = (options.settings.port is not None) + len(options.settings.listen)
     inherited = range(FIRST_INHERITED, FIRST_INHERITED + listeners)
-    server, control = workerService(options.settings, reactor, inherited, threshold=threshold)
+    server, control = workerService(
+        options.settings,
+        reactor,
+        inherited,
+        threshold=threshold,
+        eventFields={"worker": index, "pid": os.getpid()},
+    )
     return ServerProcess(server, reactor, prepare=lambda: adoptControl(reactor, control))
