@@ -374,3 +374,31 @@ class EncoderBenchTests(TestCase):
         ).stdout  # fmt: skip
         self.assertEqual(printed.count("1.00x"), 2)
         self.assertEqual(len(printed.splitlines()), 2 * len(expected))
+
+
+class MetricsCostTests(SynchronousTestCase):
+    """
+    python -m tcplife.bench.metricscost measures both ways of one /metrics
+    for many workers.
+    """
+
+    def test_bothWaysAreMeasuredAndOnlyMultiprocessModeCostsPerConnection(self) -> None:
+        """
+        It prints a row for prometheus-client's multiprocess mode, with a
+        cost per connection, and one for tcplife's merge, with none; both
+        with a cost per scrape.
+        """
+        command = ["-m", "tcplife.bench.metricscost", "--connections", "2000", "--scrapes", "5"]
+        done = subprocess.run(
+            [sys.executable, *command],
+            capture_output=True,
+            text=True,
+            timeout=WAIT * 3,
+            check=True,
+        )
+        rows = {line[:34].strip(): line[34:].split() for line in done.stdout.splitlines()[1:]}
+        multiprocess = [float(f) for f in rows["prometheus-client multiprocess"]]
+        merged = [float(f) for f in rows["tcplife (supervisor merges)"]]
+        self.assertGreater(multiprocess[0], 0)
+        self.assertEqual(merged[0], 0)
+        self.assertGreater(min(multiprocess[1], merged[1]), 0)
