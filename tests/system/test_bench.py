@@ -190,7 +190,7 @@ class ReportTests(SynchronousTestCase):
         The workers table gives each number of workers' rate relative to
         the one process, and names what held it down: the client when it
         was busy all the time, the server's processes when they were, the
-        cores when everything together was.
+        cores when everything together was, a core when one was.
         """
 
         def run(messages: int, cpu: float, client: float, busy: float) -> LoadResult:
@@ -219,6 +219,8 @@ class ReportTests(SynchronousTestCase):
         self.assertIn("| rr | tcplife 2 workers | 45,000 | 1.50x |", markdown(results))
         server = Summary(1, 1.0, 1.0, 1.0, 1.0, 1.0, serverCores=1.9, clientCores=0.1)
         self.assertEqual(limitedBy(server, 2, 4), "the server (its cores all busy)")
+        pinned = Summary(1, 1.0, 1.0, 1.0, 1.0, 1.0, serverCores=0.4, busiestCore=0.95)
+        self.assertEqual(limitedBy(pinned, None, 2), "a core all busy (its process and other work)")
 
     def test_serverTreeCpuCountsItsChildren(self) -> None:
         """

@@ -58,10 +58,12 @@ class LoadResult:
     connections: int = 0
     rssPerConnection: float = 0.0
     errors: list[str] = field(default_factory=list)
-    #: The load client's own CPU time, and every core's busy time (other
-    #: work on the machine included), over the same window.
+    #: The load client's own CPU time, every core's busy time (other work
+    #: on the machine included), and the busiest core's, over the same
+    #: window.
     clientCpuSeconds: float = 0.0
     busySeconds: float = 0.0
+    busiestCoreSeconds: float = 0.0
 
 
 class Window:
@@ -74,8 +76,8 @@ class Window:
         self._serverCpu = serverCpu
         self.clientStart = 0.0
         self.clientEnd = 0.0
-        self.busyStart = 0.0
-        self.busyEnd = 0.0
+        self.busyStart: list[float] = []
+        self.busyEnd: list[float] = []
         self.open = False
         self.messages = 0
         self.bytes = 0
@@ -127,7 +129,11 @@ class Window:
             seconds=self.ended - self.started,
             cpuSeconds=self.cpuEnd - self.cpuStart,
             clientCpuSeconds=self.clientEnd - self.clientStart,
-            busySeconds=self.busyEnd - self.busyStart,
+            busySeconds=sum(self.busyEnd) - sum(self.busyStart),
+            busiestCoreSeconds=max(
+                (end - start for start, end in zip(self.busyStart, self.busyEnd, strict=False)),
+                default=0.0,
+            ),
             p50=percentile(0.50),
             p99=percentile(0.99),
             connections=connections,

@@ -66,20 +66,20 @@ def treeCpuSeconds(pid: int) -> float:
     return total
 
 
-def busySeconds() -> float:
+def busySeconds() -> list[float]:
     """
-    The CPU time every process together has used so far on every core
+    The CPU time every process together has used so far on each core
     (C{/proc/stat}, all but idle and iowait): with a window's wall time, how
-    busy the machine was, other work included.
+    busy each core was, other work included.
     """
-    total = 0
+    cores = []
     for line in Path("/proc/stat").read_text().splitlines():
         name, *ticks = line.split()
         if name.startswith("cpu") and name != "cpu":
             # user nice system idle iowait irq softirq steal (guest is in user)
             counts = [int(t) for t in ticks[:8]]
-            total += sum(counts) - counts[3] - counts[4]
-    return total / _TICKS
+            cores.append((sum(counts) - counts[3] - counts[4]) / _TICKS)
+    return cores
 
 
 def rssBytes(pid: int) -> int:

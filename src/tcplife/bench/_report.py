@@ -11,8 +11,10 @@ from typing import Any
 
 from ._run import PEERS, SERVERS, BenchResults, Summary
 
-#: The rows of the workers table: one process, then its workers.
-_WORKER_ROWS = ("tcplife", *(s.name for s in SERVERS if s.workers is not None))
+#: The one process the workers are compared with, best first: at the same
+#: log level where it runs.
+_ONE_PROCESS = ("tcplife warn", "tcplife")
+_WORKER_NAMES = tuple(s.name for s in SERVERS if s.workers is not None)
 _WORKERS = {s.name: s.workers for s in SERVERS if s.workers is not None}
 
 #: A process this busy (CPU seconds per second) has no more to give.
@@ -82,8 +84,9 @@ def limitedBy(summary: Summary, workers: int | None, cores: int) -> str:
     What holds a server's rate down, as far as CPU time tells: the load
     client (one process, so one core) when it is busy all the time; the
     server's processes when they are; the machine's cores when both
-    together, or with other work on the machine, use them all; otherwise
-    neither, waiting (latency, the kernel).
+    together, or with other work on the machine, use them all; a core
+    when one is busy all the time (pinned, with other work beside);
+    otherwise neither, waiting (latency, the kernel).
     """
     processes = workers or 1
     if summary.clientCores >= _SATURATED:
@@ -95,21 +98,27 @@ def limitedBy(summary: Summary, workers: int | None, cores: int) -> str:
     if summary.machineCores >= _SATURATED * cores:
         other = summary.machineCores - summary.serverCores - summary.clientCores
         return f"the machine's {cores} cores (other work took {max(other, 0):.1f} of them)"
+    if summary.busiestCore >= _SATURATED:
+        # Pinned, server and client each have one core, which other work
+        # shares with them.
+        return "a core all busy (its process and other work)"
     return "neither: both wait (latency)"
 
 
 def workersRows(results: BenchResults) -> list[tuple[str, str, Summary, float, str]]:
     """
-    For each scenario with workers rows: one process and each number of
-    workers, with its rate relative to the one process and what limits it.
+    For each scenario with workers rows: one process (at the workers' log
+    level where it runs) and each number of workers, with its rate
+    relative to the one process and what limits it.
     """
     cores = int(results.settings.get("cores", 2))
     rows = []
     for scenario, summaries in results.summaries.items():
         if not any(name in _WORKERS for name in summaries):
             continue
-        single = summaries.get("tcplife")
-        for name in _WORKER_ROWS:
+        reference = next((name for name in _ONE_PROCESS if name in summaries), None)
+        single = summaries.get(reference) if reference else None
+        for name in (*([reference] if reference else []), *_WORKER_NAMES):
             if name not in summaries:
                 continue
             s = summaries[name]
