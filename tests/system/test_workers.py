@@ -31,12 +31,14 @@ from .test_metrics import scrape
 SIGTERM_STATUS = (-signal.SIGTERM, 128 + signal.SIGTERM)
 
 
-def startWorkers(test: SynchronousTestCase, count: int, *args: str) -> tuple[TwistProcess, int]:
+def startWorkers(
+    test: SynchronousTestCase, count: int, *args: str, **kwargs: Any
+) -> tuple[TwistProcess, int]:
     """
-    C{twist tcpecho --workers COUNT ARGS} on 127.0.0.1, port 0; returns once
-    every worker listens.
+    C{twist tcpecho --workers COUNT ARGS} on 127.0.0.1, port 0 (C{kwargs}
+    for L{TwistProcess}); returns once every worker listens.
     """
-    server, port = startTcpecho(test, "--workers", str(count), *args)
+    server, port = startTcpecho(test, "--workers", str(count), *args, **kwargs)
     for index in range(1, count + 1):
         server.waitFor(lifecycle="listen", worker=index)
     return server, port
@@ -283,6 +285,29 @@ class SupervisorTests(SynchronousTestCase):
             for index in (1, 2):
                 server.waitFor(lifecycle="drained", worker=index)
             self.assertIn(server.finish(), (-signum, 128 + signum))
+
+    def test_ctrlCToTheWholeGroupDrainsEveryWorkerOnce(self) -> None:
+        """
+        SIGINT to the supervisor's whole process group, as a terminal's
+        Ctrl-C sends it, reaches the supervisor alone (each worker is a
+        group of its own): every worker drains once, as the supervisor
+        passes it on, never taking its own copy for a second signal, and an
+        open client has its echo in full.
+        """
+        server, port = startWorkers(self, 2, preexec_fn=os.setsid)
+        client = connected(self, port)
+        self.assertEqual(echoOnce(client, b"before "), b"before ")
+        os.killpg(server.process.pid, signal.SIGINT)
+        for index in (1, 2):
+            server.waitFor(lifecycle="drain", worker=index)
+        client.sendall(b"after" * 10_000)
+        client.shutdown(socket.SHUT_WR)
+        self.assertEqual(recvUntilEOF(client), b"after" * 10_000)
+        self.assertIn(server.finish(), (-signal.SIGINT, 128 + signal.SIGINT))
+        received = [e["worker"] for e in server.of(log_format="Received SIGINT, shutting down.")]
+        passed = server.of(log_format="the supervisor passes {signal} on: shutting down")
+        self.assertEqual((received, sorted(e["worker"] for e in passed)), ([0], [1, 2]))
+        self.assertEqual(server.of(lifecycle="drain-abort"), [])
 
     def test_secondSigtermAbortsEveryWorkersDrain(self) -> None:
         """

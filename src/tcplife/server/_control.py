@@ -5,9 +5,10 @@ What a supervisor and its workers say to each other (C{twist tcpecho
 The supervisor asks a worker to drain (its own SIGTERM, SIGINT or SIGHUP,
 passed on), to end its drain at once (a second signal), for its metrics and
 for how many connections it holds.  Signals are passed on as messages, not
-as signals: a terminal's Ctrl-C, or systemd stopping every process of the
-unit, reaches the workers as well, and a second signal would abort the
-drain the first one began.  A worker whose supervisor is gone (its end of
+as signals: a worker's own signal, drained on as by a single server, means
+that worker alone (each worker is a process group of its own, out of reach
+of a terminal's Ctrl-C), and a second signal would abort the drain the
+first one began.  A worker whose supervisor is gone (its end of
 the pair closes) drains too, rather than serve on unsupervised.
 """
 

@@ -11,6 +11,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from typing import IO, Any
 
 from twisted.internet.interfaces import IReactorCore
@@ -160,6 +161,20 @@ def tagTwistLog(twistOptions: Any, worker: int, tag: str) -> bool:
 
     twistOptions["fileLogObserverFactory"] = tagged
     return True
+
+
+def leaveTheSupervisorsGroup() -> None:
+    """
+    Make this worker a process group of its own.  A terminal's Ctrl-C, or
+    a C{kill} of the supervisor's group, then reaches the supervisor alone,
+    which passes it on as a drain: a worker that got the signal as well
+    would take the supervisor's drain, arriving first, for the first signal
+    and its own copy for a second one, and abort its drain.  A signal sent
+    to the worker itself still drains it (and the supervisor starts it
+    again).
+    """
+    with suppress(OSError):
+        os.setpgid(0, 0)
 
 
 def adoptControl(reactor: IReactorCore, control: WorkerControl, fd: int = 0) -> None:

@@ -42,7 +42,14 @@ from ._options import (
     wholeNumber,
 )
 from ._process import ServerProcess
-from ._workers import adoptControl, parseWorkerOf, tagTwistLog, workerCommand, workerCount
+from ._workers import (
+    adoptControl,
+    leaveTheSupervisorsGroup,
+    parseWorkerOf,
+    tagTwistLog,
+    workerCommand,
+    workerCount,
+)
 
 #: Where each option's default is: the settings it sets.
 _DEFAULTS = ServerSettings()
@@ -393,6 +400,7 @@ def _worker(
     under the supervisor's control through its standard input.
     """
     index, count, generation = workerOf
+    leaveTheSupervisorsGroup()
     numberConnections(*connectionNumbering(index, count, generation))
     tagTwistLog(getattr(options, "parent", None), index, f"worker {index}")
     listeners = (options.settings.port is not None) + len(options.settings.listen)
