@@ -22,6 +22,7 @@ from tcplife.bench._load import LoadResult
 from tcplife.bench._proc import cpuSeconds, treeCpuSeconds
 from tcplife.bench._report import asJSON, limitedBy, markdown, table
 from tcplife.bench._run import BenchResults, Summary, summarize
+from tcplife.bench.sharing import _straceCounts
 from tcplife.internet import PortReactor, pollerFor
 from tcplife.testing import EventRecorder
 
@@ -404,3 +405,26 @@ class MetricsCostTests(SynchronousTestCase):
         self.assertGreater(multiprocess[0], 0)
         self.assertEqual(merged[0], 0)
         self.assertGreater(min(multiprocess[1], merged[1]), 0)
+
+
+class SharingTests(SynchronousTestCase):
+    """
+    python -m tcplife.bench.sharing reads the wake-ups out of strace -c.
+    """
+
+    def test_acceptAndEpollCallsAndTheirErrorsAreRead(self) -> None:
+        """
+        From strace -c's summary, accept4's calls and errors (EAGAIN) and
+        epoll_wait's calls (a row without errors) are read; other rows are
+        not.
+        """
+        summary = (
+            "% time     seconds  usecs/call     calls    errors syscall\n"
+            "------ ----------- ----------- --------- --------- ----------------\n"
+            " 61.20    0.012000           4      2412      1201 accept4\n"
+            " 38.80    0.007600           1      6310           epoll_wait\n"
+            "  0.00    0.000000           0        12           close\n"
+            "------ ----------- ----------- --------- --------- ----------------\n"
+            "100.00    0.019600           2      8734      1201 total\n"
+        )
+        self.assertEqual(_straceCounts(summary), {"accept4": (2412, 1201), "epoll_wait": (6310, 0)})
