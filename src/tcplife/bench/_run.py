@@ -89,14 +89,21 @@ CONNECT_ONLY = frozenset({"connect"})
 WORKERS_SCENARIOS = frozenset({"rr", "connect"})
 
 
-def _workers(count: int) -> ServerSpec:
+def _workers(count: int, events: bool = False) -> ServerSpec:
     # At warn, as "tcplife warn": what the workers add, not what logging
-    # costs (twist's log is written a record at a time under --workers).
+    # costs (twist's log is written a record at a time under --workers);
+    # with events, what their one --events file costs (connect).
     plural = "" if count == 1 else "s"
     return ServerSpec(
-        f"tcplife {count} worker{plural}",
-        (*_tcpecho("--log-level", "warn"), "--workers", str(count)),
-        WORKERS_SCENARIOS,
+        f"tcplife {count} worker{plural}" + (" events" if events else ""),
+        (
+            *_tcpecho("--log-level", "warn"),
+            "--workers",
+            str(count),
+            *(("--events", "{events}") if events else ()),
+        ),
+        CONNECT_ONLY if events else WORKERS_SCENARIOS,
+        eventsFile=events,
         workers=count,
     )
 
@@ -156,6 +163,7 @@ SERVERS = (
     # is), or "tcplife" where that does not run (rr: no event per message).
     _workers(1),
     _workers(2),
+    _workers(2, events=True),
 )
 
 
