@@ -23,9 +23,9 @@ class FakeProcess:
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        self.signals: list[str] = []
+        self.signals: list[str | int] = []
 
-    def signalProcess(self, name: str) -> None:
+    def signalProcess(self, name: str | int) -> None:
         self.signals.append(name)
 
 
@@ -167,6 +167,22 @@ class PoolTests(SynchronousTestCase):
             self.reactor.advance(0)
             self.assertEqual(self.reactor.spawned[-1]["args"][-1], f"--worker-of=1/2/{generation}")
         self.assertEqual((self.gaveUp, list(self.pool.deaths)), ([], []))
+
+    def test_aSignalPassedOnWaitsForAWorkersFirstAnswer(self) -> None:
+        """
+        SIGUSR1 passed on reaches each worker that has answered the pool,
+        and one still starting (its handler perhaps not set: the signal
+        would kill it) once it first answers, once.
+        """
+        first, second = self.pool.workers
+        self.pool._heard({"open": 0, "accepted": 0}, first, first.pid)
+        self.pool.signalAll(signal.SIGUSR1)
+        self.pool.signalAll(signal.SIGUSR1)
+        processes = [spawn["process"] for spawn in self.reactor.spawned]
+        self.assertEqual([p.signals for p in processes], [[signal.SIGUSR1] * 2, []])
+        self.pool._heard({"open": 0, "accepted": 0}, second, second.pid)
+        self.pool._heard({"open": 0, "accepted": 0}, second, second.pid)
+        self.assertEqual(processes[1].signals, [signal.SIGUSR1])
 
     def test_drainTellsEveryWorkerAndFiresOnceAllHaveExited(self) -> None:
         """

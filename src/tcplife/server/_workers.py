@@ -81,6 +81,9 @@ class Worker:
     @ivar held: Connections the process held when last asked; C{None}
         before the first answer.
     @ivar heldAt: When it answered.
+    @ivar pendingSignals: Signals to send once the process has answered a
+        first time (before, it may not handle them yet: C{SIGUSR1} would
+        kill it).
     """
 
     index: int
@@ -94,6 +97,7 @@ class Worker:
     accepted: int = 0
     quickDeaths: int = 0
     restart: IDelayedCall | None = None
+    pendingSignals: list[int] = attrs.Factory(list)
 
     @property
     def running(self) -> bool:
@@ -241,6 +245,7 @@ class WorkerPool:
         worker.process, worker.control, worker.pid = process, control, process.pid
         worker.startedAt = self._reactor.seconds()
         worker.held, worker.accepted = None, 0
+        worker.pendingSignals.clear()
         _log.info(
             "worker {worker} (pid {pid}) started",
             worker=worker.index,
@@ -276,6 +281,9 @@ class WorkerPool:
         if worker.pid == pid:
             worker.held, worker.accepted = answer["open"], answer["accepted"]
             worker.heldAt = self._reactor.seconds()
+            pending, worker.pendingSignals = worker.pendingSignals, []
+            for signum in pending:
+                self._signal(worker, signum)
 
     def ended(self, worker: Worker, reason: Failure) -> None:
         """
@@ -430,10 +438,19 @@ class WorkerPool:
 
     def signalAll(self, signum: int) -> None:
         """
-        Send the signal C{signum} to every running worker.
+        Send the signal C{signum} to every running worker; one that has not
+        answered yet (still starting, its handler perhaps not set) gets it
+        once it answers.
         """
         for worker in self.running():
-            assert worker.process is not None
+            if worker.held is None:
+                if signum not in worker.pendingSignals:
+                    worker.pendingSignals.append(signum)
+            else:
+                self._signal(worker, signum)
+
+    def _signal(self, worker: Worker, signum: int) -> None:
+        if worker.process is not None:
             # Twisted's signalProcess takes a name only for its five.
             with suppress(ProcessExitedAlready, OSError):
                 worker.process.signalProcess(signum)

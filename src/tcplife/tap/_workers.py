@@ -8,6 +8,7 @@ worker's control channel on its standard input.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 from collections.abc import Callable, Mapping
@@ -175,6 +176,16 @@ def leaveTheSupervisorsGroup() -> None:
     """
     with suppress(OSError):
         os.setpgid(0, 0)
+
+
+def ignoreRotationUntilReady() -> None:
+    """
+    Ignore C{SIGUSR1} (the supervisor's reopen of the events file) until
+    the worker's own event file takes it over: by default it would kill a
+    worker still starting.  (The supervisor waits for a first answer
+    anyway.)
+    """
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
 
 def adoptControl(reactor: IReactorCore, control: WorkerControl, fd: int = 0) -> None:

@@ -44,6 +44,7 @@ from ._options import (
 from ._process import ServerProcess
 from ._workers import (
     adoptControl,
+    ignoreRotationUntilReady,
     leaveTheSupervisorsGroup,
     parseWorkerOf,
     tagTwistLog,
@@ -401,6 +402,7 @@ def _worker(
     """
     index, count, generation = workerOf
     leaveTheSupervisorsGroup()
+    ignoreRotationUntilReady()
     numberConnections(*connectionNumbering(index, count, generation))
     tagTwistLog(getattr(options, "parent", None), index, f"worker {index}")
     listeners = (options.settings.port is not None) + len(options.settings.listen)
