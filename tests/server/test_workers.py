@@ -159,14 +159,29 @@ class PoolTests(SynchronousTestCase):
     def test_aWorkerThatDrainedOnItsOwnSignalIsStartedAgainUncounted(self) -> None:
         """
         A worker that exits cleanly (status 0, or of SIGTERM, SIGINT or
-        SIGHUP: told to stop by someone else) is started again at once, and
-        such exits never make the pool give up.
+        SIGHUP: told to stop by someone else) once it has answered the pool
+        is started again at once, and such exits never make the pool give
+        up.
         """
         for generation in range(1, 8):
+            worker = self.pool.workers[0]
+            self.pool._heard({"open": 0, "accepted": 0}, worker, worker.pid)
             self.die(1, killed(signal.SIGTERM) if generation % 2 else Failure(ProcessDone(0)))
             self.reactor.advance(0)
             self.assertEqual(self.reactor.spawned[-1]["args"][-1], f"--worker-of=1/2/{generation}")
         self.assertEqual((self.gaveUp, list(self.pool.deaths)), ([], []))
+
+    def test_aWorkerThatExitsCleanlyBeforeItsFirstAnswerIsADeath(self) -> None:
+        """
+        A worker that exits with status 0 before it ever answered the pool
+        (it could not start) is restarted after the back-off and counted,
+        so that the pool gives up on it in the end.
+        """
+        for _ in range(5):
+            self.die(1, Failure(ProcessDone(0)))
+            self.reactor.advance(1)
+        self.assertEqual(len(self.gaveUp), 1)
+        self.assertIn("exited with status 0", self.gaveUp[0])
 
     def test_aSignalPassedOnWaitsForAWorkersFirstAnswer(self) -> None:
         """

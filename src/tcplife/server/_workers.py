@@ -304,10 +304,12 @@ class WorkerPool:
             )
             self._checkAllEnded()
             return
-        if _stoppedCleanly(reason):
+        if worker.held is not None and _stoppedCleanly(reason):
             # Asked to stop, by someone else than the supervisor (a signal
             # to this worker alone, or to the whole unit, the supervisor's
-            # own still on its way): not a failure, and not counted.
+            # own still on its way): not a failure, and not counted.  One
+            # that never answered counts, however it ended: a worker that
+            # cannot start must not be restarted at once forever.
             _log.info(
                 "worker {worker} (pid {pid}) {how} and drained; starting it again",
                 worker=worker.index,
