@@ -286,6 +286,30 @@ class SupervisorTests(SynchronousTestCase):
                 server.waitFor(lifecycle="drained", worker=index)
             self.assertIn(server.finish(), (-signum, 128 + signum))
 
+    def test_sigtermToOneWorkerDrainsItAndItIsStartedAgainAtOnce(self) -> None:
+        """
+        SIGTERM to one serving worker alone drains it (its open client has
+        its echo in full) and the supervisor starts it again at once, with
+        no death counted, while the other worker serves on.
+        """
+        server, port = startWorkers(self, 2)
+        client = connected(self, port)
+        self.assertEqual(echoOnce(client, b"before "), b"before ")
+        holder = servedBy(server, client)
+        server.waitFor(supervisor="worker-serving", pid=holder["pid"])
+        os.kill(holder["pid"], signal.SIGTERM)
+        server.waitFor(lifecycle="drain", pid=holder["pid"])
+        client.sendall(b"after" * 10_000)
+        client.shutdown(socket.SHUT_WR)
+        self.assertEqual(recvUntilEOF(client), b"after" * 10_000)
+        stopped = server.waitFor(supervisor="worker-stopped", worker=holder["worker"])
+        self.assertEqual(stopped["pid"], holder["pid"])
+        again = server.waitFor(supervisor="worker-started", worker=holder["worker"], generation=1)
+        server.waitFor(lifecycle="listen", pid=again["pid"])
+        for n in range(4):
+            self.assertEqual(echoWithHalfClose(port, b"%d" % n), b"%d" % n)
+        self.assertEqual(server.of(supervisor="worker-died"), [])
+
     def test_ctrlCToTheWholeGroupDrainsEveryWorkerOnce(self) -> None:
         """
         SIGINT to the supervisor's whole process group, as a terminal's

@@ -279,6 +279,13 @@ class WorkerPool:
 
     def _heard(self, answer: dict[str, int], worker: Worker, pid: int | None) -> None:
         if worker.pid == pid:
+            if worker.held is None:
+                _log.info(
+                    "worker {worker} (pid {pid}) is serving",
+                    worker=worker.index,
+                    pid=pid,
+                    supervisor="worker-serving",
+                )
             worker.held, worker.accepted = answer["open"], answer["accepted"]
             worker.heldAt = self._reactor.seconds()
             pending, worker.pendingSignals = worker.pendingSignals, []
