@@ -111,6 +111,14 @@ class Run:
         return report
 
 
+def assertMicroseconds(test: SynchronousTestCase, value: int, seconds: float) -> None:
+    """
+    C{value} microseconds are C{seconds}, as closely as an HDR histogram of 3
+    significant digits tells.
+    """
+    test.assertLessEqual(abs(value - seconds * 1e6), seconds * 1e6 / 1000, (value, seconds))
+
+
 class MessagesTests(SynchronousTestCase):
     """
     The generated stream is checked byte for byte at any offset.
@@ -523,6 +531,119 @@ class ReportTests(SynchronousTestCase):
                 "  throughput   0.001 MB/s echoed",
                 "  connections  2 opened",
                 "  errors       refused 0, reset 0, timeout 0, mismatch 0",
-                "  latency ms   p50 500.223  p90 500.223  p99 500.223  p99.9 500.223  max 500.223",
+                "  latency ms   p50 500.223  p90 500.223  p99 500.223  p99.9 500.223  max 500.223"
+                "  (closed loop: from each send)",
             ],
         )
+
+    def test_closedLoopSaysSoAndServiceTimeIsTheLatency(self) -> None:
+        """
+        Without a rate the JSON says the loop is closed, the service time is
+        the latency itself, and nothing can be late.
+        """
+        document = self.report().toJSON()
+        self.assertEqual(document["loop"], "closed")
+        self.assertEqual(document["service_time_us"], document["latency_us"])
+        self.assertIsNone(document["late"])
+
+
+class OpenLoopTests(SynchronousTestCase):
+    """
+    With a rate, messages follow a timetable and round trips run from the
+    time each message was due (coordinated omission corrected).
+    """
+
+    def test_messagesLeaveAtTheirTimeNotBefore(self) -> None:
+        """
+        At 8 msg/s an instantly echoed connection still sends one message
+        each eighth of a second, when it is due, and none is late.
+        """
+        r = Run(connections=1, size=8, duration=10.0, rate=8.0)
+        r.run.start()
+        [(connection, transport)] = r.open()
+        sentAt = []
+        # Steps of 1/64 s add up exactly, as tenths would not.
+        for step in range(64):
+            # What the connection wrote by now (the timetable's call fires
+            # as the clock reaches it), echoed at once.
+            if r.echo(connection, transport):
+                sentAt.append(step / 64)
+            r.clock.advance(1 / 64)
+        self.assertEqual(sentAt, [k / 8 for k in range(8)])
+        r.run.stop()
+        self.assertEqual(r.report().late, 0)
+
+    def stalledRun(self, **settings: Any) -> LoadReport:
+        """
+        One connection at 10 msg/s whose second echo the server holds back
+        for half a second (from 0.1 s to 0.6 s), every other echoed at once.
+        """
+        r = Run(connections=1, size=8, count=8, rate=10.0, **settings)
+        r.run.start()
+        [(connection, transport)] = r.open()
+        r.echo(connection, transport)
+        r.clock.advance(0.1)
+        self.assertEqual(len(transport.value()), 8)  # message 1, due at 0.1
+        r.clock.advance(0.5)
+        # Messages 2 to 6 fell due meanwhile: each leaves as soon as the
+        # echo before it is back, then message 7 at its time.
+        for _ in range(3):
+            while r.echo(connection, transport):
+                pass
+            r.clock.advance(0.1)
+        return r.report()
+
+    def test_aStallShowsInTheLatencyNotInTheServiceTime(self) -> None:
+        """
+        A server that stalls for half a second: the messages due meanwhile
+        went out late, their latency runs from their due time (up to the
+        stall's 500 ms), their service time from their late send (0 ms); and
+        the late messages are counted.
+        """
+        report = self.stalledRun()
+        self.assertEqual((report.messages, report.late), (8, 4))
+        # Message 1 waited 0.5 s for its echo; 2 to 6 were due 0.1 s apart
+        # until 0.6 s, when they left (6 on time) and came back at once: of
+        # the eight round trips, 0.5, 0.4, 0.3, 0.2 and 0.1 s, and three 0.
+        assertMicroseconds(self, report.latency.max, 0.5)
+        assertMicroseconds(self, report.latency.p50, 0.1)
+        self.assertEqual(report.serviceTime.p50, 0)
+        assertMicroseconds(self, report.serviceTime.max, 0.5)
+
+    def test_openLoopReportNamesBothTimes(self) -> None:
+        """
+        The report of an open loop shows latency and service time, and the
+        late messages; the JSON has latency_us, service_time_us and late.
+        """
+        report = self.stalledRun()
+        rows = report.render().splitlines()
+        self.assertIn("10 msg/s on a timetable", rows[0])
+        self.assertTrue(rows[5].startswith("  latency ms   p50 100.0"), rows[5])
+        self.assertTrue(rows[5].endswith("(from the intended send time)"), rows[5])
+        self.assertTrue(rows[6].startswith("  service ms   p50 0.000"), rows[6])
+        self.assertTrue(rows[6].endswith("(from the actual send)"), rows[6])
+        self.assertEqual(rows[7], "  late         4 of 8 messages sent over 1 ms after their time")
+        document = json.loads(json.dumps(report.toJSON()))
+        self.assertEqual((document["loop"], document["late"]), ("open", 4))
+        self.assertEqual(document["latency_us"]["count"], 8)
+        self.assertEqual(document["service_time_us"]["p50"], 0)
+        self.assertGreater(document["latency_us"]["p50"], 99_000)
+
+    def test_connectionsAreMessagesOnTheTimetable(self) -> None:
+        """
+        connect at 10 msg/s with one connection at a time, against a server
+        that takes 0.25 s to echo: each connection opens as soon as the one
+        before it is gone, late, and its latency runs from when it was due.
+        """
+        r = Run(connections=1, size=6, count=3, pattern="connect", rate=10.0)
+        r.run.start()
+        for _ in range(3):
+            r.clock.advance(0.25)
+            r.echoAll()
+            r.closeLost()
+        report = r.report()
+        self.assertEqual((report.messages, report.connectionsOpened, report.late), (3, 3, 2))
+        # Due at 0, 0.1 and 0.2; connected at 0, 0.25 and 0.5; echoed 0.25 s
+        # after each connect.
+        assertMicroseconds(self, report.latency.max, 0.55)
+        assertMicroseconds(self, report.serviceTime.max, 0.25)
