@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from ..helpers import BIN, WAIT, startTcpecho
-from ..servers import AsyncioEchoServer, runClient, verdict
+from ..servers import AsyncioEchoServer, runClient, verdict, waitForCount
+
+#: The project's root, from where C{python -m tests.netns} runs.
+ROOT = Path(__file__).parent.parent.parent
 
 #: How long the stalling servers stop answering, once, in seconds.
 STALL = 1.0
@@ -130,3 +136,251 @@ class OpenLoopTests(SynchronousTestCase):
         self.assertEqual((report["loop"], report["late"]), ("closed", None))
         self.assertEqual(report["service_time_us"], report["latency_us"])
         self.assertIn(b"(closed loop: from each send)", done.stderr)
+
+
+class ClosingEchoServer(AsyncioEchoServer):
+    """
+    An echo server that closes each connection after echoing C{keep} bytes
+    on it, whatever the client sent since.
+    """
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        super().__init__()
+
+    async def _echo(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        echoed = 0
+        while echoed < self.keep and (data := await reader.read(self.keep - echoed)):
+            writer.write(data)
+            echoed += len(data)
+            await writer.drain()
+        writer.close()
+
+
+def twistLines(stderr: bytes) -> list[str]:
+    """
+    Standard error's plain lines: the text report and the verdicts, without
+    twist's JSON log.
+    """
+    lines = stderr.decode("utf-8", "replace").splitlines()
+    return [line for line in lines if line and not line.lstrip("\x1e").startswith("{")]
+
+
+class IntervalStreamTests(SynchronousTestCase):
+    """
+    --interval S with --json-stream -: one JSON object per interval on
+    standard output, then the report.
+    """
+
+    def assertStreamed(self, port: int) -> None:
+        done, _ = runClient(
+            "--port", str(port), "-c", "2", "-d", "1.2",
+            "--interval", "0.3", "--json-stream", "-",
+        )  # fmt: skip
+        self.assertEqual(done.returncode, 0, verdict(done))
+        documents = [json.loads(line) for line in done.stdout.splitlines()]
+        intervals, end = documents[:-1], documents[-1]
+        self.assertEqual(end["event"], "end")
+        self.assertGreaterEqual(len(intervals), 3)
+        self.assertEqual({d["event"] for d in intervals}, {"interval"})
+        self.assertEqual([d["interval"] for d in intervals], list(range(1, len(intervals) + 1)))
+        self.assertEqual(sum(d["messages"] for d in intervals), end["messages"])
+        for interval in intervals:
+            self.assertEqual(interval["latency_us"]["count"], interval["messages"])
+            self.assertEqual(interval["errors"]["reset"], 0)
+            self.assertLessEqual(interval["start_s"], interval["end_s"])
+        self.assertIn("every byte verified", "\n".join(twistLines(done.stderr)))
+
+    def test_againstTcpecho(self) -> None:
+        """
+        Against C{twist tcpecho}.
+        """
+        _, port = startTcpecho(self)
+        self.assertStreamed(port)
+
+    def test_againstAnEchoServerWrittenHere(self) -> None:
+        """
+        Against an asyncio echo server written here.
+        """
+        server = AsyncioEchoServer()
+        self.addCleanup(server.stop)
+        self.assertStreamed(server.port)
+
+
+class ThresholdTests(SynchronousTestCase):
+    """
+    --max-p99, --max-errors and --min-rate for CI: a breached one exits 1
+    and the last line names it.
+    """
+
+    def test_breachedAgainstTcpecho(self) -> None:
+        """
+        A p99 no loopback round trip meets, and a rate no client reaches:
+        status 1, and the last line names both.
+        """
+        _, port = startTcpecho(self)
+        done, _ = runClient(
+            "--port", str(port), "-c", "2", "-n", "200", "--max-p99", "0.001", "--min-rate", "1e12",
+        )  # fmt: skip
+        self.assertEqual(done.returncode, 1, verdict(done))
+        last = twistLines(done.stderr)[-1]
+        self.assertRegex(
+            last,
+            r"^tcpclient: failed: p99 latency [0-9.]+ ms is over --max-p99 0\.001; "
+            r"[0-9.,]+ msg/s is under --min-rate 1e\+12$",
+        )
+
+    def test_metAgainstTcpecho(self) -> None:
+        """
+        Thresholds any run meets: status 0, and no verdict line.
+        """
+        _, port = startTcpecho(self)
+        done, _ = runClient(
+            "--port", str(port), "-c", "2", "-n", "200",
+            "--max-p99", "60000", "--max-errors", "0", "--min-rate", "0.001",
+        )  # fmt: skip
+        self.assertEqual(done.returncode, 0, verdict(done))
+        self.assertEqual(verdict(done), [])
+
+    def test_errorsAgainstAClosingServerWrittenHere(self) -> None:
+        """
+        A server written here that closes every connection after ten
+        messages: errors within --max-errors pass (status 0); beyond it,
+        status 1 and the last line names it.
+        """
+        server = ClosingEchoServer(keep=10 * 64)
+        self.addCleanup(server.stop)
+        tolerant, _ = runClient("--port", str(server.port), "-c", "2", "-n", "100", "--json", "-",
+                                "--max-errors", "100000")  # fmt: skip
+        self.assertEqual(tolerant.returncode, 0, verdict(tolerant))
+        self.assertGreater(loadReport(tolerant)["errors"]["closed-early"], 0)
+        strict, _ = runClient("--port", str(server.port), "-c", "2", "-n", "100", "--json", "-",
+                              "--max-errors", "0")  # fmt: skip
+        self.assertEqual(strict.returncode, 1)
+        errors = sum(loadReport(strict)["errors"].values())
+        self.assertEqual(
+            twistLines(strict.stderr)[-1],
+            f"tcpclient: failed: {errors} errors are over --max-errors 0",
+        )
+
+
+class SeveralTargetsTests(SynchronousTestCase):
+    """
+    --connect, repeated: connections spread over the targets in turn, and
+    the report per target.
+    """
+
+    def test_tcpechoAndAnEchoServerWrittenHere(self) -> None:
+        """
+        Four rr connections over C{twist tcpecho} and an asyncio server
+        written here: two each, both serve, each has its line and its JSON.
+        """
+        tcpecho, tcpechoPort = startTcpecho(self)
+        server = AsyncioEchoServer()
+        self.addCleanup(server.stop)
+        targets = [f"tcp:127.0.0.1:{tcpechoPort}", f"tcp:127.0.0.1:{server.port}"]
+        done, _ = runClient(
+            "--connect", targets[0], "--connect", targets[1], "-c", "4", "-n", "400", "--json", "-"
+        )
+        self.assertEqual(done.returncode, 0, verdict(done))
+        report = loadReport(done)
+        self.assertEqual(report["target"], ", ".join(targets))
+        self.assertEqual([t["target"] for t in report["targets"]], targets)
+        self.assertEqual([t["connections_opened"] for t in report["targets"]], [2, 2])
+        self.assertEqual(sum(t["messages"] for t in report["targets"]), 400)
+        self.assertTrue(all(t["messages"] > 0 for t in report["targets"]))
+        self.assertEqual(server.connections, 2)
+        waitForCount(tcpecho, 2, lifecycle="accept")
+        self.assertEqual(len(tcpecho.of(lifecycle="accept")), 2)
+        text = "\n".join(twistLines(done.stderr))
+        self.assertIn(f"  per target   {targets[0]}  ", text)
+
+    def test_churnGoesToEachInTurn(self) -> None:
+        """
+        connect churn over two targets: each new connection to the next one.
+        """
+        _, tcpechoPort = startTcpecho(self)
+        server = AsyncioEchoServer()
+        self.addCleanup(server.stop)
+        done, _ = runClient(
+            "--connect", f"tcp:127.0.0.1:{tcpechoPort}",
+            "--connect", f"tcp:127.0.0.1:{server.port}",
+            "-c", "1", "-n", "20", "--pattern", "connect", "--json", "-",
+        )  # fmt: skip
+        self.assertEqual(done.returncode, 0, verdict(done))
+        self.assertEqual([t["messages"] for t in loadReport(done)["targets"]], [10, 10])
+        self.assertEqual(server.connections, 10)
+
+
+class LocalAddressTests(SynchronousTestCase):
+    """
+    --bind ADDR: every connection comes from that local address.
+    """
+
+    def test_tcpechoSeesTheBoundAddress(self) -> None:
+        """
+        C{twist tcpecho} accepts every connection from 127.0.0.2.
+        """
+        server, port = startTcpecho(self)
+        done, _ = runClient("--port", str(port), "-c", "3", "-n", "30", "--bind", "127.0.0.2")
+        self.assertEqual(done.returncode, 0, verdict(done))
+        waitForCount(server, 3, lifecycle="accept")
+        peers = {accept["peer"].rsplit(":", 1)[0] for accept in server.of(lifecycle="accept")}
+        self.assertEqual(peers, {"127.0.0.2"})
+
+    def test_anEchoServerWrittenHereSeesTheBoundAddress(self) -> None:
+        """
+        An asyncio server written here sees 127.0.0.3, for connect churn
+        too, and for one-shot mode.
+        """
+        server = AsyncioEchoServer()
+        self.addCleanup(server.stop)
+        churn, _ = runClient("--port", str(server.port), "-c", "2", "-n", "10",
+                             "--pattern", "connect", "--bind", "127.0.0.3")  # fmt: skip
+        self.assertEqual(churn.returncode, 0, verdict(churn))
+        once, _ = runClient("--port", str(server.port), "-m", "hi", "--bind", "127.0.0.3")
+        self.assertEqual((once.returncode, once.stdout), (0, b"hi\n"))
+        self.assertEqual(set(server.peers), {"127.0.0.3"})
+        self.assertEqual(len(server.peers), 11)
+
+
+class NoLocalPortTests(SynchronousTestCase):
+    """
+    Connection churn that runs out of local ports (TIME_WAIT): a kind of
+    its own, with a hint, in a network namespace the test creates with only
+    four local ports.
+    """
+
+    def churnWithFourPorts(self, server: str) -> dict[str, Any]:
+        unshare = shutil.which("unshare")
+        if unshare is None or subprocess.run([unshare, "-n", "true"]).returncode != 0:
+            raise SkipTest("creating a network namespace needs unshare and CAP_SYS_ADMIN")
+        done = subprocess.run(
+            [unshare, "-n", sys.executable, "-m", "tests.netns", server, "4",
+             "-c", "1", "-d", "1.5", "--pattern", "connect", "--json", "-"],
+            capture_output=True, timeout=WAIT * 2, cwd=ROOT,
+        )  # fmt: skip
+        self.assertEqual(done.returncode, 0, done.stderr.decode(errors="replace"))
+        result: dict[str, Any] = json.loads(done.stdout)
+        self.assertEqual(result["status"], 1, result["stderr"])
+        report = json.loads(result["stdout"])
+        # Four connections took the four ports, and left them in TIME_WAIT.
+        self.assertEqual(report["messages"], 4)
+        self.assertGreater(report["errors"]["no-local-port"], 0)
+        self.assertNotIn("other", report["errors"])
+        [hint] = [line for line in twistLines(result["stderr"].encode()) if "no local port" in line]
+        self.assertIn("TIME_WAIT", hint)
+        self.assertIn("--bind", hint)
+        return report
+
+    def test_againstTcpecho(self) -> None:
+        """
+        Against C{twist tcpecho}.
+        """
+        self.churnWithFourPorts("tcpecho")
+
+    def test_againstAnEchoServerWrittenHere(self) -> None:
+        """
+        Against an asyncio echo server written here.
+        """
+        self.churnWithFourPorts("asyncio")

@@ -8,17 +8,20 @@ only the C{twist} glue (L{tcplife.tap}) and the package's face import it.
 """
 
 from ._factory import DEFAULT_TIMEOUT, EchoClient, EchoOutcome, LifecycleClientFactory
-from ._failures import EXIT_STATUS, ConnectFailedError
+from ._failures import EXIT_STATUS, NO_LOCAL_PORT, ConnectFailedError
+from ._intervals import IntervalReport
 from ._load import CONNECT, PATTERNS, RR, STREAM, LoadRun, LoadSettings
 from ._loadservice import LoadService
 from ._oneshot import OneShot
-from ._report import Latency, LoadReport
+from ._report import Latency, LoadReport, TargetReport
 from ._sinks import ByteSink, TextSink
+from ._thresholds import Thresholds
 
 __all__ = [
     "CONNECT",
     "DEFAULT_TIMEOUT",
     "EXIT_STATUS",
+    "NO_LOCAL_PORT",
     "PATTERNS",
     "RR",
     "STREAM",
@@ -26,6 +29,7 @@ __all__ = [
     "ConnectFailedError",
     "EchoClient",
     "EchoOutcome",
+    "IntervalReport",
     "Latency",
     "LifecycleClientFactory",
     "LoadReport",
@@ -33,5 +37,7 @@ __all__ = [
     "LoadService",
     "LoadSettings",
     "OneShot",
+    "TargetReport",
     "TextSink",
+    "Thresholds",
 ]

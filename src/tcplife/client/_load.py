@@ -19,8 +19,9 @@ over all connections at once.
 from __future__ import annotations
 
 import itertools
+import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
 import attrs
@@ -41,9 +42,10 @@ from ..events import LifecycleLog
 from ..protocols import TrackedConnection
 from ._factory import LifecycleClientFactory
 from ._failures import CANCELLED, MISMATCH, TIMEOUT, ConnectFailedError, lostConnectionKind
-from ._report import LoadReport, TargetReport
+from ._intervals import IntervalReport, ProgressLine
+from ._report import LoadReport, TargetReport, countErrors
 from ._sinks import TextSink
-from ._tally import Tally
+from ._tally import Tally, newHistogram
 
 RR: Final = "rr"
 STREAM: Final = "stream"
@@ -407,6 +409,13 @@ class LoadRun:
     @param endpoint: What to connect to, named C{settings.target}; or
         several endpoints by their names, which connections are spread over
         in turn.
+    @param progress: Where to show a progress line after every interval
+        (a terminal).
+    @param interval: Seconds between interval reports.
+    @param cpuSeconds: The CPU time this process has used so far.
+    @ivar intervalObservers: Called with each L{IntervalReport}, at the end
+        of every interval, and for the rest of the last one when the run
+        stops (add to it before L{start}).
     @ivar finished: Fires with the L{LoadReport} when the run stops.
     @ivar closed: Fires once every connection is gone after the stop.
     @ivar fatal: Set when the run ended because no connection could be made
@@ -421,6 +430,8 @@ class LoadRun:
         *,
         events: LifecycleLog | None = None,
         progress: TextSink | None = None,
+        interval: float = 1.0,
+        cpuSeconds: Callable[[], float] = time.process_time,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -440,9 +451,16 @@ class LoadRun:
         self.done = 0
         self.issued = 0
         self.startedAt = self.stoppedAt = 0.0
-        self._progress = progress
-        self._progressShown = False
-        self._lastTick = (0.0, 0)
+        self.interval = interval
+        self.intervalObservers: list[Callable[[IntervalReport], object]] = []
+        self._progress = ProgressLine(progress) if progress is not None else None
+        if self._progress is not None:
+            self.intervalObservers.append(self._progress.show)
+        self._cpuSeconds = cpuSeconds
+        self._intervalHistogram = newHistogram()
+        self._intervalIndex = 0
+        self._intervalStart = 0.0
+        self._intervalFrom: tuple[int, dict[str, int], int, float] = (0, {}, 0, 0.0)
         self._variant = 0
         self._connecting: set[Deferred[Protocol]] = set()
         self._retries: set[IDelayedCall] = set()
@@ -483,12 +501,19 @@ class LoadRun:
                 counts[kind] = counts.get(kind, 0) + count
         return counts
 
+    @property
+    def late(self) -> int:
+        """
+        Messages sent late so far, over every target.
+        """
+        return sum(target.tally.late for target in self.targets)
+
     # -- running ----------------------------------------------------------
 
     def start(self) -> None:
         settings = self.settings
         self.startedAt = self._lastCompletion = self.clock.seconds()
-        self._lastTick = (self.startedAt, 0)
+        self._intervalFrom = (0, {}, 0, self._cpuSeconds())
         if self._timetable is not None and settings.pattern == CONNECT:
             # Each message is a connection: the first is due now.
             self._timetable.start = self.startedAt
@@ -498,8 +523,8 @@ class LoadRun:
             self._deadline = self.clock.callLater(settings.duration, self.stop)
         sweep = min(1.0, max(settings.timeout / 4, 0.01))
         self._every(sweep, self._sweep)
-        if self._progress is not None:
-            self._every(1.0, self._showProgress)
+        if self.intervalObservers:
+            self._every(self.interval, self._intervalEnded)
 
     def _every(self, interval: float, f: Any) -> None:
         if self.stopping:
@@ -702,25 +727,38 @@ class LoadRun:
 
     def _fold(self) -> None:
         for target in self.targets:
-            target.tally.fold()
+            target.tally.fold(self._intervalHistogram)
 
-    def _showProgress(self) -> None:
-        assert self._progress is not None
-        now = self.clock.seconds()
-        then, doneThen = self._lastTick
-        self._lastTick = (now, self.done)
-        elapsed = max(now - then, 1e-9)
-        perSecond = (self.done - doneThen) / elapsed
-        errors = sum(self.errors.values())
-        self._progress.write(
-            f"\r{now - self.startedAt:7.1f} s {perSecond:12,.0f} msg/s "
-            f"{perSecond * self.settings.size / 1e6:10.3f} MB/s "
-            # Back to the line's start: a log line written meanwhile (twist's
-            # log may share the terminal) overwrites it instead of trailing it.
-            f"{len(self.active):7,} open {errors:8,} errors\x1b[K\r"
+    def _intervalEnded(self) -> None:
+        """
+        Tell the observers what the run did since the last interval ended.
+        """
+        self._fold()
+        end = self.clock.seconds() - self.startedAt
+        done, errors, late, cpu = self._intervalFrom
+        errorsNow = self.errors
+        lateNow = self.late
+        cpuNow = self._cpuSeconds()
+        self._intervalIndex += 1
+        interval = IntervalReport(
+            index=self._intervalIndex,
+            start=self._intervalStart,
+            end=end,
+            messages=self.done - done,
+            size=self.settings.size,
+            errors=countErrors(
+                {kind: count - errors.get(kind, 0) for kind, count in errorsNow.items()}
+            ),
+            late=lateNow - late if self.openLoop else None,
+            open=len(self.active),
+            cpu=cpuNow - cpu,
+            histogram=self._intervalHistogram,
         )
-        self._progress.flush()
-        self._progressShown = True
+        self._intervalHistogram = newHistogram()
+        self._intervalStart = end
+        self._intervalFrom = (self.done, errorsNow, lateNow, cpuNow)
+        for observer in self.intervalObservers:
+            observer(interval)
 
     # -- stopping ---------------------------------------------------------
 
@@ -744,10 +782,13 @@ class LoadRun:
         self._retries.clear()
         for connecting in list(self._connecting):
             connecting.cancel()
+        rest = self.stoppedAt - self.startedAt > self._intervalStart
+        if self.intervalObservers and (rest or self.done > self._intervalFrom[0]):
+            # The rest of the last interval.
+            self._intervalEnded()
         self._fold()
-        if self._progressShown and self._progress is not None:
-            self._progress.write("\r\x1b[K")
-            self._progress.flush()
+        if self._progress is not None:
+            self._progress.clear()
         for protocol in list(self.active):
             assert protocol.transport is not None
             protocol.transport.loseConnection()

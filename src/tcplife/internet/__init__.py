@@ -8,6 +8,8 @@ policy.
     adapter through which endpoints build them;
   - L{BatchedPoller} and L{tcplife.internet.directreactor}: events dispatched
     in batches, with C{EPOLLERR} read;
+  - L{ClientReactor}: the reactor adapter through which client endpoints
+    connect (from a chosen local address);
   - L{ReusePortEndpoint}: C{SO_REUSEPORT};
   - L{serverFromString} and L{clientFromString}: endpoint descriptions,
     checked in the user's terms (L{EndpointError});
@@ -18,6 +20,7 @@ Imports L{tcplife.protocols} (the TLS and PROXY wrappers a port puts under
 a factory) and L{tcplife.events}; the server and client rooms import it.
 """
 
+from ._client import ClientReactor
 from ._dispatch import ErrorAwareDispatch
 from ._endpointcheck import EndpointError
 from ._endpoints import clientFromString, serverFromString
@@ -32,6 +35,7 @@ __all__ = [
     "AcceptPolicy",
     "AcceptQueue",
     "BatchedPoller",
+    "ClientReactor",
     "DirectServer",
     "EndpointError",
     "ErrorAwareDispatch",
