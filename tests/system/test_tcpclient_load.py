@@ -253,7 +253,8 @@ class ThresholdTests(SynchronousTestCase):
         tolerant, _ = runClient("--port", str(server.port), "-c", "2", "-n", "100", "--json", "-",
                                 "--max-errors", "100000")  # fmt: skip
         self.assertEqual(tolerant.returncode, 0, verdict(tolerant))
-        self.assertGreater(loadReport(tolerant)["errors"]["closed-early"], 0)
+        # Closed early, or reset when the next message had arrived unread.
+        self.assertGreater(sum(loadReport(tolerant)["errors"].values()), 0)
         strict, _ = runClient("--port", str(server.port), "-c", "2", "-n", "100", "--json", "-",
                               "--max-errors", "0")  # fmt: skip
         self.assertEqual(strict.returncode, 1)

@@ -45,8 +45,8 @@ class Lever:
 def _bufferedWrites() -> None:
     from tcplife.internet._transport import DirectServer
 
-    DirectServer.write = tcp.Server.write  # type: ignore[method-assign]
-    DirectServer.writeSequence = tcp.Server.writeSequence  # type: ignore[method-assign]
+    DirectServer.write = tcp.Server.write  # type: ignore[method-assign, assignment]
+    DirectServer.writeSequence = tcp.Server.writeSequence  # type: ignore[method-assign, assignment]
 
 
 def _twistedReadSize() -> None:
@@ -72,7 +72,7 @@ def _reactorRegistration() -> None:
 def _closeTheTwistedWay() -> None:
     from tcplife.internet._transport import DirectServer
 
-    DirectServer.loseConnection = tcp.Server.loseConnection  # type: ignore[method-assign]
+    DirectServer.loseConnection = tcp.Server.loseConnection  # type: ignore[method-assign, assignment]
     DirectServer._shouldShutdown = True
 
 

@@ -349,7 +349,10 @@ class LifecycleClientFactory(ConnectionTracking, Factory):
         """
         self.connections[connection.connId] = connection
         self.opened += 1
-        self.events.connected(connection.connId, connection.local, connection.peer)
+        events = self.events
+        if events.enabled:
+            # The addresses cost two system calls: only for an event kept.
+            events.connected(connection.connId, connection.local, connection.peer)
 
     def connect(self, endpoint: IStreamClientEndpoint, target: str) -> Deferred[Protocol]:
         """

@@ -8,8 +8,9 @@ policy.
     adapter through which endpoints build them;
   - L{BatchedPoller} and L{tcplife.internet.directreactor}: events dispatched
     in batches, with C{EPOLLERR} read;
-  - L{ClientReactor}: the reactor adapter through which client endpoints
-    connect (from a chosen local address);
+  - L{DirectClient} and L{ClientReactor}: outgoing connections with the
+    same transport, and the reactor adapter through which client endpoints
+    make them (from a chosen local address);
   - L{ReusePortEndpoint}: C{SO_REUSEPORT};
   - L{serverFromString} and L{clientFromString}: endpoint descriptions,
     checked in the user's terms (L{EndpointError});
@@ -20,7 +21,7 @@ Imports L{tcplife.protocols} (the TLS and PROXY wrappers a port puts under
 a factory) and L{tcplife.events}; the server and client rooms import it.
 """
 
-from ._client import ClientReactor
+from ._client import ClientReactor, DirectClient
 from ._dispatch import ErrorAwareDispatch
 from ._endpointcheck import EndpointError
 from ._endpoints import clientFromString, serverFromString
@@ -28,7 +29,7 @@ from ._kernel import AcceptQueue, listenDrops, readAcceptQueue, unsentBytes
 from ._poller import BatchedPoller, pollerFor
 from ._port import AcceptPolicy, LifecyclePort, LifecycleUNIXPort, PolicedPort, PortReactor
 from ._reuseport import ReusePortEndpoint
-from ._transport import DirectServer
+from ._transport import DirectConnection, DirectServer
 from ._unixpath import listenerAt, lockHolder
 
 __all__ = [
@@ -36,6 +37,8 @@ __all__ = [
     "AcceptQueue",
     "BatchedPoller",
     "ClientReactor",
+    "DirectClient",
+    "DirectConnection",
     "DirectServer",
     "EndpointError",
     "ErrorAwareDispatch",
