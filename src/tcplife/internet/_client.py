@@ -38,6 +38,7 @@ _SO_ERROR = socket.SO_ERROR
 _IPPROTO_TCP = socket.IPPROTO_TCP
 _TCP_NODELAY = socket.TCP_NODELAY
 _AF_INET = socket.AF_INET
+_SOCK_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
 #: Linux's IP_BIND_ADDRESS_NO_PORT (Python has the name from 3.12 only).
 _IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 #: The endpoints' pass-through protocol (see L{DirectClient._connectDone}).
@@ -79,8 +80,8 @@ class DirectClient(DirectConnection, tcp.Client):
         tcp.Client.__init__(self, host, port, bindAddress, connector, reactor)
 
     def createInternetSocket(self) -> socket.socket:
-        skt = socket.socket(self.addressFamily, self.socketType)
-        skt.setblocking(False)
+        # Non-blocking from the start: no ioctl() afterwards.
+        skt = socket.socket(self.addressFamily, self.socketType | _SOCK_NONBLOCK)
         try:
             skt.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, self.noDelay)
             if self._bindsFirst and self.addressFamily == _AF_INET:
@@ -134,10 +135,14 @@ class DirectClient(DirectConnection, tcp.Client):
             self._failConnecting(err)
             return
         del self.doWrite
-        # Reading before no longer writing: one epoll_ctl each, and the
-        # poller never finds itself empty in between.
-        self.startReading()
-        self.stopWriting()
+        readInsteadOfWriting = getattr(self._poller, "readInsteadOfWriting", None)
+        if readInsteadOfWriting is not None:
+            readInsteadOfWriting(self)
+        else:
+            # A reactor of another kind: reading before no longer writing,
+            # so that nothing finds itself empty in between.
+            self.startReading()
+            self.stopWriting()
         self._connectDone()
 
     def _connectDone(self) -> None:
