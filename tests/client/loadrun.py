@@ -59,7 +59,9 @@ class Run:
     server.
     """
 
-    def __init__(self, targets: int = 1, interval: float = 1.0, **settings: Any) -> None:
+    def __init__(
+        self, targets: int = 1, interval: float = 1.0, firstSlot: int = 0, **settings: Any
+    ) -> None:
         self.clock = MemoryReactorClock()
         self.endpoints = {f"server{n}": FakeEndpoint() for n in range(1, targets + 1)}
         self.endpoint = self.endpoints["server1"]
@@ -74,6 +76,7 @@ class Run:
             progress=self.progress,
             interval=interval,
             cpuSeconds=lambda: self.cpu,
+            firstSlot=firstSlot,
         )
         self.reports: list[LoadReport] = []
         self.run.finished.addCallback(self._reported)

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from ..helpers import BIN, WAIT, startTcpecho
-from ..servers import AsyncioEchoServer, runClient, verdict, waitForCount
+from ..helpers import BIN, WAIT, freePort, parseJSONRecords, startTcpecho
+from ..servers import AsyncioEchoServer, interruptible, runClient, verdict, waitForCount
 
 #: The project's root, from where C{python -m tests.netns} runs.
 ROOT = Path(__file__).parent.parent.parent
@@ -385,3 +386,164 @@ class NoLocalPortTests(SynchronousTestCase):
         Against an asyncio echo server written here.
         """
         self.churnWithFourPorts("asyncio")
+
+
+def workerPids(process: subprocess.Popen[bytes], count: int) -> list[int]:
+    """
+    The pids of a run's workers, from the events its JSON log (on standard
+    error) gives as each starts.
+    """
+    assert process.stderr is not None
+    pids: list[int] = []
+    deadline = time.monotonic() + WAIT
+    while len(pids) < count and time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        for record in parseJSONRecords(line):
+            if record.get("log_format", "").startswith("tcpclient worker {worker} started"):
+                pids.append(record["pid"])
+    if len(pids) < count:
+        raise AssertionError(f"only {pids} of {count} workers started")
+    return pids
+
+
+def firstInterval(stream: IO[bytes]) -> dict[str, Any]:
+    """
+    The first interval object of a --json-stream on C{stream}: load flows.
+    """
+    document: dict[str, Any] = json.loads(stream.readline())
+    return document
+
+
+class WorkersTests(SynchronousTestCase):
+    """
+    --workers N: N processes, each with its own reactor and its share, one
+    report with their histograms merged and a line per worker.
+    """
+
+    def assertShared(self, port: int) -> dict[str, Any]:
+        done, _ = runClient("--port", str(port), "-c", "4", "-n", "1000", "--workers", "2",
+                            "--json", "-")  # fmt: skip
+        self.assertEqual(done.returncode, 0, verdict(done))
+        report = loadReport(done)
+        self.assertEqual((report["messages"], report["connections_opened"]), (1000, 4))
+        self.assertEqual(report["latency_us"]["count"], 1000)
+        workers = report["workers"]
+        self.assertEqual([w["worker"] for w in workers], [1, 2])
+        self.assertEqual([w["messages"] for w in workers], [500, 500])
+        self.assertEqual(len({w["pid"] for w in workers}), 2)
+        self.assertEqual(
+            sum(w["latency_us"]["count"] for w in workers), report["latency_us"]["count"]
+        )
+        self.assertTrue(all(w["problem"] is None for w in workers))
+        self.assertIn("  workers      worker 1 (pid ", "\n".join(twistLines(done.stderr)))
+        return report
+
+    def test_againstTcpecho(self) -> None:
+        """
+        Against C{twist tcpecho}: the count split exactly, four
+        connections, two of each worker.
+        """
+        server, port = startTcpecho(self)
+        self.assertShared(port)
+        waitForCount(server, 4, lifecycle="accept")
+
+    def test_againstAnEchoServerWrittenHere(self) -> None:
+        """
+        Against an asyncio echo server written here.
+        """
+        server = AsyncioEchoServer()
+        self.addCleanup(server.stop)
+        self.assertShared(server.port)
+        self.assertEqual(server.connections, 4)
+
+    def test_durationEndsEveryWorkerAndIntervalsAddUp(self) -> None:
+        """
+        --duration ends both workers; every --json-stream interval adds up
+        both, and the intervals add up to the report.
+        """
+        _, port = startTcpecho(self)
+        done, _ = runClient("--port", str(port), "-c", "2", "-d", "1", "--workers", "2",
+                            "--interval", "0.25", "--json-stream", "-")  # fmt: skip
+        self.assertEqual(done.returncode, 0, verdict(done))
+        documents = [json.loads(line) for line in done.stdout.splitlines()]
+        intervals, end = documents[:-1], documents[-1]
+        self.assertGreaterEqual(len(intervals), 3)
+        self.assertEqual(sum(d["messages"] for d in intervals), end["messages"])
+        self.assertEqual([d["open"] for d in intervals[:3]], [2, 2, 2])
+        self.assertEqual([w["duration_s"] >= 1.0 for w in end["workers"]], [True, True])
+
+    def test_ctrlCEndsEveryWorkerAndStillReports(self) -> None:
+        """
+        Ctrl-C (SIGINT to the terminal's process group) while the load
+        flows: every worker reports, the report is marked interrupted, and
+        twist exits as after SIGINT, without a traceback.
+        """
+        server = AsyncioEchoServer()
+        self.addCleanup(server.stop)
+        client = subprocess.Popen(
+            [str(BIN / "twist"), "--log-file=+", "tcpclient", "--port", str(server.port),
+             "-c", "4", "-d", "60", "--workers", "2", "--json-stream", "-"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            start_new_session=True, preexec_fn=interruptible,
+        )  # fmt: skip
+        self.addCleanup(lambda: client.poll() is None and os.killpg(client.pid, signal.SIGKILL))
+        assert client.stdout is not None
+        firstInterval(client.stdout)
+        os.killpg(client.pid, signal.SIGINT)
+        stdout, stderr = client.communicate(timeout=WAIT)
+        self.assertIn(client.returncode, (-signal.SIGINT, 128 + signal.SIGINT))
+        end = json.loads(stdout.splitlines()[-1])
+        self.assertTrue(end["interrupted"])
+        self.assertEqual([w["problem"] for w in end["workers"]], [None, None])
+        self.assertTrue(all(w["messages"] > 0 for w in end["workers"]))
+        self.assertNotIn(b"Traceback", stderr)
+
+    def test_aWorkerThatDiesIsNamedAndTheRunFails(self) -> None:
+        """
+        A worker killed mid-run: the other finishes, the report names the
+        dead one and how it died, and the run exits 1.
+        """
+        _, port = startTcpecho(self)
+        client = subprocess.Popen(
+            [str(BIN / "twist"), "--log-file=+", "--log-format=json", "tcpclient",
+             "--port", str(port), "-c", "2", "-d", "2", "--workers", "2",
+             "--json-stream", "-"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        self.addCleanup(lambda: client.poll() is None and client.kill())
+        pids = workerPids(client, 2)
+        assert client.stdout is not None
+        firstInterval(client.stdout)
+        os.kill(pids[1], signal.SIGKILL)
+        stdout, stderr = client.communicate(timeout=WAIT)
+        self.assertEqual(client.returncode, 1)
+        end = json.loads(stdout.splitlines()[-1])
+        self.assertIsNone(end["workers"][0]["problem"])
+        self.assertEqual(end["workers"][1]["problem"], "died before its report: killed by signal 9")
+        self.assertIn(f"tcpclient: worker 2 (pid {pids[1]}) died before its report: killed by "
+                      "signal 9 after ", stderr.decode())  # fmt: skip
+
+    def test_nothingListeningIsOneLineAsWithOneProcess(self) -> None:
+        """
+        Nothing listening: the one line and status of a single process.
+        """
+        port = freePort()
+        done, _ = runClient("--port", str(port), "-c", "2", "-d", "5", "--workers", "2")
+        self.assertEqual(done.returncode, 69, verdict(done))
+        self.assertIn(
+            f"tcpclient: cannot connect to 127.0.0.1:{port}: connection refused "
+            "(is a server listening there?)",
+            verdict(done),
+        )
+
+    def test_autoIsOnePerCPU(self) -> None:
+        """
+        --workers auto: one worker per CPU this process may use.
+        """
+        _, port = startTcpecho(self)
+        done, _ = runClient("--port", str(port), "-c", "64", "-n", "640", "--workers", "auto",
+                            "--json", "-")  # fmt: skip
+        self.assertEqual(done.returncode, 0, verdict(done))
+        self.assertEqual(len(loadReport(done)["workers"]), len(os.sched_getaffinity(0)))

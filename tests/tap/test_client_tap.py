@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import resource
+import sys
 from io import BytesIO, StringIO
 from typing import Any
 
@@ -15,10 +16,19 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
-from tcplife.client import Thresholds
+from tcplife.client import WORKER_VARIABLE, Thresholds, WorkerPool, WorkerService
 from tcplife.client._loadservice import LoadService
 from tcplife.client._oneshot import OneShot
-from tcplife.tap.client import _FILE_CHUNK, LONGEST_FILE, Options, makeEndpoint, makeService
+from tcplife.tap._loadoptions import cpus
+from tcplife.tap._worker import LAUNCH
+from tcplife.tap.client import (
+    _FILE_CHUNK,
+    LONGEST_FILE,
+    Options,
+    _workerCommand,
+    makeEndpoint,
+    makeService,
+)
 
 from ..certs import TLSMistakes
 from ..helpers import assertRejected
@@ -253,6 +263,7 @@ class OneShotOptionTests(SynchronousTestCase):
             ("--max-p99", "10"),
             ("--max-errors", "0"),
             ("--min-rate", "100"),
+            ("--workers", "2"),
         ]:
             self.assertRejected([option, value, "-m", "x"], option, "--connections")
 
@@ -395,6 +406,23 @@ class LoadOptionTests(SynchronousTestCase):
             ["-c", "1", "--host", "::1", "--bind", "127.0.0.1"], "--bind 127.0.0.1", "one family"
         )
 
+    def test_workersAreAWholeNumberOrAuto(self) -> None:
+        """
+        --workers N, or auto (one per CPU, no more than connections or
+        messages); each bad value is one sentence naming the option.
+        """
+        self.assertEqual(parse("-c", "4")["workers"], 1)
+        self.assertEqual(parse("-c", "4", "--workers", "2")["workers"], 2)
+        self.assertEqual(parse("-c", "1", "--workers", "auto")["workers"], 1)
+        self.assertEqual(parse("-c", "1000", "--workers", "auto")["workers"], cpus())
+        self.assertEqual(parse("-c", "1000", "-n", "1", "--workers", "auto")["workers"], 1)
+        self.assertRejected(["-c", "4", "--workers", "0"], "--workers", "or auto", "'0'")
+        self.assertRejected(["-c", "4", "--workers", "many"], "--workers", "'many'")
+        self.assertRejected(
+            ["-c", "2", "--workers", "3"], "--workers 3 needs at least 3 --connections"
+        )
+        self.assertRejected(["-c", "4", "-n", "2", "--workers", "3"], "--workers 3 needs --count")
+
     def test_connectionsBeyondTheOpenFileLimitAreRefused(self) -> None:
         """
         More connections than the process may open files is refused up
@@ -441,6 +469,35 @@ class ServiceTests(SynchronousTestCase):
         service = self.build("-c", "1", "--json-stream", "-", "--interval", "2", "--min-rate", "5")
         self.assertEqual((service.stream, service.run.interval), ("-", 2.0))
         self.assertEqual(service.thresholds, Thresholds(minRate=5.0))
+
+    def test_workersShareTheRunInProcessesOfTheirOwn(self) -> None:
+        """
+        --workers 2: the service runs a pool of two workers, each started as
+        twist tcpclient in a process group of its own, with the same
+        options but --workers.
+        """
+        service = self.build("-c", "4", "-n", "100", "--workers", "2", "--json", "-")
+        self.assertIsInstance(service.run, WorkerPool)
+        self.assertEqual((service.run.count, service.run.settings.connections), (2, 4))
+        options = parse("-c", "4", "-n", "100", "--workers", "2", "--json", "-")
+        command = _workerCommand(options)(1)
+        self.assertEqual(command[:3], [sys.executable, "-c", LAUNCH])
+        self.assertEqual(
+            command[command.index("tcpclient") :],
+            ["tcpclient", "-c", "4", "-n", "100", "--json", "-"],
+        )
+
+    def test_aWorkerRunsItsShare(self) -> None:
+        """
+        Started as worker 2 of 2 (its environment says so), tcpclient runs
+        its share of the connections and the count, and reports to its
+        parent.
+        """
+        self.patch(os, "environ", {**os.environ, WORKER_VARIABLE: "1/2"})
+        service = self.build("-c", "5", "-n", "101", "--workers", "2")
+        self.assertIsInstance(service, WorkerService)
+        settings = service.run.settings
+        self.assertEqual((settings.connections, settings.count), (2, 50))
 
     def test_severalTargetsOneRun(self) -> None:
         """

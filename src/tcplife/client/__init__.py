@@ -16,6 +16,7 @@ from ._oneshot import OneShot
 from ._report import Latency, LoadReport, TargetReport
 from ._sinks import ByteSink, TextSink
 from ._thresholds import Thresholds
+from ._workers import WORKER_VARIABLE, WorkerPool, WorkerService, workerShare
 
 __all__ = [
     "CONNECT",
@@ -25,6 +26,7 @@ __all__ = [
     "PATTERNS",
     "RR",
     "STREAM",
+    "WORKER_VARIABLE",
     "ByteSink",
     "ConnectFailedError",
     "EchoClient",
@@ -40,4 +42,7 @@ __all__ = [
     "TargetReport",
     "TextSink",
     "Thresholds",
+    "WorkerPool",
+    "WorkerService",
+    "workerShare",
 ]

@@ -414,6 +414,8 @@ class LoadRun:
         (a terminal).
     @param interval: Seconds between interval reports.
     @param cpuSeconds: The CPU time this process has used so far.
+    @param firstSlot: Where this run's connections start in the turn of the
+        targets (a worker's first connection among all workers').
     @ivar intervalObservers: Called with each L{IntervalReport}, at the end
         of every interval, and for the rest of the last one when the run
         stops (add to it before L{start}).
@@ -433,6 +435,7 @@ class LoadRun:
         progress: TextSink | None = None,
         interval: float = 1.0,
         cpuSeconds: Callable[[], float] = time.process_time,
+        firstSlot: int = 0,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -443,7 +446,11 @@ class LoadRun:
         self.events = events
         endpoints = dict(endpoint) if isinstance(endpoint, Mapping) else {settings.target: endpoint}
         self.targets = [self._newTarget(name, each) for name, each in endpoints.items()]
-        self._turns: Iterator[_Target] = itertools.cycle(self.targets)
+        self._firstSlot = firstSlot
+        first = firstSlot % len(self.targets)
+        self._turns: Iterator[_Target] = itertools.cycle(
+            self.targets[first:] + self.targets[:first]
+        )
         self.finished: Deferred[LoadReport] = Deferred()
         self.closed: Deferred[None] = Deferred()
         self.fatal: ConnectFailedError | None = None
@@ -518,7 +525,7 @@ class LoadRun:
         if self._timetable is not None and settings.pattern == CONNECT:
             # Each message is a connection: the first is due now.
             self._timetable.start = self.startedAt
-        for slot in range(settings.connections):
+        for slot in range(self._firstSlot, self._firstSlot + settings.connections):
             self._openSlot(self.targets[slot % len(self.targets)])
         if settings.duration is not None and not self.stopping:
             self._deadline = self.clock.callLater(settings.duration, self.stop)

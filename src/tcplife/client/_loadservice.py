@@ -104,6 +104,7 @@ class LoadService(Service):
         self._errors = errors
         self._done = done
         self._lines: JSONLines | None = None
+        self._reported: Deferred[None] = Deferred()
 
     def startService(self) -> None:
         Service.startService(self)
@@ -129,13 +130,15 @@ class LoadService(Service):
         assert self._lines is not None
         self._lines.write(interval.toJSON())
 
-    def stopService(self) -> None:
+    def stopService(self) -> Deferred[None] | None:
         """
         Stopped from outside (Ctrl-C, SIGTERM): end the run early and report
-        what was done; twist then exits as it does after that signal.
+        what was done (the reactor waits for that: workers report later);
+        twist then exits as it does after that signal.
         """
         Service.stopService(self)
         self.run.stop(interrupted=True)
+        return None if self._reported.called else self._reported
 
     def _report(self, report: LoadReport) -> None:
         status = self._write(report)
@@ -146,6 +149,7 @@ class LoadService(Service):
         else:
             status = self._judge(report, status)
         self.status = status
+        self._reported.callback(None)
         if not report.interrupted:
             self._done(status)
 
@@ -162,10 +166,13 @@ class LoadService(Service):
         noPort = dict(report.errors).get(NO_LOCAL_PORT, 0)
         if noPort:
             self._say(f"{noPort:,} connects found no local port: {HINTS[NO_LOCAL_PORT]}")
+        workerProblems: list[str] = getattr(self.run, "problems", [])
+        for problem in workerProblems:
+            self._say(problem)
         breaches = self.thresholds.breaches(report)
         if breaches:
             self._say("failed: " + "; ".join(breaches))
-        if status == 0 and self.thresholds.fails(report):
+        if status == 0 and (workerProblems or self.thresholds.fails(report)):
             status = 1
         return status
 

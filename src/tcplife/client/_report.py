@@ -120,6 +120,43 @@ class TargetReport:
 
 
 @attrs.frozen
+class WorkerReport:
+    """
+    What one worker process of a run did (C{--workers}).
+
+    @ivar index: 1 for the first worker.
+    @ivar problem: Why it reported nothing (it died), if it did not.
+    """
+
+    index: int
+    pid: int | None
+    messages: int
+    duration: float
+    errors: tuple[tuple[str, int], ...]
+    latency: Latency | None
+    problem: str | None = None
+
+    def toJSON(self) -> dict[str, Any]:
+        rate = self.messages / self.duration if self.duration > 0 else 0.0
+        return {
+            "worker": self.index,
+            "pid": self.pid,
+            "messages": self.messages,
+            "messages_per_s": round(rate, 3),
+            "duration_s": round(self.duration, 6),
+            "errors": dict(self.errors),
+            "latency_us": self.latency.toJSON() if self.latency is not None else None,
+            "problem": self.problem,
+        }
+
+    def describe(self) -> str:
+        name = f"worker {self.index}" + (f" (pid {self.pid})" if self.pid is not None else "")
+        if self.problem is not None:
+            return f"{name} {self.problem}"
+        return f"{name} {self.messages:,} messages"
+
+
+@attrs.frozen
 class LoadReport:
     """
     What one load run did.
@@ -136,6 +173,7 @@ class LoadReport:
     @ivar late: Messages sent more than a millisecond after their intended
         time (0 in a closed loop, which has no timetable; C{null} in JSON).
     @ivar targets: The same figures for each target.
+    @ivar workers: With several worker processes, what each did.
     """
 
     pattern: str
@@ -154,6 +192,7 @@ class LoadReport:
     serviceTime: Latency
     late: int = 0
     targets: tuple[TargetReport, ...] = ()
+    workers: tuple[WorkerReport, ...] = ()
 
     @staticmethod
     def countErrors(counts: dict[str, int]) -> tuple[tuple[str, int], ...]:
@@ -227,6 +266,7 @@ class LoadReport:
             "service_time_us": self.serviceTime.toJSON(),
             "late": self.late if self.openLoop else None,
             "targets": [target.toJSON(self.duration, self.openLoop) for target in self.targets],
+            "workers": [worker.toJSON() for worker in self.workers],
         }
 
     def render(self) -> str:
@@ -263,6 +303,8 @@ class LoadReport:
             rows.append(("latency ms", f"{self.latency.render()}  (closed loop: from each send)"))
         if len(self.targets) > 1:
             rows += self._targetRows()
+        if self.workers:
+            rows.append(("workers", "; ".join(worker.describe() for worker in self.workers)))
         lines = [
             f"tcpclient {self.pattern} to {self.target}: {', '.join(setup)}, "
             f"{self.duration:.2f} s{ended}"

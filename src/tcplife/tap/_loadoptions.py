@@ -141,3 +141,47 @@ def bindAddress(address: str, targets: list[str], host: str | None) -> str:
     finally:
         probe.close()
     return address
+
+
+#: The most workers: processes, not threads; beyond this they would only
+#: take turns on the cores.
+MOST_WORKERS = 1024
+
+
+def cpus() -> int:
+    """
+    The CPUs this process may run on.
+    """
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def workers(text: str | None, connections: int, count: int | None) -> int:
+    """
+    C{--workers N} or C{auto} (one per CPU, but no more than connections):
+    how many worker processes share the run; 1 runs it in this process.
+    """
+    if text is None:
+        return 1
+    if text.strip().lower() == "auto":
+        return max(1, min(cpus(), connections, count if count is not None else connections))
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MOST_WORKERS:
+        raise usage.UsageError(
+            f"--workers must be a whole number from 1 to {MOST_WORKERS}, or auto, not {text!r}."
+        )
+    if value > connections:
+        raise usage.UsageError(
+            f"--workers {value} needs at least {value} --connections (one per worker); "
+            f"give more connections, or fewer workers."
+        )
+    if count is not None and value > count:
+        raise usage.UsageError(
+            f"--workers {value} needs --count of at least {value} (one message per worker)."
+        )
+    return value

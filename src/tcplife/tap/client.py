@@ -6,10 +6,11 @@ logged.
 from __future__ import annotations
 
 import errno
+import os
 import resource
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import IO, Any, cast
 
 from twisted.application.service import IService
@@ -27,18 +28,23 @@ from ..client import (
     DEFAULT_TIMEOUT,
     PATTERNS,
     STREAM,
+    WORKER_VARIABLE,
     EchoClient,
     LifecycleClientFactory,
     LoadRun,
     LoadService,
     LoadSettings,
     OneShot,
+    WorkerPool,
+    WorkerService,
+    workerShare,
 )
 from ..events import LifecycleLog
 from ..internet import ClientReactor
 from . import _loadoptions
 from ._options import clientEndpoint, globalReactor, loadClass, twistLogLevel, wholeNumber
 from ._process import stopAndExit
+from ._worker import LAUNCH
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9000
@@ -69,6 +75,7 @@ _LOAD_ONLY = (
     "max-p99",
     "max-errors",
     "min-rate",
+    "workers",
 )
 
 
@@ -160,6 +167,13 @@ class Options(usage.Options):
         ],
         ["min-rate", None, None, "Load mode: fail (exit 1) below R messages per second."],
         ["bind", None, None, "Connect from this local IP address (TCP only)."],
+        [
+            "workers",
+            None,
+            None,
+            "Load mode: share the run among N processes, each with its own reactor "
+            "('auto': one per CPU).",
+        ],
     ]
     compData = usage.Completions(
         optActions={
@@ -177,6 +191,11 @@ class Options(usage.Options):
         self["messages"] = []
         self["connects"] = []
         self["connect"] = None
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        # Kept as given: workers run tcpclient again with the same options.
+        self.argv = list(sys.argv[1:] if options is None else options)
+        usage.Options.parseOptions(self, options)
 
     def opt_connect(self, description: str) -> None:
         """
@@ -323,6 +342,7 @@ class Options(usage.Options):
         self["thresholds"] = _loadoptions.thresholds(
             self["max-p99"], self["max-errors"], self["min-rate"]
         )
+        self["workers"] = _loadoptions.workers(self["workers"], self["connections"], self["count"])
 
     def _checkWindow(self) -> None:
         window = self["window"]
@@ -442,29 +462,34 @@ def makeService(
         output.failed = oneShot.outputFailed
         return oneShot
     endpoints = makeEndpoints(options, reactor)
-    settings = LoadSettings(
-        target=", ".join(endpoints),
-        pattern=options["pattern"],
-        connections=options["connections"],
-        size=options["size"],
-        window=options["window"],
-        duration=options["duration"],
-        count=options["count"],
-        rate=options["rate"],
-        timeout=options["timeout"],
+    settings = loadSettings(options, ", ".join(endpoints))
+    events = LifecycleLog(
+        trace=bool(options["trace"]), level=LogLevel.debug, threshold=twistLogLevel(options)
     )
-    run = LoadRun(
-        settings,
-        endpoints,
-        clock,
-        # Per-connection events at debug level, and not even built when
-        # twist's --log-level filters them out (the default, info).
-        events=LifecycleLog(
-            trace=bool(options["trace"]), level=LogLevel.debug, threshold=twistLogLevel(options)
-        ),
-        progress=stderr if stderr.isatty() else None,
-        interval=options["interval"],
-    )
+    worker = os.environ.get(WORKER_VARIABLE)
+    if worker is not None:
+        return _workerService(options, worker, settings, endpoints, reactor, events, done)
+    progress = stderr if stderr.isatty() else None
+    run: LoadRun | WorkerPool
+    if options["workers"] > 1:
+        run = WorkerPool(
+            settings,
+            options["workers"],
+            _workerCommand(options),
+            # IReactorProcess, looked up once the run starts.
+            lambda *args, **kwargs: cast(Any, reactor).spawnProcess(*args, **kwargs),
+            events=events,
+            progress=progress,
+        )
+    else:
+        run = LoadRun(
+            settings,
+            endpoints,
+            clock,
+            events=events,
+            progress=progress,
+            interval=options["interval"],
+        )
     return LoadService(
         run,
         reactor,
@@ -475,6 +500,83 @@ def makeService(
         thresholds=options["thresholds"],
         done=done,
     )
+
+
+def loadSettings(options: Options, target: str) -> LoadSettings:
+    """
+    The load run the options ask for, against C{target} (the targets' names).
+    """
+    return LoadSettings(
+        target=target,
+        pattern=options["pattern"],
+        connections=options["connections"],
+        size=options["size"],
+        window=options["window"],
+        duration=options["duration"],
+        count=options["count"],
+        rate=options["rate"],
+        timeout=options["timeout"],
+    )
+
+
+def _workerService(
+    options: Options,
+    worker: str,
+    settings: LoadSettings,
+    endpoints: dict[str, IStreamClientEndpoint],
+    reactor: IReactorCore,
+    events: LifecycleLog,
+    done: Callable[[int], None],
+) -> IService:
+    """
+    This process is worker INDEX of COUNT (L{WORKER_VARIABLE}): its share of
+    the run, reported to the parent.
+    """
+    index, count = (int(part) for part in worker.split("/"))
+    share, firstSlot = workerShare(settings, index, count)
+    run = LoadRun(
+        share,
+        endpoints,
+        cast(IReactorTime, reactor),
+        events=events,
+        interval=options["interval"],
+        firstSlot=firstSlot,
+    )
+    return WorkerService(run, reactor, done=done)
+
+
+def _workerCommand(options: Options) -> Callable[[int], list[str]]:
+    """
+    The command line of each worker: twist in a process group of its own
+    (L{tcplife.tap._worker}), with this one's reactor and log level (the
+    log on standard error), and these tcpclient options, but for
+    --workers.
+    """
+    twistArguments = ["--log-file", "+"]
+    parent = getattr(options, "parent", None)
+    if isinstance(parent, usage.Options):
+        twistArguments += ["--reactor", parent.get("reactorName", "default")]
+        level = parent.get("logLevel")
+        if isinstance(level, LogLevel):
+            twistArguments += ["--log-level", level.name]
+        if parent.get("logFormat"):
+            twistArguments += ["--log-format", parent["logFormat"]]
+    arguments = _withoutWorkers(getattr(options, "argv", []))
+    command = [sys.executable, "-c", LAUNCH, *twistArguments, "tcpclient", *arguments]
+    return lambda index: command
+
+
+def _withoutWorkers(arguments: list[str]) -> list[str]:
+    kept: list[str] = []
+    skipNext = False
+    for argument in arguments:
+        if skipNext:
+            skipNext = False
+        elif argument == "--workers":
+            skipNext = True
+        elif not argument.startswith("--workers="):
+            kept.append(argument)
+    return kept
 
 
 def _realStream(stream: Any) -> Any:
