@@ -94,20 +94,22 @@ def main(argv: list[str] | None = None) -> int:
                 clientResults.problem = str(e)
     results.settings["wall_s"] = round(time.monotonic() - started, 1)
     results.settings["loadavg"] = [loadBefore, _loadAverage()]
-    print(table(results))
-    if clientResults.summaries:
+    if results.summaries or results.idle:
+        print(table(results))
         print()
+    if clientResults.summaries:
         print(clientTable(clientResults))
     elif clientResults.problem:
-        print(f"\nno client section: {clientResults.problem}")
+        print(f"no client section: {clientResults.problem}")
     print(
         f"\n({results.settings['wall_s']} s; medians of {args.repeats} interleaved runs; "
         f"load average {loadBefore} before, {_loadAverage()} after: other work on the "
         "machine shows here)"
     )
     if args.markdown:
-        print()
-        print(markdown(results))
+        if results.summaries or results.idle:
+            print()
+            print(markdown(results))
         if clientResults.summaries:
             print()
             print(clientMarkdown(clientResults))
