@@ -7,6 +7,7 @@ a clock.
 from __future__ import annotations
 
 import json
+from io import StringIO
 from typing import Any
 
 from twisted.internet.error import ProcessDone, ProcessTerminated
@@ -70,12 +71,14 @@ class Pool:
 
     def __init__(self, count: int = 2, **settings: Any) -> None:
         self.spawned: list[tuple[Any, list[str], dict[str, str]]] = []
+        self.progress = StringIO()
         self.pool = WorkerPool(
             LoadSettings(target="t", **settings),
             count,
             lambda index: ["python", "worker", str(index)],
             self.spawn,
             events=EventRecorder().log,
+            progress=self.progress,
         )
         self.intervals: list[Any] = []
         self.pool.intervalObservers.append(self.intervals.append)
@@ -149,6 +152,12 @@ class PoolTests(SynchronousTestCase):
         [merged] = p.intervals
         self.assertEqual((merged.index, merged.messages, merged.latency.count), (1, 3, 3))
         assertMicroseconds(self, merged.latency.max, 0.5)
+        # The progress line covers both: 3 messages over the longer span,
+        # and the slow worker's p99.
+        [line] = [part for part in p.progress.getvalue().split("\r") if part]
+        self.assertIn(f"{merged.messagesPerSecond:12,.0f} msg/s", line)
+        self.assertIn(f"p99 {merged.latency.p99 / 1000:9.3f} ms", line)
+        self.assertIn("      2 open", line)
 
     def test_theReportAddsUpEveryWorkersHistograms(self) -> None:
         """
