@@ -387,17 +387,33 @@ def tcpState(connected: socket.socket) -> int:
     return state
 
 
+#: tcp_info's states (include/net/tcp_states.h).
+TCP_CLOSE_WAIT = 8
+
+
 @inlineCallbacks
-def waitUntilClosedByKernel(connected: socket.socket) -> Generator[Deferred[Any], Any, None]:
+def waitUntil(
+    condition: Callable[[], bool], what: str, timeout: float = 2.0
+) -> Generator[Deferred[Any], Any, None]:
     """
-    Let the reactor run until the kernel has closed C{connected} (a RST
-    arrived), for at most 2 s; fail if it never does.
+    Let the reactor run until C{condition()} holds, checking every 10 ms
+    for at most C{timeout} seconds; fail, naming C{what}, if it never does.
     """
     from twisted.internet import reactor
     from twisted.internet.task import deferLater
 
-    for _ in range(200):
-        if tcpState(connected) == TCP_CLOSE:
+    for _ in range(int(timeout * 100)):
+        if condition():
             return
         yield deferLater(reactor, 0.01, lambda: None)
-    raise AssertionError("the kernel never closed the socket: no RST arrived")
+    raise AssertionError(f"{what} did not happen within {timeout} s")
+
+
+def waitUntilClosedByKernel(connected: socket.socket) -> Deferred[None]:
+    """
+    Let the reactor run until the kernel has closed C{connected} (a RST
+    arrived), for at most 2 s; fail if it never does.
+    """
+    return waitUntil(
+        lambda: tcpState(connected) == TCP_CLOSE, "the kernel's close of the socket (a RST)"
+    )

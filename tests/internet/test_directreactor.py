@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from typing import Any
 
 from twisted.internet import main
@@ -83,12 +82,13 @@ class DirectReactorTests(SynchronousTestCase):
         port = PortReactor(self.reactor).listenTCP(0, factory, 50, "127.0.0.1")
         payload = pattern(1 << 20)
 
+        closed = threading.Event()
+        recorded.when(lifecycle="close").addCallback(lambda _: closed.set())
+
         def client() -> bytes:
             echoed = echoWithHalfClose(port.getHost().port, payload)  # type: ignore[attr-defined]
             # The close is reported on a loop pass after the client's EOF.
-            deadline = time.monotonic() + WAIT
-            while "close" not in recorded.phases() and time.monotonic() < deadline:
-                time.sleep(0.01)
+            closed.wait(WAIT)
             return echoed
 
         echoed = runUntil(self.reactor, client)

@@ -7,8 +7,6 @@ from __future__ import annotations
 import errno
 import os
 import socket
-import subprocess
-import sys
 from typing import Any
 
 from twisted.internet import reactor
@@ -122,29 +120,6 @@ class EndpointPortTests(TestCase):
             self.factory,
         )
         self.assertEqual(self.ports.ports, [])
-
-
-class CheckoutPathTests(SynchronousTestCase):
-    """
-    The suite passes from a checkout, or a working directory, at any path.
-    """
-
-    def test_unixSocketTestPassesFromADeepDirectory(self) -> None:
-        """
-        The UNIX endpoint test, run from a directory deeper than an AF_UNIX
-        path may be long, binds its socket elsewhere and passes.
-        """
-        deep = temporaryDirectory(self) / ("d" * 100) / ("e" * 100)
-        deep.mkdir(parents=True)
-        test = f"{__file__}::EndpointPortTests::test_unixEndpointUsesLifecycleUNIXPort"
-        result = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
-            cwd=deep,
-            capture_output=True,
-            text=True,
-            timeout=WAIT * 3,
-        )
-        self.assertEqual(result.returncode, 0, result.stdout[-3000:])
 
 
 class CappedPolicy:

@@ -13,6 +13,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import deferLater
@@ -129,6 +130,7 @@ class ClosedConnectionsAreFreedTests(TestCase):
         """
         return self.assertFreedAfter(echoOnce, "", tls=False)
 
+    @pytest.mark.slow
     def test_floodingTcpConnectionIsFreedWithItsBuffers(self) -> Deferred[None]:
         """
         A client that pushes without reading and closes leaves nothing

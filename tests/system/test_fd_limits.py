@@ -11,7 +11,9 @@ from collections.abc import Callable
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from ..helpers import WAIT, TwistProcess, readLine, startTcpecho
+from ..helpers import WAIT, TwistProcess, portOf, readLine, startTcpecho
+from ..servers import waitForCount
+from .test_metrics import scrape
 
 
 def limitDescriptors(soft: int, hard: int) -> Callable[[], None]:
@@ -26,8 +28,10 @@ class DescriptorLimitTests(SynchronousTestCase):
     The server uses what the system allows and survives running out.
     """
 
-    def start(self, soft: int, hard: int) -> tuple[TwistProcess, int]:
-        return startTcpecho(self, "--backlog", "256", preexec_fn=limitDescriptors(soft, hard))
+    def start(self, soft: int, hard: int, *args: str) -> tuple[TwistProcess, int]:
+        return startTcpecho(
+            self, "--backlog", "256", *args, preexec_fn=limitDescriptors(soft, hard)
+        )
 
     def test_softLimitRaisedToHardAndLogged(self) -> None:
         """
@@ -43,7 +47,10 @@ class DescriptorLimitTests(SynchronousTestCase):
         (fd-limit), the open connections keep echoing, the process does not
         spin, and once some close the waiting clients are served.
         """
-        server, port = self.start(64, 64)
+        server, port = self.start(64, 64, "--metrics", "tcp:0:interface=127.0.0.1")
+        metricsPort = portOf(
+            server.waitFor(description="metrics tcp:0:interface=127.0.0.1")["address"]
+        )
         clients = []
         for n in range(80):
             client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
@@ -62,7 +69,8 @@ class DescriptorLimitTests(SynchronousTestCase):
             clients[n].sendall(b"again\n")
             self.assertEqual(readLine(clients[n]), b"again\n")
 
-        # No busy loop while paused: well under a tenth of a CPU over a second.
+        # No busy loop while paused: a loop that spins would use the whole
+        # CPU; the paused server waits in epoll and uses next to none.
         before = server.cpuSeconds()
         time.sleep(1.0)
         self.assertLess(server.cpuSeconds() - before, 0.1)
@@ -72,3 +80,13 @@ class DescriptorLimitTests(SynchronousTestCase):
         for n in range(served, min(served + 20, 80)):
             self.assertEqual(readLine(clients[n]), b"client %d\n" % n)
         self.assertGreaterEqual(len(server.of(lifecycle="accept-resumed")), 1)
+
+        # Nor a loop of failing accept() calls: it tried once when it ran
+        # out, then once per retry (after 1 s, 2 s, ...).  Read once every
+        # client is gone, so that the scrape has a descriptor.
+        for client in clients:
+            client.close()
+        waitForCount(server, 80, lifecycle="close")
+        exhaustions = scrape(metricsPort)[("tcplife_accept_fd_exhaustions_total", ())]
+        self.assertGreaterEqual(exhaustions, 1)
+        self.assertLessEqual(exhaustions, 5)
