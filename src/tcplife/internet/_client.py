@@ -8,7 +8,7 @@ events in batches from the poller) and C{TCP_NODELAY}, and a shorter
 connect: one C{connect()}, one C{epoll_ctl} to wait for it to complete, no
 delayed call and no Deferred in between.
 
-Client endpoints (C{tcp:}, C{ssl:}, C{tls:}, L{HostnameEndpoint}, ...) call
+Client endpoints (C{tcp:}, C{ssl:}, C{tls:}, C{HostnameEndpoint}, ...) call
 C{connectTCP} or C{connectSSL} on the reactor they were given;
 L{ClientReactor} is that reactor: it connects with L{DirectClient} (from the
 chosen local address) and passes everything else through to the real
@@ -223,7 +223,7 @@ class ClientReactor:
     A reactor whose TCP connections are L{DirectClient}s, from
     C{bindAddress} (when the endpoint names none of its own); every other
     attribute is the real reactor's, and it provides the same interfaces
-    (L{HostnameEndpoint} asks for its name resolver by interface).
+    (C{HostnameEndpoint} asks for its name resolver by interface).
 
     On a reactor without real sockets (a test's C{MemoryReactor}),
     connections pass straight through.
