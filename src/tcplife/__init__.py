@@ -4,8 +4,11 @@ tcplife: TCP servers and clients on Twisted whose whole lifecycle is visible.
 Serve any protocol with L{LifecycleServerFactory} and every connection emits
 structured C{twisted.logger} events (C{accept}, C{half-close}, C{close}, ...),
 each with a C{lifecycle} field naming the step of the TCP call sequence.
-Connect with L{LifecycleClientFactory} (and L{EchoClient}, or any protocol)
-for the client's side of the same story (C{connect}, C{connected}, ...).
+Listen with L{listen} (or an endpoint from L{serverFromString}, or a
+L{PortReactor} around the reactor): tcplife's own ports, on which the
+factory's L{ServerSettings} hold, its connection cap included.  Connect with
+L{LifecycleClientFactory} (and L{EchoClient}, or any protocol) for the
+client's side of the same story (C{connect}, C{connected}, ...).
 """
 
 from .client import (
@@ -19,13 +22,21 @@ from .client import (
     LoadSettings,
 )
 from .events import LifecycleLog
-from .internet import AcceptQueue, EndpointError, readAcceptQueue, serverFromString
+from .internet import (
+    AcceptQueue,
+    DirectServer,
+    EndpointError,
+    PortReactor,
+    readAcceptQueue,
+    serverFromString,
+)
 from .protocols import EchoProtocol, HalfCloseableTLSFactory, ProxyServerEndpoint, TrackedConnection
-from .server import LifecycleServerFactory, Listener, ListenError
+from .server import LifecycleServerFactory, Listener, ListenError, ServerSettings, listen
 
 __all__ = [
     "AcceptQueue",
     "ConnectFailedError",
+    "DirectServer",
     "EchoClient",
     "EchoOutcome",
     "EchoProtocol",
@@ -40,8 +51,11 @@ __all__ = [
     "LoadReport",
     "LoadRun",
     "LoadSettings",
+    "PortReactor",
     "ProxyServerEndpoint",
+    "ServerSettings",
     "TrackedConnection",
+    "listen",
     "readAcceptQueue",
     "serverFromString",
 ]

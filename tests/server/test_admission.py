@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tcplife import LifecycleServerFactory, readAcceptQueue
+from tcplife import LifecycleServerFactory, ServerSettings, readAcceptQueue
 from tcplife.internet._port import PortReactor
 from tcplife.server._admission import FD_LIMIT, MAX_CONNECTIONS, AcceptGate
 from tcplife.server._metrics import ServerCollector
@@ -61,7 +61,9 @@ class GateTests(SynchronousTestCase):
         self.open = 0
         self.clock = MemoryReactorClock()
         self.recorded = EventRecorder()
-        self.gate = AcceptGate(self.recorded.log, self.clock, lambda: self.open, 2)
+        self.gate = AcceptGate(
+            self.recorded.log, self.clock, lambda: self.open, ServerSettings(maxConnections=2)
+        )
         self.port = FakePort()
         self.gate.watch(self.port)  # type: ignore[arg-type]
         self.addCleanup(FakePort.socket.close)
@@ -165,7 +167,7 @@ class GateTests(SynchronousTestCase):
         """
         Without a cap the gate never pauses for connections.
         """
-        gate = AcceptGate(self.recorded.log, self.clock, lambda: 10**6, None)
+        gate = AcceptGate(self.recorded.log, self.clock, lambda: 10**6, ServerSettings())
         gate.connectionOpened()
         self.assertGreater(gate.acceptBudget(), 10**6)
         self.assertIsNone(gate.paused)

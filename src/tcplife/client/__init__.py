@@ -7,10 +7,27 @@ Imports L{tcplife.internet}, L{tcplife.protocols} and L{tcplife.events};
 only the C{twist} glue (L{tcplife.tap}) and the package's face import it.
 """
 
-from ._factory import DEFAULT_TIMEOUT, EchoClient, EchoOutcome, LifecycleClientFactory
+from ._factory import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DEFAULT_TIMEOUT,
+    EchoClient,
+    EchoOutcome,
+    LifecycleClientFactory,
+)
 from ._failures import EXIT_STATUS, NO_LOCAL_PORT, ConnectFailedError
 from ._intervals import IntervalReport
-from ._load import CONNECT, PATTERNS, RR, STREAM, LoadRun, LoadSettings
+from ._load import (
+    CONNECT,
+    DEFAULT_DURATION,
+    DEFAULT_SIZE,
+    DEFAULT_WINDOW,
+    PATTERNS,
+    RR,
+    STREAM,
+    LoadRun,
+    LoadSettings,
+)
 from ._loadservice import LoadService
 from ._oneshot import OneShot
 from ._report import Latency, LoadReport, TargetReport
@@ -20,7 +37,12 @@ from ._workers import WORKER_VARIABLE, WorkerPool, WorkerService, workerShare
 
 __all__ = [
     "CONNECT",
+    "DEFAULT_DURATION",
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "DEFAULT_SIZE",
     "DEFAULT_TIMEOUT",
+    "DEFAULT_WINDOW",
     "EXIT_STATUS",
     "NO_LOCAL_PORT",
     "PATTERNS",

@@ -48,6 +48,7 @@ from ._connections import (
     _Pipelined,
     _Target,
 )
+from ._factory import DEFAULT_TIMEOUT
 from ._failures import CANCELLED, TIMEOUT, ConnectFailedError
 from ._intervals import IntervalReport, ProgressLine
 from ._report import LoadReport, TargetReport, countErrors
@@ -64,6 +65,13 @@ PATTERNS: Final = (RR, STREAM, CONNECT)
 #: due (epoll waits in whole milliseconds), so later than that, the message
 #: waited for a connection, or for the client itself.
 LATE_AFTER: Final = 0.001
+
+#: What a run does unless told: messages of this many bytes, this many bytes
+#: in flight per connection (C{stream}), for this many seconds (when no
+#: C{count} ends it; L{LoadSettings} itself runs until one of them does).
+DEFAULT_SIZE = 64
+DEFAULT_WINDOW = 1 << 16
+DEFAULT_DURATION = 10.0
 
 #: After the end of a run, how long closing connections may take before
 #: they are aborted.
@@ -96,12 +104,12 @@ class LoadSettings:
     target: str
     pattern: str = RR
     connections: int = 1
-    size: int = 64
-    window: int = 1 << 16
+    size: int = DEFAULT_SIZE
+    window: int = DEFAULT_WINDOW
     duration: float | None = None
     count: int | None = None
     rate: float | None = None
-    timeout: float = 10.0
+    timeout: float = DEFAULT_TIMEOUT
 
     @property
     def inFlight(self) -> int:

@@ -75,7 +75,9 @@ class DirectClient(DirectConnection, tcp.Client):
     def __init__(
         self, host: str, port: int, bindAddress: Any, connector: tcp.Connector, reactor: Any
     ) -> None:
-        self._poller = pollerFor(reactor)
+        self._poller = pollerFor(reactor) if self.batchedPoller else reactor
+        if not self.closeAtOnce:
+            self._shouldShutdown = True
         self._bindsFirst = bindAddress is not None
         tcp.Client.__init__(self, host, port, bindAddress, connector, reactor)
 

@@ -1,7 +1,9 @@
 """
-Server policy on top of the engine: the factory every connection is served
-by, admission on the kernel's backlog, idle timeouts, the graceful drain,
-metrics, and listening as a service.
+Server policy on top of the engine: the settings (L{ServerSettings}), the
+factory every connection is served by, admission on the kernel's backlog,
+idle timeouts, the graceful drain, metrics, listening (as a service, or
+L{listen}), the whole server built from its settings (L{serverService}),
+and the speed levers (L{LEVERS}).
 
 Imports L{tcplife.internet}, L{tcplife.protocols} and L{tcplife.events};
 only the C{twist} glue (L{tcplife.tap}) and the package's face import it.
@@ -11,11 +13,15 @@ from ._admission import AcceptGate, GovernedPort
 from ._drain import Drainer, drainOnHangup
 from ._factory import LifecycleServerFactory
 from ._idle import IdleSweeper
-from ._listening import Listener, ListenError, describeListenFailure, listeningSocket
+from ._levers import LEVERS, LEVERS_OFF_VARIABLE, unknownLevers
+from ._listening import Listener, ListenError, describeListenFailure, listen, listeningSocket
 from ._metrics import ServerCollector, metricsSite
-from ._service import ServerService
+from ._service import ServerService, serverService
+from ._settings import ServerSettings
 
 __all__ = [
+    "LEVERS",
+    "LEVERS_OFF_VARIABLE",
     "AcceptGate",
     "Drainer",
     "GovernedPort",
@@ -25,8 +31,12 @@ __all__ = [
     "Listener",
     "ServerCollector",
     "ServerService",
+    "ServerSettings",
     "describeListenFailure",
     "drainOnHangup",
+    "listen",
     "listeningSocket",
     "metricsSite",
+    "serverService",
+    "unknownLevers",
 ]
