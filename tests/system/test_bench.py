@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Generator
-from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
