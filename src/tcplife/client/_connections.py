@@ -19,7 +19,7 @@ from zope.interface import implementer
 from ..protocols import TrackedConnection
 from ._factory import LifecycleClientFactory
 from ._failures import MISMATCH, TIMEOUT, lostConnectionKind
-from ._tally import Tally
+from ._tally import KEPT_BITS, EXACT_BELOW, Tally, bucketed
 
 if TYPE_CHECKING:
     from ._load import LoadRun
@@ -252,9 +252,14 @@ class _Pipelined(_LoadProtocol):
             slots = self.slots
             while k < done:
                 slot = k % slots
-                latencies[int((now - dueAt[slot]) * 1e6)] += 1
+                # bucketed(), spelled out: this runs once per message.
+                us = int((now - dueAt[slot]) * 1e6)
+                if us >= EXACT_BELOW:
+                    shift = us.bit_length() - KEPT_BITS
+                    us = us >> shift << shift
+                latencies[us] += 1
                 if services is not None:
-                    services[int((now - sentAt[slot]) * 1e6)] += 1
+                    services[bucketed(int((now - sentAt[slot]) * 1e6))] += 1
                 k += 1
             self.completed = done
             self.run.completed(tally, done - first)
@@ -311,9 +316,9 @@ class _OneMessage(_LoadProtocol):
         if end == self.size:
             self.completed = 1
             tally = self.tally
-            tally.latencies[int((now - self.dueAt) * 1e6)] += 1
+            tally.latencies[bucketed(int((now - self.dueAt) * 1e6))] += 1
             if tally.services is not None:
-                tally.services[int((now - self.sentAt) * 1e6)] += 1
+                tally.services[bucketed(int((now - self.sentAt) * 1e6))] += 1
             self.run.completed(tally, 1)
             assert self.transport is not None
             self.transport.loseConnection()
