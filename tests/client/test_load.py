@@ -56,7 +56,7 @@ class MessagesTests(SynchronousTestCase):
         and chunks longer than that are checked piecewise.
         """
         messages = Messages(1 << 20)
-        self.assertEqual(len(messages._ring), 3 * (1 << 20) + (1 << 16))
+        self.assertEqual(len(messages.ring), 3 * (1 << 20) + (1 << 16))
         stream = b"".join(messages.variants)
         self.assertTrue(messages.matches(stream[5:], 5))
         self.assertTrue(messages.matches(stream[-1000:] + stream[:300_000], len(stream) - 1000))

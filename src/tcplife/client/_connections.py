@@ -37,6 +37,10 @@ class Messages:
     The bytes every connection sends: message C{k} is C{variants[k % 3]},
     so the whole stream repeats every three messages and any byte of it can
     be checked with one slice of a precomputed ring.
+
+    @ivar ring: The stream's first C{period} bytes and C{span} more: the
+        bytes from offset C{o} on start at C{ring[o % period]}.
+    @ivar span: The longest read one comparison with C{ring} checks.
     """
 
     def __init__(self, size: int) -> None:
@@ -48,18 +52,18 @@ class Messages:
         # The stream, and enough of its start again that a slice of up to
         # _LONGEST_CHECK bytes from any offset in the period fits.
         repeats = _LONGEST_CHECK // self.period + 2
-        self._ring = (b"".join(self.variants) * repeats)[: self.period + _LONGEST_CHECK]
-        self._span = _LONGEST_CHECK
+        self.ring = (b"".join(self.variants) * repeats)[: self.period + _LONGEST_CHECK]
+        self.span = _LONGEST_CHECK
 
     def matches(self, data: bytes, offset: int) -> bool:
         """
         Whether C{data} is what the stream holds from C{offset} on.
         """
         start = offset % self.period
-        span = self._span
+        span = self.span
         if len(data) <= span:
             # A comparison in place: no slice of the ring is copied.
-            return self._ring.startswith(data, start)
+            return self.ring.startswith(data, start)
         return all(self.matches(data[i : i + span], offset + i) for i in range(0, len(data), span))
 
 
@@ -178,9 +182,10 @@ class _Pipelined(_LoadProtocol):
         run = self.run = factory.run
         self.tally = factory.tally
         self.seconds = run.clock.seconds
-        self.messages = run.messages
-        self.size = run.messages.size
-        self.variants = run.messages.variants
+        messages = self.messages = run.messages
+        self.size = messages.size
+        self.variants = messages.variants
+        self.ring, self.period, self.span = messages.ring, messages.period, messages.span
         self.slack = run.settings.inFlight - self.size
         self.slots = run.settings.inFlight // self.size + 1
         self.sentAt = [0.0] * self.slots
@@ -190,6 +195,7 @@ class _Pipelined(_LoadProtocol):
         self.nextMessage = 0
         self.paused = False
         assert self.transport is not None
+        self.write = self.transport.write
         self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
         run.opened(self)
         self.fill()
@@ -197,23 +203,25 @@ class _Pipelined(_LoadProtocol):
     def inFlight(self) -> int:
         return self.nextMessage - self.completed
 
-    def fill(self) -> None:
+    def fill(self, now: float | None = None) -> None:
         """
         Send messages while the window, the timetable and the count allow.
+
+        @param now: The time, if the caller has just read the clock.
         """
         if self.paused or self.sent - self.received > self.slack:
             return
         take = self.run.take
         target = self.factory.target
-        assert self.transport is not None
-        write = self.transport.write
+        write = self.write
         variants = self.variants
         sentAt = self.sentAt
         dueAt = self.dueAt
         slots = self.slots
         size = self.size
         k = self.nextMessage
-        now = self.seconds()
+        if now is None:
+            now = self.seconds()
         if self.sent == self.received:
             # Nothing was in flight: the wait for an echo starts now.
             self.since = now
@@ -234,7 +242,13 @@ class _Pipelined(_LoadProtocol):
     def dataReceived(self, data: bytes) -> None:
         start = self.received
         end = start + len(data)
-        if end > self.sent or not self.messages.matches(data, start):
+        # Messages.matches, spelled out for a read of up to its span: this
+        # runs once per message.
+        if end > self.sent or not (
+            self.ring.startswith(data, start % self.period)
+            if len(data) <= self.span
+            else self.messages.matches(data, start)
+        ):
             self.run.mismatched(self, start)
             self.fail(MISMATCH)
             return
@@ -263,7 +277,7 @@ class _Pipelined(_LoadProtocol):
                 k += 1
             self.completed = done
             self.run.completed(tally, done - first)
-            self.fill()
+            self.fill(now)
 
     def pauseProducing(self) -> None:
         self.paused = True
