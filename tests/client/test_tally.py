@@ -43,7 +43,9 @@ class BucketedTests(SynchronousTestCase):
         self.assertEqual(Latency.fromHistogram(raw), Latency.fromHistogram(counted))
         self.assertEqual([bucketed(value) for value in range(2048)], list(range(2048)))
         # 2048 to 4095 us: two microseconds a bucket; 70,000 us: 32.
-        self.assertEqual({bucketed(value) for value in range(2048, 4096)}, set(range(2048, 4096, 2)))
+        self.assertEqual(
+            {bucketed(value) for value in range(2048, 4096)}, set(range(2048, 4096, 2))
+        )
         self.assertEqual(bucketed(70_031), 70_016)
 
 

@@ -19,7 +19,7 @@ from zope.interface import implementer
 from ..protocols import TrackedConnection
 from ._factory import LifecycleClientFactory
 from ._failures import MISMATCH, TIMEOUT, lostConnectionKind
-from ._tally import KEPT_BITS, EXACT_BELOW, Tally, bucketed
+from ._tally import EXACT_BELOW, KEPT_BITS, Tally, bucketed
 
 if TYPE_CHECKING:
     from ._load import LoadRun
