@@ -207,7 +207,7 @@ class TrackedConnection:
         provides = _providesFor.get(spec)
         if provides is None:
             directlyProvides(self, spec)
-            _providesFor[spec] = self.__provides__  # type: ignore[has-type]
+            _providesFor[spec] = self.__provides__
         else:
             # What directlyProvides would build: zope caches its
             # declarations too, but normalising the arguments to find the
