@@ -177,6 +177,35 @@ class ConnectTests(ClientTestCase):
         self.assertIs(receiving, protocol)
 
     @inlineCallbacks
+    def test_theWrapperWhileConnectingProvidesWhatItsProtocolDoes(
+        self,
+    ) -> Generator[Any, Any, None]:
+        """
+        While its protocol connects, the endpoint's pass-through declares
+        half-close for a protocol that provides it and not for one that
+        does not, for the first connection of each kind and the next.
+        """
+        port = self.listen()
+        seen: list[tuple[str, bool]] = []
+
+        def watching(protocol: Protocol) -> Protocol:
+            def connectionMade() -> None:
+                wrapper = protocol.transport.protocol  # type: ignore[union-attr]
+                seen.append((type(protocol).__name__, IHalfCloseableProtocol.providedBy(wrapper)))
+
+            protocol.connectionMade = connectionMade  # type: ignore[method-assign]
+            return protocol
+
+        endpoint = TCP4ClientEndpoint(ClientReactor(reactor), "127.0.0.1", port)
+        for protocol in [Recording(), Plain(), Recording(), Plain()]:
+            connected = yield connectProtocol(endpoint, watching(protocol))
+            connected.transport.abortConnection()
+            yield connected.ended
+        self.assertEqual(
+            seen, [("Recording", True), ("Plain", False), ("Recording", True), ("Plain", False)]
+        )
+
+    @inlineCallbacks
     def test_refusedIsRefused(self) -> Generator[Any, Any, None]:
         """
         Nothing listening: the connect fails with ConnectionRefusedError,

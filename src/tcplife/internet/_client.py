@@ -43,6 +43,42 @@ _SOCK_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
 _IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 #: The endpoints' pass-through protocol (see L{DirectClient._connectDone}).
 _WRAPPING_PROTOCOL: type[Protocol] = endpoints._WrappingProtocol
+_WRAPPING_FACTORY: type[Any] = endpoints._WrappingFactory
+
+
+class _PassThrough(_WRAPPING_PROTOCOL):  # type: ignore[misc, valid-type]
+    """
+    The endpoints' pass-through protocol, declaring what it provides once
+    per kind of wrapped protocol rather than once per connection.
+
+    Twisted's asks the wrapped protocol for three interfaces and declares
+    each it finds with C{directlyProvides}, for every connection: a fifth of
+    the cost of making a connection in tcplife's client, for the same
+    answer each time.
+    """
+
+    #: The declaration Twisted's initialiser made, by what the wrapped
+    #: protocol provided (C{None}: it declared nothing).
+    _declared: dict[Any, Any] = {}
+
+    def __init__(self, connectedDeferred: Any, wrappedProtocol: Any) -> None:
+        spec = providedBy(wrappedProtocol)
+        declared = self._declared.get(spec, _UNKNOWN)
+        if declared is _UNKNOWN:
+            super().__init__(connectedDeferred, wrappedProtocol)
+            self._declared[spec] = self.__dict__.get("__provides__")
+            return
+        self._connectedDeferred = connectedDeferred
+        self._wrappedProtocol = wrappedProtocol
+        if declared is not None:
+            self.__provides__ = declared
+
+
+_UNKNOWN = object()
+
+
+#: The pass-through protocols that step aside once connected.
+_PASS_THROUGH = (_WRAPPING_PROTOCOL, _PassThrough)
 
 
 class DirectClient(DirectConnection, tcp.Client):
@@ -159,11 +195,11 @@ class DirectClient(DirectConnection, tcp.Client):
             return
         self.startReading()
         protocol.makeConnection(self)
-        if type(protocol) is _WRAPPING_PROTOCOL and self.protocol is protocol and self.connected:
+        if type(protocol) in _PASS_THROUGH and self.protocol is protocol and self.connected:
             # The endpoint's wrapper has connected its protocol and fired
             # its Deferred; from here on it only passes every call on.  (Not
             # when the protocol started TLS meanwhile: then TLS is in front.)
-            self.protocol = protocol._wrappedProtocol  # type: ignore[attr-defined]
+            self.protocol = protocol._wrappedProtocol
 
     def connectionLost(self, reason: Failure) -> None:
         if not self.connected:
@@ -256,6 +292,9 @@ class ClientReactor:
         if not self._real:
             passed: IConnector = self._reactor.connectTCP(host, port, factory, timeout, bindAddress)
             return passed
+        if type(factory) is _WRAPPING_FACTORY:
+            # An endpoint's connect: the same pass-through, declared once.
+            factory.protocol = _PassThrough  # type: ignore[attr-defined]
         # As PosixReactorBase.connectTCP.
         connector = DirectConnector(
             host,
