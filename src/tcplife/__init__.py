@@ -21,6 +21,7 @@ from .client import (
     LoadRun,
     LoadSettings,
 )
+from .eventlog import EventFile
 from .events import LifecycleLog
 from .internet import (
     AcceptQueue,
@@ -41,6 +42,7 @@ __all__ = [
     "EchoOutcome",
     "EchoProtocol",
     "EndpointError",
+    "EventFile",
     "HalfCloseableTLSFactory",
     "Latency",
     "LifecycleClientFactory",

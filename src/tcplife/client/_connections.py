@@ -119,6 +119,10 @@ class _LoadFactory(LifecycleClientFactory):
         self.tally = tally
         self.target: _Target
 
+    def connectionClosed(self, connection: TrackedConnection) -> None:
+        self.run.kernel.closed(connection)
+        super().connectionClosed(connection)
+
 
 class _LoadProtocol(Protocol):
     """

@@ -50,6 +50,8 @@ from ._connections import (
 )
 from ._factory import DEFAULT_TIMEOUT
 from ._failures import CANCELLED, TIMEOUT, ConnectFailedError
+from ._kernelview import SAMPLE_INTERVAL as KERNEL_SAMPLE_INTERVAL
+from ._kernelview import KernelTally
 from ._intervals import IntervalReport, ProgressLine
 from ._report import LoadReport, TargetReport, countErrors
 from ._sinks import TextSink
@@ -173,6 +175,7 @@ class LoadRun:
         self.fatal: ConnectFailedError | None = None
         self.stopping = False
         self.active: set[_LoadProtocol] = set()
+        self.kernel = KernelTally()
         self.done = 0
         self.issued = 0
         self.startedAt = self.stoppedAt = 0.0
@@ -250,6 +253,9 @@ class LoadRun:
         self._every(sweep, self._sweep)
         if self.intervalObservers:
             self._every(self.interval, self._intervalEnded)
+        # Long-lived connections (rr, stream) are seen now and then, not only
+        # at their close.
+        self._every(KERNEL_SAMPLE_INTERVAL, self._sampleKernel)
 
     def _every(self, interval: float, f: Any) -> None:
         if self.stopping:
@@ -454,6 +460,12 @@ class LoadRun:
         for target in self.targets:
             target.tally.fold(self._intervalHistogram)
 
+    def _openConnections(self) -> list[TrackedConnection]:
+        return [c for target in self.targets for c in target.factory.connections.values()]
+
+    def _sampleKernel(self) -> None:
+        self.kernel.sample(self._openConnections())
+
     def _intervalEnded(self) -> None:
         """
         Tell the observers what the run did since the last interval ended.
@@ -550,4 +562,5 @@ class LoadRun:
             rate=settings.rate,
             duration=self.stoppedAt - self.startedAt,
             interrupted=interrupted,
+            kernel=self.kernel.report(self._openConnections()),
         )

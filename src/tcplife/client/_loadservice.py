@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import IReactorCore
 
 from ._failures import EXIT_STATUS, HINTS, NO_LOCAL_PORT, ConnectFailedError
@@ -30,6 +30,7 @@ class Run(Protocol):
 
     settings: Any
     finished: Deferred[LoadReport]
+    closed: Deferred[None]
     fatal: ConnectFailedError | None
     stalled: bool
     intervalObservers: list[Callable[[IntervalReport], object]]
@@ -130,15 +131,19 @@ class LoadService(Service):
         assert self._lines is not None
         self._lines.write(interval.toJSON())
 
-    def stopService(self) -> Deferred[None] | None:
+    def stopService(self) -> Deferred[None]:
         """
         Stopped from outside (Ctrl-C, SIGTERM): end the run early and report
-        what was done (the reactor waits for that: workers report later);
-        twist then exits as it does after that signal.
+        what was done; twist then exits as it does after that signal.
+
+        @return: Fires once the report is out (workers report later) and
+            every connection is gone, so that their C{close} events are out
+            (C{--events}) before the process ends.
         """
         Service.stopService(self)
         self.run.stop(interrupted=True)
-        return None if self._reported.called else self._reported
+        both = gatherResults([self._reported, self.run.closed])
+        return both.addCallback(lambda _: None)
 
     def _report(self, report: LoadReport) -> None:
         status = self._write(report)

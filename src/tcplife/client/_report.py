@@ -4,13 +4,16 @@ The load report: what a load run did, as text for people and JSON for tools.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from hdrh.histogram import HdrHistogram
 
 from ._failures import REPORTED_KINDS
 from ._tally import Tally, added, newHistogram
+
+if TYPE_CHECKING:
+    from ._kernelview import KernelReport
 
 #: The percentiles reported, as HDR histogram percentiles and as JSON keys.
 PERCENTILES = ((50.0, "p50"), (90.0, "p90"), (99.0, "p99"), (99.9, "p99.9"))
@@ -193,6 +196,8 @@ class LoadReport:
     late: int = 0
     targets: tuple[TargetReport, ...] = ()
     workers: tuple[WorkerReport, ...] = ()
+    #: The kernel's round-trip times and retransmissions (TCP only).
+    kernel: KernelReport | None = None
 
     @staticmethod
     def countErrors(counts: dict[str, int]) -> tuple[tuple[str, int], ...]:
@@ -267,6 +272,7 @@ class LoadReport:
             "late": self.late if self.openLoop else None,
             "targets": [target.toJSON(self.duration, self.openLoop) for target in self.targets],
             "workers": [worker.toJSON() for worker in self.workers],
+            **({"kernel": self.kernel.toJSON()} if self.kernel is not None else {}),
         }
 
     def render(self) -> str:
@@ -301,6 +307,7 @@ class LoadReport:
             ]
         else:
             rows.append(("latency ms", f"{self.latency.render()}  (closed loop: from each send)"))
+        rows += self._kernelRows()
         if len(self.targets) > 1:
             rows += self._targetRows()
         if self.workers:
@@ -325,3 +332,14 @@ class LoadReport:
                 )
             )
         return rows
+
+    def _kernelRows(self) -> list[tuple[str, str]]:
+        if self.kernel is None:
+            return []
+        rtt = "  ".join(
+            f"{name} {value / 1000:.3f}" for name, value in self.kernel.rtt.byName().items()
+        )
+        return [
+            ("tcp rtt ms", rtt),
+            ("retransmits", f"{self.kernel.retransmits:,} segments"),
+        ]

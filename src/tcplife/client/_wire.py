@@ -13,6 +13,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from ._intervals import IntervalReport
+from ._kernelview import KernelReport, KernelTally
 from ._report import LoadReport, TargetReport, countErrors
 from ._tally import newHistogram
 
@@ -72,10 +73,13 @@ def intervalFrom(document: dict[str, Any]) -> IntervalReport:
     )
 
 
-def reportLine(report: LoadReport, problem: dict[str, Any] | None) -> bytes:
+def reportLine(
+    report: LoadReport, problem: dict[str, Any] | None, kernel: KernelTally | None = None
+) -> bytes:
     """
     C{report}, and what ended the run early if anything did (C{problem}:
-    the fatal connect failure's fields, or C{stalled}).
+    the fatal connect failure's fields, or C{stalled}), and the kernel's
+    view of the run's connections (C{kernel}, once the report is made).
     """
     targets = []
     for target in report.targets:
@@ -99,6 +103,9 @@ def reportLine(report: LoadReport, problem: dict[str, Any] | None) -> bytes:
             "interrupted": report.interrupted,
             "targets": targets,
             "problem": problem,
+            "kernel": None
+            if kernel is None
+            else {"rtt": _encoded(kernel.rtt), "retransmits": kernel.retransmits},
         }
     )
 
@@ -159,3 +166,15 @@ def addedTargets(reports: list[tuple[TargetReport, ...]]) -> tuple[TargetReport,
             )
         )
     return tuple(added)
+
+
+def addedKernel(documents: list[dict[str, Any]]) -> KernelReport | None:
+    """
+    The kernel's view of every worker's connections, from their reports.
+    """
+    total = KernelTally()
+    for document in documents:
+        kernel = document.get("kernel")
+        if kernel is not None:
+            total.add(_decoded(kernel["rtt"]), kernel["retransmits"])
+    return total.report()

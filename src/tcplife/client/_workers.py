@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 from twisted.application.service import Service
 from twisted.internet import stdio
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol, connectionDone
 from twisted.protocols.basic import LineOnlyReceiver
@@ -143,7 +143,10 @@ class WorkerService(Service):
         Service.stopService(self)
         self._signalled = True
         self.stopRun()
-        return self._finished
+        # And once every connection is gone, so that their close events are
+        # out (--events) before the process ends.
+        both = gatherResults([self._finished, self.run.closed])
+        return both.addCallback(lambda _: None)
 
     def controlReady(self, protocol: _Control) -> None:
         self._transport = protocol.transport
@@ -189,7 +192,7 @@ class WorkerService(Service):
             }
         elif run.stalled:
             problem = {"stalled": True}
-        self._write(_wire.reportLine(report, problem))
+        self._write(_wire.reportLine(report, problem, run.kernel))
         self._reportWritten = True
         transport = self._transport
         if transport is None:
@@ -291,6 +294,8 @@ class WorkerPool:
         self.count = count
         self.events = events
         self.finished: Deferred[LoadReport] = Deferred()
+        #: Fires once every worker has ended, and so closed its connections.
+        self.closed: Deferred[None] = Deferred()
         self.fatal: ConnectFailedError | None = None
         self.stalled = False
         self.stopping = False
@@ -395,6 +400,7 @@ class WorkerPool:
             if self._progress is not None:
                 self._progress.clear()
             self.finished.callback(self.report())
+            self.closed.callback(None)
 
     def report(self) -> LoadReport:
         reported = [w for w in self._workers if w.report is not None]
@@ -414,6 +420,7 @@ class WorkerPool:
             duration=duration,
             interrupted=self._interrupted,
             workers=tuple(self._workerReport(w) for w in self._workers),
+            kernel=_wire.addedKernel([w.report for w in reported if w.report is not None]),
         )
 
     def _workerReport(self, worker: _Worker) -> WorkerReport:

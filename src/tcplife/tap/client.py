@@ -44,10 +44,19 @@ from ..client import (
     WorkerService,
     workerShare,
 )
+from ..eventlog import ClosingAfter, EventFile, batchJSONLog
 from ..events import LifecycleLog
 from ..internet import ClientReactor
 from . import _loadoptions
-from ._options import clientEndpoint, globalReactor, loadClass, twistLogLevel, wholeNumber
+from ._options import (
+    EVENTS_OPTIONS,
+    checkEvents,
+    clientEndpoint,
+    globalReactor,
+    loadClass,
+    twistLogLevel,
+    wholeNumber,
+)
 from ._process import stopAndExit
 from ._worker import LAUNCH
 
@@ -179,6 +188,7 @@ class Options(usage.Options):
             "Load mode: share the run among N processes, each with its own reactor "
             "('auto': one per CPU).",
         ],
+        *EVENTS_OPTIONS,
     ]
     compData = usage.Completions(
         optActions={
@@ -230,6 +240,7 @@ class Options(usage.Options):
             self._checkLoad()
         else:
             self._checkOneShot()
+        checkEvents(self)
 
     def _checkTarget(self) -> None:
         if self["connects"]:
@@ -441,6 +452,8 @@ def makeService(
     """
     if reactor is None:
         reactor = globalReactor()
+    # twist's JSON log, written without a flush per event.
+    batchJSONLog(getattr(options, "parent", None), reactor)
     realReactor = reactor
     if stdout is None:
         stdout = _realStream(sys.__stdout__).buffer
@@ -451,6 +464,22 @@ def makeService(
         stopAndExit(realReactor, status)
 
     clock = cast(IReactorTime, reactor)
+    eventFile = EventFile(options["events"], clock) if options["events"] is not None else None
+    service = _makeClient(options, reactor, stdout, stderr, done, eventFile)
+    if eventFile is not None:
+        return ClosingAfter(service, eventFile, reactor)
+    return service
+
+
+def _makeClient(
+    options: Options,
+    reactor: IReactorCore,
+    stdout: IO[bytes],
+    stderr: IO[str],
+    done: Callable[[int], None],
+    eventFile: EventFile | None,
+) -> IService:
+    clock = cast(IReactorTime, reactor)
     if not options["load"]:
         endpoint, target = makeEndpoint(options, reactor)
         output = _Output(stdout)
@@ -459,7 +488,12 @@ def makeService(
             timeout=options["timeout"],
             output=output,
             clock=clock,
-            events=LifecycleLog(trace=bool(options["trace"]), threshold=twistLogLevel(options)),
+            events=LifecycleLog(
+                trace=bool(options["trace"]),
+                threshold=twistLogLevel(options),
+                sink=eventFile,
+                phases=options["events-only"],
+            ),
         )
         if options["protocol"] is not None:
             factory.protocol = options["protocol"]
@@ -468,8 +502,15 @@ def makeService(
         return oneShot
     endpoints = makeEndpoints(options, reactor)
     settings = loadSettings(options, ", ".join(endpoints))
+    # Per-connection events at debug level, and not even built when twist's
+    # --log-level filters them out (the default, info), unless --events asks
+    # for them.
     events = LifecycleLog(
-        trace=bool(options["trace"]), level=LogLevel.debug, threshold=twistLogLevel(options)
+        trace=bool(options["trace"]),
+        level=LogLevel.debug,
+        threshold=twistLogLevel(options),
+        sink=eventFile,
+        phases=options["events-only"],
     )
     worker = os.environ.get(WORKER_VARIABLE)
     if worker is not None:

@@ -13,6 +13,7 @@ from twisted.internet.interfaces import IReactorCore, IStreamServerEndpoint
 from twisted.internet.protocol import Protocol
 from twisted.python import usage
 
+from ..eventlog import batchJSONLog
 from ..server import (
     LEVERS,
     LEVERS_OFF_VARIABLE,
@@ -21,7 +22,16 @@ from ..server import (
     serverService,
     unknownLevers,
 )
-from ._options import globalReactor, loadClass, seconds, serverEndpoint, twistLogLevel, wholeNumber
+from ._options import (
+    EVENTS_OPTIONS,
+    checkEvents,
+    globalReactor,
+    loadClass,
+    seconds,
+    serverEndpoint,
+    twistLogLevel,
+    wholeNumber,
+)
 from ._process import ServerProcess
 
 #: Where each option's default is: the settings it sets.
@@ -119,6 +129,7 @@ class Options(usage.Options):
             None,
             "Serve Prometheus metrics at /metrics on this endpoint (e.g. tcp:9100).",
         ],
+        *EVENTS_OPTIONS,
     ]
     compData = usage.Completions(optActions={"interface": usage.CompleteNetInterfaces()})
 
@@ -169,6 +180,7 @@ class Options(usage.Options):
             self["protocol"] = loadClass("--protocol", self["protocol"], Protocol)
         if self["factory"] is not None:
             self["factory"] = loadClass("--factory", self["factory"], LifecycleServerFactory)
+        checkEvents(self)
         self.settings = self._settings()
 
     def _refuseWithoutPort(self) -> None:
@@ -226,6 +238,8 @@ _SETTINGS_OPTIONS = (
     "close-timeout",
     "shutdown-timeout",
     "metrics",
+    "events",
+    "events-only",
 )
 
 
@@ -243,6 +257,8 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
     """
     if reactor is None:
         reactor = globalReactor()
+    # twist's JSON log, written without a flush per event.
+    batchJSONLog(getattr(options, "parent", None), reactor)
     server = serverService(options.settings, reactor, threshold=twistLogLevel(options))
     process = ServerProcess(server, reactor)
     for listener in [*server.listeners, *([server.metrics] if server.metrics else [])]:
