@@ -50,9 +50,9 @@ from ._connections import (
 )
 from ._factory import DEFAULT_TIMEOUT
 from ._failures import CANCELLED, TIMEOUT, ConnectFailedError
+from ._intervals import IntervalReport, ProgressLine
 from ._kernelview import SAMPLE_INTERVAL as KERNEL_SAMPLE_INTERVAL
 from ._kernelview import KernelTally
-from ._intervals import IntervalReport, ProgressLine
 from ._report import LoadReport, TargetReport, countErrors
 from ._sinks import TextSink
 from ._tally import Tally, newHistogram
