@@ -19,9 +19,9 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tcplife import LifecycleClientFactory, LifecycleServerFactory, serverFromString
 from tcplife.internet import (
+    TCP_INFO_FIELDS,
     ClientReactor,
     DirectClient,
-    TCP_INFO_FIELDS,
     PortReactor,
     clientFromString,
     parseTcpInfo,
