@@ -5,10 +5,15 @@ per-message path lose nothing the HDR histograms keep.
 
 from __future__ import annotations
 
+from typing import cast
+
+import attrs
 from hdrh.histogram import HdrHistogram
 from twisted.trial.unittest import SynchronousTestCase
 
+from tcplife import TrackedConnection
 from tcplife.client import Latency
+from tcplife.client._kernelview import KernelTally
 from tcplife.client._tally import LONGEST_LATENCY_US, bucketed, newHistogram
 
 from .loadrun import Run
@@ -19,6 +24,15 @@ def histogramOf(values: list[int]) -> HdrHistogram:
     for value in values:
         histogram.record_value(value)
     return histogram
+
+
+@attrs.frozen
+class Closed:
+    """
+    What the kernel's tally reads of a closed connection.
+    """
+
+    tcp: dict[str, int]
 
 
 class BucketedTests(SynchronousTestCase):
@@ -75,3 +89,24 @@ class RoundTripCountsTests(SynchronousTestCase):
         report = r.report()
         raw = histogramOf([2048 + k for k in range(100)])
         self.assertEqual(report.latency, Latency.fromHistogram(raw))
+
+
+class KernelRoundTripTests(SynchronousTestCase):
+    """
+    The kernel's round-trip times are counted by bucket too.
+    """
+
+    def test_kernelRoundTripsReportWhatTheirRawValuesWould(self) -> None:
+        """
+        Round-trip times at close, from a few to many thousands of
+        microseconds, report the percentiles of a histogram of the raw
+        values, with each connection's retransmissions added up.
+        """
+        tally = KernelTally()
+        values = [3 + (k * 7919) % 90_000 for k in range(3000)]
+        for value in values:
+            tally.closed(cast(TrackedConnection, Closed({"rtt_us": value, "retransmits": 1})))
+        report = tally.report()
+        assert report is not None
+        self.assertEqual(report.rtt, Latency.fromHistogram(histogramOf(values)))
+        self.assertEqual(report.retransmits, 3000)
