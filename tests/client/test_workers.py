@@ -17,9 +17,11 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tcplife import LoadSettings
 from tcplife.client import WORKER_VARIABLE, WorkerPool, WorkerService, _wire, workerShare
+from tcplife.client._kernelview import KernelTally
 from tcplife.testing import EventRecorder
 
 from .loadrun import Run, assertMicroseconds
+from .test_tally import Closed
 
 
 class ShareTests(SynchronousTestCase):
@@ -179,6 +181,26 @@ class PoolTests(SynchronousTestCase):
         document = report.toJSON()
         self.assertEqual([w["messages"] for w in document["workers"]], [3, 1])
         self.assertEqual(document["targets"][0]["messages"], 4)
+
+    def test_theKernelsViewIsAddedUpOverTheWorkers(self) -> None:
+        """
+        Each worker's kernel round-trip times and retransmissions reach the
+        parent, which reports them added up; a worker without any (UNIX
+        sockets) adds nothing.
+        """
+        p = Pool(count=3, connections=3)
+        rtts = ([20, 30, 40], [5000], [])
+        for index, values in enumerate(rtts):
+            kernel = KernelTally()
+            for value in values:
+                kernel.closed(Closed({"rtt_us": value, "retransmits": 2}))  # type: ignore[arg-type]
+            p.say(index, _wire.reportLine(workerRun([0.001]).report(), None, kernel))
+            p.end(index)
+        [report] = p.reports
+        assert report.kernel is not None
+        self.assertEqual((report.kernel.rtt.count, report.kernel.rtt.p50), (4, 30))
+        assertMicroseconds(self, report.kernel.rtt.max, 0.005)
+        self.assertEqual(report.kernel.retransmits, 8)
 
     def test_aWorkerThatDiesIsNamed(self) -> None:
         """
