@@ -164,7 +164,7 @@ class DirectConnection(KernelViewAtClose):
         # A method, where Twisted stores the socket's bound method on each
         # connection (72 bytes of every idle connection's memory).
         try:
-            return int(self.socket.fileno())
+            return self.socket.fileno()  # type: ignore[no-any-return]
         except AttributeError:
             # After connectionLost, as FileDescriptor.fileno says.
             return -1
