@@ -474,6 +474,24 @@ class WorkersTests(SynchronousTestCase):
         self.assertEqual([d["open"] for d in intervals[:3]], [2, 2, 2])
         self.assertEqual([w["duration_s"] >= 1.0 for w in end["workers"]], [True, True])
 
+    def test_workersLogWhereTwistLogs(self) -> None:
+        """
+        With twist's --log-file naming a file, the workers log there too
+        (each one's start), and nothing of theirs reaches standard error.
+        """
+        _, port = startTcpecho(self)
+        log = Path(self.mktemp())
+        done = subprocess.run(
+            [str(BIN / "twist"), f"--log-file={log}", "--log-format=json", "tcpclient",
+             "--port", str(port), "-c", "2", "--count", "100", "--workers", "2"],
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=WAIT,
+        )  # fmt: skip
+        self.assertEqual(done.returncode, 0, verdict(done))
+        self.assertNotIn(b"Starting reactor", done.stderr)
+        starts = [r for r in parseJSONRecords(log.read_bytes()) if "Starting reactor" in str(r)]
+        # The parent's and each worker's.
+        self.assertEqual(len(starts), 3)
+
     def test_ctrlCEndsEveryWorkerAndStillReports(self) -> None:
         """
         Ctrl-C (SIGINT to the terminal's process group) while the load

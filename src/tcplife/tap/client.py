@@ -598,7 +598,7 @@ def _workerCommand(options: Options) -> Callable[[int], list[str]]:
     log on standard error), and these tcpclient options, but for
     --workers.
     """
-    twistArguments = ["--log-file", "+"]
+    twistArguments = ["--log-file", _workersLogFile(getattr(options, "parent", None))]
     parent = getattr(options, "parent", None)
     if isinstance(parent, usage.Options):
         twistArguments += ["--reactor", parent.get("reactorName", "default")]
@@ -610,6 +610,19 @@ def _workerCommand(options: Options) -> Callable[[int], list[str]]:
     arguments = _withoutWorkers(getattr(options, "argv", []))
     command = [sys.executable, "-c", LAUNCH, *twistArguments, "tcpclient", *arguments]
     return lambda index: command
+
+
+def _workersLogFile(twistOptions: Any) -> str:
+    """
+    Where the workers log: to the file twist logs to (appending, as twist
+    opens it), or else to standard error (standard output stays the
+    report's).
+    """
+    logFile = twistOptions.get("logFile") if isinstance(twistOptions, usage.Options) else None
+    name = getattr(logFile, "name", None)
+    if isinstance(name, str) and name and not name.startswith("<"):
+        return name
+    return "+"
 
 
 def _withoutWorkers(arguments: list[str]) -> list[str]:
