@@ -20,6 +20,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from tcplife import LifecycleClientFactory, LifecycleServerFactory, serverFromString
 from tcplife.internet import (
     TCP_INFO_FIELDS,
+    ClientReactor,
+    DirectClient,
     PortReactor,
     clientFromString,
     parseTcpInfo,
@@ -71,6 +73,23 @@ class ParseTests(SynchronousTestCase):
         parsed = parseTcpInfo(raw)
         self.assertEqual(parsed, expected)
         self.assertEqual(list(parsed), FIELDS)
+
+    def test_everyLengthThatHoldsEveryFieldGivesEveryField(self) -> None:
+        """
+        From the shortest struct that holds every field (4.19's) to one
+        longer than any kernel's today, every field is read from its own
+        offset, in the contract's order, and one byte less leaves the last
+        field out.
+        """
+        whole = max(offset + struct.calcsize(code) for _, offset, code in TCP_INFO_FIELDS)
+        for length in (whole, 280, 512):
+            raw, expected = synthetic(length)
+            parsed = parseTcpInfo(raw)
+            self.assertEqual(parsed, expected)
+            self.assertEqual(list(parsed), FIELDS)
+        raw, expected = synthetic(whole - 1)
+        self.assertEqual(parseTcpInfo(raw), expected)
+        self.assertEqual(len(expected), len(FIELDS) - 1)
 
     def test_fieldsPastTheReturnedLengthAreLeftOutNeverZero(self) -> None:
         """
@@ -434,6 +453,26 @@ class ClientCloseTests(CloseEventTestCase):
         self.assertEqual(close["peer"], f"127.0.0.1:{port}")
         [connected] = clientEvents.of("connected")
         self.assertEqual(close["local"], connected["local"])
+        self.assertLoopbackView(close)
+        self.assertGreaterEqual(close["tcp"]["bytes_received"], len(b"hello\n"))
+
+    @inlineCallbacks
+    def test_directClientCloseHasTheView(self) -> Generator[Deferred[Any], Any, None]:
+        """
+        Through tcplife's own client transport (L{ClientReactor}'s
+        L{DirectClient}, as C{twist tcpclient} connects), the close carries
+        the view too, read by the transport itself.
+        """
+        port = self.listen()
+        clientEvents = EventRecorder()
+        factory = LifecycleClientFactory(b"hello\n", clock=reactor, events=clientEvents.log)
+        endpoint = TCP4ClientEndpoint(ClientReactor(reactor), "127.0.0.1", port)
+        protocol = yield factory.connect(endpoint, f"127.0.0.1:{port}")
+        self.assertIsInstance(protocol.transport.transport, DirectClient)
+        outcome = yield protocol.finished  # type: ignore[attr-defined]
+        self.assertTrue(outcome.ok)
+        close = yield clientEvents.when(lifecycle="close")
+        self.assertEqual(close["peer"], f"127.0.0.1:{port}")
         self.assertLoopbackView(close)
         self.assertGreaterEqual(close["tcp"]["bytes_received"], len(b"hello\n"))
 
