@@ -199,19 +199,24 @@ class LifecycleLog:
             address=address,
         )
 
-    def accept(self, connId: int, peer: str, local: str) -> None:
+    def accept(self, connId: int, peer: str, local: str, fault: tuple[str, ...] = ()) -> None:
+        """
+        @param fault: The kinds of fault applied to the connection on
+            purpose; the event has a C{fault} field (a list) only if any is.
+        """
         if self.enabled:
-            self._emit(
-                self._level,
-                f"accept #{connId} from {_literal(peer)} on {_literal(local)}",
-                {
-                    "lifecycle": ACCEPT,
-                    "role": "server",
-                    "conn_id": connId,
-                    "peer": peer,
-                    "local": local,
-                },
-            )
+            message = f"accept #{connId} from {_literal(peer)} on {_literal(local)}"
+            event: dict[str, object] = {
+                "lifecycle": ACCEPT,
+                "role": "server",
+                "conn_id": connId,
+                "peer": peer,
+                "local": local,
+            }
+            if fault:
+                message += f" (fault {', '.join(fault)})"
+                event["fault"] = list(fault)
+            self._emit(self._level, message, event)
 
     def connect(self, target: str) -> None:
         if self.enabled:
@@ -297,23 +302,31 @@ class LifecycleLog:
         bytesIn: int,
         bytesOut: int,
         duration: float,
+        fault: str | None = None,
     ) -> None:
+        """
+        @param fault: The kind of fault that ended the connection on
+            purpose; the event has a C{fault} field only if one did.
+        """
         if self.enabled:
-            self._emit(
-                self._level,
+            message = (
                 f"close #{connId} by {initiator} ({how}): "
-                f"{bytesIn} bytes in, {bytesOut} bytes out, {duration:.3f} s",
-                {
-                    "lifecycle": CLOSE,
-                    "role": role,
-                    "conn_id": connId,
-                    "initiator": initiator,
-                    "how": how,
-                    "bytes_in": bytesIn,
-                    "bytes_out": bytesOut,
-                    "duration_s": duration,
-                },
+                f"{bytesIn} bytes in, {bytesOut} bytes out, {duration:.3f} s"
             )
+            event: dict[str, object] = {
+                "lifecycle": CLOSE,
+                "role": role,
+                "conn_id": connId,
+                "initiator": initiator,
+                "how": how,
+                "bytes_in": bytesIn,
+                "bytes_out": bytesOut,
+                "duration_s": duration,
+            }
+            if fault is not None:
+                message += f" (fault {fault})"
+                event["fault"] = fault
+            self._emit(self._level, message, event)
 
     # Events that happen once in a while, not per connection: plain
     # Logger.emit with a format template.

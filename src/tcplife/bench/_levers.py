@@ -91,7 +91,9 @@ def _templateEvents() -> None:
     # then parse and look up.
     from tcplife.events import ACCEPT, CLOSE, HALF_CLOSE, LifecycleLog
 
-    def accept(self: LifecycleLog, connId: int, peer: str, local: str) -> None:
+    def accept(
+        self: LifecycleLog, connId: int, peer: str, local: str, fault: tuple[str, ...] = ()
+    ) -> None:
         if self.enabled:
             self.logger.emit(
                 self.level,
@@ -101,6 +103,7 @@ def _templateEvents() -> None:
                 conn_id=connId,
                 peer=peer,
                 local=local,
+                **({"fault": list(fault)} if fault else {}),
             )
 
     def halfClose(self: LifecycleLog, connId: int, initiator: str) -> None:
@@ -122,6 +125,7 @@ def _templateEvents() -> None:
         bytesIn: int,
         bytesOut: int,
         duration: float,
+        fault: str | None = None,
     ) -> None:
         if self.enabled:
             self.logger.emit(
@@ -136,6 +140,7 @@ def _templateEvents() -> None:
                 bytes_in=bytesIn,
                 bytes_out=bytesOut,
                 duration_s=duration,
+                **({"fault": fault} if fault is not None else {}),
             )
 
     LifecycleLog.accept = accept  # type: ignore[method-assign]

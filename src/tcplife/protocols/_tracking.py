@@ -120,6 +120,12 @@ class TrackedConnection:
         reason at close.
     @ivar wrappedProtocol: The protocol; L{None} once its C{connectionLost}
         has returned, as with L{twisted.protocols.policies.ProtocolWrapper}.
+    @ivar faults: The kinds of fault the server applies to this connection
+        on purpose (C{--fault}), in the order the C{accept} event lists them;
+        empty for most.
+    @ivar fault: The kind of fault that ended this connection on purpose
+        (C{"reset-after"}, ...), which its C{close} event names; L{None}
+        when none did.
     """
 
     # Slots: a server may hold tens of thousands of these at once.  Every slot
@@ -138,6 +144,8 @@ class TrackedConnection:
         "connId",
         "connected",
         "disconnecting",
+        "fault",
+        "faults",
         "how",
         "initiator",
         "lastMoved",
@@ -163,6 +171,8 @@ class TrackedConnection:
         self.bytesOut = 0
         self.initiator: str | None = None
         self.how: str | None = None
+        self.faults: tuple[str, ...] = ()
+        self.fault: str | None = None
         self.peerFinished = False
         self._tracing: LifecycleLog | None = owner.events if owner.events.trace else None
         self._backpressure: _OutputBackpressure | None = None
@@ -321,6 +331,7 @@ class TrackedConnection:
             self.bytesIn,
             self.bytesOut,
             owner.clock.seconds() - self.openedAt,
+            self.fault,
         )
         owner.connectionClosed(self)
         try:
