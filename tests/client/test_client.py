@@ -42,21 +42,10 @@ from tcplife import (
 from tcplife.client._failures import connectFailureKind
 from tcplife.testing import EventRecorder
 
-from ..helpers import pattern
+from ..helpers import HalfClosingTransport, pattern
 
 LOCAL = IPv4Address("TCP", "127.0.0.1", 40001)
 SERVER = IPv4Address("TCP", "127.0.0.1", 9000)
-
-
-class HalfClosingTransport(StringTransport):
-    """
-    A StringTransport that records a half-close, as TCP's transport does.
-    """
-
-    writeClosed = False
-
-    def loseWriteConnection(self) -> None:
-        self.writeClosed = True
 
 
 class Exchange:

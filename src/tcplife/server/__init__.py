@@ -1,7 +1,7 @@
 """
 Server policy on top of the engine: the factory every connection is served
 by, admission on the kernel's backlog, idle timeouts, the graceful drain,
-metrics, and listening as a service.
+metrics, faults on purpose, and listening as a service.
 
 Imports L{tcplife.internet}, L{tcplife.protocols} and L{tcplife.events};
 only the C{twist} glue (L{tcplife.tap}) and the package's face import it.
@@ -10,14 +10,21 @@ only the C{twist} glue (L{tcplife.tap}) and the package's face import it.
 from ._admission import AcceptGate, GovernedPort
 from ._drain import Drainer, drainOnHangup
 from ._factory import LifecycleServerFactory
+from ._faults import KINDS, Draw, Fault, FaultPlan, FaultSpec, FaultSpecError, parseFaultSpec
 from ._idle import IdleSweeper
 from ._listening import Listener, ListenError, describeListenFailure, listeningSocket
 from ._metrics import ServerCollector, metricsSite
 from ._service import ServerService
 
 __all__ = [
+    "KINDS",
     "AcceptGate",
     "Drainer",
+    "Draw",
+    "Fault",
+    "FaultPlan",
+    "FaultSpec",
+    "FaultSpecError",
     "GovernedPort",
     "IdleSweeper",
     "LifecycleServerFactory",
@@ -29,4 +36,5 @@ __all__ = [
     "drainOnHangup",
     "listeningSocket",
     "metricsSite",
+    "parseFaultSpec",
 ]

@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections import Counter
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import Protocol, ServerFactory
 
 from ..events import LifecycleLog
-from ..protocols import ConnectionTracking, EchoProtocol, TrackedConnection
+from ..protocols import ConnectionTracking, EchoProtocol, Reflect, TrackedConnection
 from ._admission import AcceptGate
+from ._faults import FaultPlan, misbehave
 from ._idle import IdleSweeper
 
 
@@ -36,6 +37,10 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
         seconds (C{how=timeout}); L{None}: never.
     @cvar closeTimeout: Abort a connection whose graceful close has not
         finished within this many seconds.
+    @cvar faults: Faults on purpose (C{--fault}): which connections get
+        which, drawn connection by connection; L{None}: none.
+    @cvar reflectAs: Start each connection with a line that names the
+        server so, and the addresses it saw (C{--reflect}); L{None}: no line.
 
     @ivar connections: The open connections, by connection id.
     @ivar events: Where lifecycle events go.
@@ -52,6 +57,8 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
     maxConnections: int | None = None
     idleTimeout: float | None = None
     closeTimeout: float = 5.0
+    faults: FaultPlan | None = None
+    reflectAs: str | None = None
 
     def __init__(
         self,
@@ -62,8 +69,14 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
         maxConnections: int | None = None,
         idleTimeout: float | None = None,
         closeTimeout: float | None = None,
+        faults: FaultPlan | None = None,
+        reflectAs: str | None = None,
     ) -> None:
         self.startTracking(clock, events, trace)
+        if faults is not None:
+            self.faults = faults
+        if reflectAs is not None:
+            self.reflectAs = reflectAs
         if maxConnections is not None:
             self.maxConnections = maxConnections
         if idleTimeout is not None:
@@ -84,6 +97,25 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
                 self.connections, self.clock, self.idleTimeout, self.closeTimeout
             )
 
+    def buildProtocol(self, addr: IAddress | None) -> TrackedConnection | None:
+        connection = super().buildProtocol(addr)
+        if connection is not None and (self.faults is not None or self.reflectAs is not None):
+            self._wrap(connection)
+        return connection
+
+    def _wrap(self, connection: TrackedConnection) -> None:
+        # Around the protocol, inside the tracking: the reflection line is
+        # the protocol's first output, and faults apply to it as to the rest.
+        protocol = connection.wrappedProtocol
+        if self.reflectAs is not None:
+            protocol = Reflect(protocol, self.reflectAs)
+        if self.faults is not None:
+            draw = self.faults.take()
+            if draw.faults:
+                connection.faults = draw.kinds
+                protocol = misbehave(protocol, draw, self.clock)
+        connection.wrappedProtocol = protocol
+
     def connectionOpened(self, connection: TrackedConnection) -> None:
         """
         A connection was accepted; called before its protocol's
@@ -93,7 +125,9 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
         self.accepted += 1
         if self.events.enabled:
             # peer and local cost a system call each: only for a built event.
-            self.events.accept(connection.connId, connection.peer, connection.local)
+            self.events.accept(
+                connection.connId, connection.peer, connection.local, connection.faults
+            )
         self.gate.connectionOpened()
         if self.sweeper is not None:
             self.sweeper.start()
