@@ -17,11 +17,20 @@ When a listening socket closes (at shutdown), the kernel resets every client
 still in its queue, though their handshakes completed and their requests may
 be waiting.  The gate takes them off the queue first and serves them, within
 the cap: those beyond it wait, in our hands now, for connections to close.
+
+Two faults on purpose (C{--fault}) are the gate's: C{accept-delay} holds the
+queue for a while before the connection that drew it is accepted, and
+C{never-accept} holds it for good, so that it fills up to the backlog and
+later clients' connects hang, the textbook's full backlog.  The queue is
+first in, first out, so the gate looks at the draws of the connections next
+in line (L{tcplife.server.FaultPlan.peek}) and accepts no further than the
+next one that waits.
 """
 
 from __future__ import annotations
 
 import errno
+import math
 import typing
 from collections import deque
 from collections.abc import Callable
@@ -33,6 +42,7 @@ from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from ..events import LifecycleLog, describeAddress
 from ..internet import readAcceptQueue
 from ..protocols import ProxyHeaderFactory
+from ._faults import ACCEPT_DELAY, NEVER_ACCEPT, FaultPlan
 
 #: Why accepting paused.
 MAX_CONNECTIONS = "max-connections"
@@ -41,7 +51,9 @@ FD_LIMIT = "fd-limit"
 # With no cap, any burst size is allowed; tcp.Port's own scaling still applies.
 _UNBOUNDED = 1 << 30
 
-# Linux's default net.core.somaxconn, for a port whose backlog is not known.
+# How many of the next connections' draws the gate looks at, at most, to
+# know how many it may accept before one that waits in the queue.
+_LOOKAHEAD = 64
 
 
 class GovernedPort(typing.Protocol):
@@ -72,6 +84,10 @@ class AcceptGate:
     @ivar maxConnections: The cap on open connections, or L{None}.
     @ivar paused: Why accepting is paused (L{MAX_CONNECTIONS},
         L{FD_LIMIT}), or L{None} while accepting.
+    @ivar faults: The server's faults on purpose, whose C{accept-delay} and
+        C{never-accept} the gate applies; L{None}: none.
+    @ivar held: C{accept-delay} or C{never-accept} while a fault holds the
+        queue, whatever L{paused} says; L{None} otherwise.
     @ivar awaitingHeader: Connections accepted behind a PROXY header
         wrapper that wait for their header: open, but not yet the factory's.
     @ivar refusedByFactory: Connections accepted and then declined because
@@ -99,11 +115,15 @@ class AcceptGate:
         clock: IReactorTime,
         openConnections: Callable[[], int],
         maxConnections: int | None = None,
+        faults: FaultPlan | None = None,
     ) -> None:
         self.events = events
         self.clock = clock
         self.maxConnections = maxConnections
+        self.faults = faults
         self.paused: str | None = None
+        self.held: str | None = None
+        self._holdEnds: IDelayedCall | None = None
         self.awaitingHeader = 0
         self.refusedByFactory = 0
         self.refusedHeader = 0
@@ -126,7 +146,7 @@ class AcceptGate:
             # Its connections hold a slot from accept on, before the factory
             # behind it sees them.
             factory.admission = self
-        if self.paused is not None:
+        if self.paused is not None or self.held is not None:
             port.stopReading()
 
     def openConnections(self) -> int:
@@ -139,11 +159,16 @@ class AcceptGate:
     # -- AcceptPolicy -----------------------------------------------------
 
     def acceptBudget(self) -> int:
-        if self.paused is not None:
+        if self.paused is not None or self.held is not None:
             return 0
         if self.maxConnections is None:
-            return _UNBOUNDED
-        return self.maxConnections - self.openConnections()
+            budget = _UNBOUNDED
+        else:
+            budget = self.maxConnections - self.openConnections()
+        faults = self.faults
+        if faults is not None and faults.holdsAccepts and budget > 0:
+            return self._acceptsBeforeAHold(faults, budget)
+        return budget
 
     def acceptsExhausted(self, port: GovernedPort, error: int) -> None:
         self.exhaustions += 1
@@ -157,6 +182,11 @@ class AcceptGate:
         self.refusedByFactory += 1
 
     def closing(self, port: GovernedPort) -> None:
+        if self.held == NEVER_ACCEPT:
+            # Not even now: the kernel resets them, as the fault says.
+            left = readAcceptQueue(port.socket)
+            self.unserved += left.depth if left is not None else 0
+            return
         for client, address in port.takeAcceptQueue():
             self.waiting.append((port, client, address))
         left = readAcceptQueue(port.socket)
@@ -216,6 +246,56 @@ class AcceptGate:
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
         self._retry = None
+        if self._holdEnds is not None and self._holdEnds.active():
+            self._holdEnds.cancel()
+        self._holdEnds = None
+
+    # -- faults on purpose --------------------------------------------------
+
+    def _acceptsBeforeAHold(self, faults: FaultPlan, budget: int) -> int:
+        """
+        How many of C{budget} connections may be accepted before the next
+        one that waits in the queue on purpose; 0, holding the queue, when
+        the very next one does.
+        """
+        most = min(budget, _LOOKAHEAD)
+        for index in range(most):
+            if index == 0 and faults.frontWaited:
+                continue
+            wait = faults.peek(index).acceptWait()
+            if wait is None:
+                continue
+            if index == 0:
+                self._hold(faults, wait)
+            return index
+        return most
+
+    def _hold(self, faults: FaultPlan, wait: float) -> None:
+        for port in self._listening():
+            port.stopReading()
+        if math.isinf(wait):
+            self.held = NEVER_ACCEPT
+            faults.counts[NEVER_ACCEPT] += 1
+            for port in self._listening():
+                queue = readAcceptQueue(port.socket)
+                self.events.acceptPaused(
+                    describeAddress(port.getHost()),
+                    f"{NEVER_ACCEPT} (fault)",
+                    self.openConnections(),
+                    queue.depth if queue else None,
+                    queue.backlog if queue else None,
+                )
+            return
+        self.held = ACCEPT_DELAY
+        self._holdEnds = self.clock.callLater(wait, self._endHold, faults)
+
+    def _endHold(self, faults: FaultPlan) -> None:
+        self._holdEnds = None
+        self.held = None
+        faults.frontWaited = True
+        if self.paused is None:
+            for port in self._listening():
+                port.startReading()
 
     # -- internals ----------------------------------------------------------
 
@@ -274,4 +354,5 @@ class AcceptGate:
                 queue.backlog if queue else None,
                 pausedFor,
             )
-            port.startReading()
+            if self.held is None:
+                port.startReading()

@@ -89,7 +89,7 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
         self.bytesInClosed = 0
         self.bytesOutClosed = 0
         self.gate = AcceptGate(
-            self.events, self.clock, self.connections.__len__, self.maxConnections
+            self.events, self.clock, self.connections.__len__, self.maxConnections, self.faults
         )
         self.sweeper: IdleSweeper | None = None
         if self.idleTimeout is not None:
