@@ -21,6 +21,7 @@ from twisted.web.server import Request, Site
 from ..events import ABORT, FIN, RESET, TIMEOUT, describeAddress
 from ..internet import listenDrops, readAcceptQueue
 from ._factory import LifecycleServerFactory
+from ._faults import KINDS
 from ._listening import listeningSocket
 
 
@@ -117,6 +118,16 @@ class ServerCollector(Collector):
         yield depth
         yield backlog
         yield refused
+        if factory.faults is not None:
+            faults = CounterMetricFamily(
+                "tcplife_faults",
+                "Connections a fault was applied to on purpose (--fault), by its kind; "
+                "'never-accept' counts the times accepting stopped for good.",
+                labels=["kind"],
+            )
+            for kind in KINDS:
+                faults.add_metric([kind], factory.faults.counts[kind])
+            yield faults
 
 
 class MetricsPage(Resource):
