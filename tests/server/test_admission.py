@@ -316,6 +316,7 @@ class FaultsOnLoopbackTests(TestCase):
             0, factory, backlog=backlog, interface="127.0.0.1"
         )
         self.addCleanup(lambda: port.connected and port.stopListening())
+        self.factory = factory
         return port, port.getHost().port  # type: ignore[attr-defined]
 
     @pytest.mark.slow
@@ -324,7 +325,8 @@ class FaultsOnLoopbackTests(TestCase):
         """
         With never-accept and a backlog of 2, three clients (backlog + 1)
         complete their connect and wait in the kernel's queue, unserved; the
-        kernel drops the next one's SYN, so its connect hangs.
+        kernel drops the next one's SYN, so its connect hangs.  Not even the
+        port's close serves them: they are counted unserved.
         """
         port, number = self.serve("never-accept", backlog=2)
         queued = yield callInThread(connectAll, number, 3)
@@ -347,6 +349,9 @@ class FaultsOnLoopbackTests(TestCase):
         self.assertEqual(self.recorded.of("accept"), [])
         [paused] = self.recorded.of("accept-paused")
         self.assertEqual((paused["reason"], paused["backlog"]), ("never-accept (fault)", 2))
+        yield port.stopListening()
+        self.assertEqual(self.factory.gate.unserved, 3)
+        self.assertEqual(self.recorded.of("accept"), [])
 
     @inlineCallbacks
     def test_acceptDelayLeavesTheClientInTheKernelsQueue(self) -> Deferred[None]:

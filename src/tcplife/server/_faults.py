@@ -116,6 +116,8 @@ def parseFaultSpec(text: str) -> FaultSpec:
     """
     faults: dict[str, Fault] = {}
     share: float | None = None
+    if not text.strip():
+        raise FaultSpecError(f"it names no fault; give one such as {_EXAMPLE}")
     for item in text.split(","):
         name, equals, value = item.strip().partition("=")
         name, value = name.strip(), value.strip()
