@@ -4,30 +4,42 @@ C{twist tcpecho}: the RFC 862 echo server, every lifecycle step logged.
 
 from __future__ import annotations
 
-from typing import cast
+import os
+import secrets
+import socket
+from typing import Any, cast
 
 from prometheus_client.registry import CollectorRegistry
 from twisted.application.service import IService
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.interfaces import IReactorCore, IReactorTime, IStreamServerEndpoint
 from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
 from twisted.python import usage
 
 from ..events import LifecycleLog
 from ..internet import PortReactor, ReusePortEndpoint
 from ..server import (
     Drainer,
+    FaultPlan,
+    FaultSpecError,
     LifecycleServerFactory,
     Listener,
     ServerCollector,
     ServerService,
     metricsSite,
+    parseFaultSpec,
 )
 from ._options import globalReactor, loadClass, seconds, serverEndpoint, twistLogLevel, wholeNumber
 from ._process import ServerProcess
 
 DEFAULT_PORT = 9000
 DEFAULT_BACKLOG = 128
+_LARGEST_SEED = (1 << 63) - 1
+
+# A namespace of its own: a Logger on a class would be named after the
+# class, and with it the module it lives in.
+_log = Logger(namespace="tcplife")
 
 
 class Options(usage.Options):
@@ -45,6 +57,13 @@ class Options(usage.Options):
             None,
             "Set SO_REUSEPORT on --port's socket, so several tcpecho processes "
             "share the port and the kernel spreads connections over them.",
+        ],
+        [
+            "reflect",
+            None,
+            'Start each connection with one JSON line, {"server": NAME, "client": '
+            '"HOST:PORT", "local": "HOST:PORT"} (the addresses as the server sees '
+            "them, behind a PROXY header the client's own), then echo.",
         ],
     ]
     optParameters = [
@@ -104,6 +123,15 @@ class Options(usage.Options):
             None,
             "Serve Prometheus metrics at /metrics on this endpoint (e.g. tcp:9100).",
         ],
+        [
+            "seed",
+            None,
+            None,
+            "Draw which connections --fault applies to from this seed: the same "
+            "seed and order of accepts make the same choices (default: a random "
+            "seed, logged at the start).",
+        ],
+        ["name", None, None, "The server's name in --reflect's line (default HOSTNAME:PID)."],
     ]
     compData = usage.Completions(optActions={"interface": usage.CompleteNetInterfaces()})
 
@@ -111,6 +139,7 @@ class Options(usage.Options):
         usage.Options.__init__(self)
         self["port"] = None
         self["listen"] = []
+        self["fault"] = []
 
     def opt_port(self, port: str) -> None:
         """
@@ -126,7 +155,24 @@ class Options(usage.Options):
         """
         self["listen"].append(description)
 
+    def opt_fault(self, spec: str) -> None:
+        self["fault"].append(spec)
+
+    # A string, not a docstring: --help would keep a docstring's
+    # indentation inside the lines it wraps.
+    opt_fault.__doc__ = (
+        "Misbehave on purpose, as SPEC says (repeatable): FAULT[=VALUE],... and "
+        "p=SHARE for a share of the connections (default: all).  The faults: "
+        "delay=MS or MS-MS before each echo; throttle=BYTES a second; "
+        "stop-reading-after=BYTES; drop-input (read, never echo); close-after=BYTES "
+        "(then FIN); reset-after=BYTES (then RST); half-close-first (FIN at once, "
+        "reading on); accept-delay=MS or MS-MS (each client waits in the kernel's "
+        "queue); never-accept (the queue fills, later connects hang).  Example: "
+        "--fault delay=50-200,p=0.1"
+    )
+
     def postOptions(self) -> None:
+        self._checkFaults()
         if self["port"] is not None:
             self["port"] = wholeNumber("--port", self["port"], 0, 65535)
         elif not self["listen"]:
@@ -158,6 +204,24 @@ class Options(usage.Options):
         if self["factory"] is not None:
             self["factory"] = loadClass("--factory", self["factory"], LifecycleServerFactory)
 
+    def _checkFaults(self) -> None:
+        specs = []
+        for spec in self["fault"]:
+            try:
+                specs.append(parseFaultSpec(spec))
+            except FaultSpecError as e:
+                raise usage.UsageError(f"--fault {spec!r} is not usable: {e}.") from None
+        self["faults"] = specs
+        if self["seed"] is not None:
+            if not specs:
+                raise usage.UsageError("--seed applies to --fault; give --fault too.")
+            self["seed"] = wholeNumber("--seed", self["seed"], 0, _LARGEST_SEED)
+        if self["name"] is not None:
+            if not self["reflect"]:
+                raise usage.UsageError("--name applies to --reflect; give --reflect too.")
+            if not self["name"].strip():
+                raise usage.UsageError("--name must name the server, not ''.")
+
     def _refuseWithoutPort(self) -> None:
         # Each --listen endpoint string carries its own address and backlog;
         # these options would be silently ignored.
@@ -183,16 +247,40 @@ def makeFactory(options: Options, reactor: IReactorCore) -> LifecycleServerFacto
     """
     events = LifecycleLog(trace=bool(options["trace"]), threshold=twistLogLevel(options))
     factoryClass = options["factory"] or LifecycleServerFactory
+    # Only when asked: a user's factory subclass need not take them.
+    misbehaviour: dict[str, Any] = {}
+    if options["faults"]:
+        misbehaviour["faults"] = faultPlan(options)
+    if options["reflect"]:
+        misbehaviour["reflectAs"] = options["name"] or f"{socket.gethostname()}:{os.getpid()}"
     factory: LifecycleServerFactory = factoryClass(
         clock=cast(IReactorTime, reactor),
         events=events,
         maxConnections=options["max-connections"],
         idleTimeout=options["idle-timeout"],
         closeTimeout=options["close-timeout"],
+        **misbehaviour,
     )
     if options["protocol"] is not None:
         factory.protocol = options["protocol"]
     return factory
+
+
+def faultPlan(options: Options) -> FaultPlan:
+    """
+    The plan of the options' faults, from their seed (or a random one,
+    logged, so that a run can be drawn again).
+    """
+    seed = options["seed"]
+    if seed is None:
+        seed = secrets.randbelow(_LARGEST_SEED)
+    plan = FaultPlan(options["faults"], seed)
+    _log.info(
+        "faults on purpose: {faults}; seed {seed} (--seed {seed} draws the same again)",
+        faults=plan.describe(),
+        seed=seed,
+    )
+    return plan
 
 
 def makeService(options: Options, reactor: IReactorCore | None = None) -> IService:
