@@ -62,6 +62,7 @@ class Exchange:
         timeout: float | None = 10.0,
         output: Any = None,
         transport: StringTransport | None = None,
+        reflect: bool = False,
     ) -> None:
         self.clock = MemoryReactorClock()
         self.recorded = EventRecorder()
@@ -72,6 +73,7 @@ class Exchange:
             output=output,
             clock=self.clock,
             events=self.recorded.log,
+            reflect=reflect,
         )
         connection = self.factory.buildProtocol(SERVER)
         assert isinstance(connection, TrackedConnection)

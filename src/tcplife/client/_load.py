@@ -32,6 +32,7 @@ from ..events import LifecycleLog
 from ..protocols import TrackedConnection
 from ._factory import LifecycleClientFactory
 from ._failures import CANCELLED, MISMATCH, TIMEOUT, ConnectFailedError, lostConnectionKind
+from ._reflect import Reflection, ReflectionError, ReflectionReader, ReflectionTally
 from ._report import Latency, LoadReport
 from ._sinks import TextSink
 
@@ -70,6 +71,9 @@ class LoadSettings:
     @ivar rate: The most messages per second, over all connections.
     @ivar timeout: Seconds allowed to connect, and for each wait for more of
         an echo.
+    @ivar reflect: Each connection's reply starts with a C{twist tcpecho
+        --reflect} server's line: read it before the echo, and count the
+        connections by who answered and whom it saw.
     """
 
     target: str
@@ -81,6 +85,7 @@ class LoadSettings:
     count: int | None = None
     rate: float | None = None
     timeout: float = 10.0
+    reflect: bool = False
 
     @property
     def inFlight(self) -> int:
@@ -309,6 +314,45 @@ class _OneMessage(_LoadProtocol):
         return super()._endedBecause(reason)
 
 
+class _ReadsReflection(_LoadProtocol):
+    """
+    The reply starts with the server's reflection line (C{--reflect}): read
+    it and count it, then check the echo after it as usual.
+    """
+
+    _reflectionLine: ReflectionReader | None = None
+
+    def connectionMade(self) -> None:
+        self._reflectionLine = ReflectionReader()
+        # The pattern's own (_Pipelined's, _OneMessage's), next in line.
+        super().connectionMade()  # type: ignore[no-untyped-call]
+
+    def dataReceived(self, data: bytes) -> None:
+        reader = self._reflectionLine
+        if reader is not None:
+            try:
+                reflection, data = reader.feed(data)
+            except ReflectionError as e:
+                self.run.notReflected(self, e)
+                self.fail(MISMATCH)
+                return
+            if reflection is None:
+                return
+            self._reflectionLine = None
+            self.run.reflected(self, reflection)
+            if not data:
+                return
+        super().dataReceived(data)
+
+
+class _ReflectingPipelined(_ReadsReflection, _Pipelined):
+    pass
+
+
+class _ReflectingOneMessage(_ReadsReflection, _OneMessage):
+    pass
+
+
 class LoadRun:
     """
     One load run: keeps C{connections} connections busy until the duration
@@ -336,7 +380,14 @@ class LoadRun:
         if events is None:
             events = LifecycleLog(level=LogLevel.debug)
         self.factory = _LoadFactory(self, timeout=settings.timeout, clock=clock, events=events)
-        self.factory.protocol = _OneMessage if settings.pattern == CONNECT else _Pipelined
+        if settings.reflect:
+            self.reflections: ReflectionTally | None = ReflectionTally()
+            self.factory.protocol = (
+                _ReflectingOneMessage if settings.pattern == CONNECT else _ReflectingPipelined
+            )
+        else:
+            self.reflections = None
+            self.factory.protocol = _OneMessage if settings.pattern == CONNECT else _Pipelined
         self.finished: Deferred[LoadReport] = Deferred()
         self.closed: Deferred[None] = Deferred()
         self.fatal: ConnectFailedError | None = None
@@ -512,6 +563,26 @@ class LoadRun:
                 offset=offset,
             )
 
+    def reflected(self, protocol: _LoadProtocol, reflection: Reflection) -> None:
+        """
+        The server's reflection line came on C{protocol}'s connection.
+        """
+        transport = protocol.transport
+        own = transport.local if isinstance(transport, TrackedConnection) else ""
+        assert self.reflections is not None
+        self.reflections.add(reflection, own)
+
+    def notReflected(self, protocol: _LoadProtocol, error: ReflectionError) -> None:
+        if not self._mismatchLogged:
+            self._mismatchLogged = True
+            transport = protocol.transport
+            connId = transport.connId if isinstance(transport, TrackedConnection) else None
+            self.factory.events.logger.warn(
+                "{reason} on #{conn_id} (further mismatches are only counted)",
+                reason=str(error),
+                conn_id=connId,
+            )
+
     # -- timers -----------------------------------------------------------
 
     def _sweep(self) -> None:
@@ -634,4 +705,5 @@ class LoadRun:
             connectionsOpened=self.factory.opened,
             errors=LoadReport.countErrors(self.errors),
             latency=Latency.fromHistogram(self.histogram),
+            reflections=self.reflections.summary() if self.reflections is not None else None,
         )

@@ -10,6 +10,7 @@ import attrs
 from hdrh.histogram import HdrHistogram
 
 from ._failures import REPORTED_KINDS
+from ._reflect import Reflections
 
 #: The percentiles reported, as HDR histogram percentiles and as JSON keys.
 PERCENTILES = ((50.0, "p50"), (90.0, "p90"), (99.0, "p99"), (99.9, "p99.9"))
@@ -60,6 +61,8 @@ class LoadReport:
     @ivar duration: Seconds from the first connect to the end of the run.
     @ivar errors: Errors by kind, C{refused}, C{reset}, C{timeout} and
         C{mismatch} always, then any other kind seen.
+    @ivar reflections: Who answered and whom they saw (C{--reflect});
+        L{None} without it.
     """
 
     pattern: str
@@ -75,6 +78,7 @@ class LoadReport:
     connectionsOpened: int
     errors: tuple[tuple[str, int], ...]
     latency: Latency
+    reflections: Reflections | None = None
 
     @staticmethod
     def countErrors(counts: dict[str, int]) -> tuple[tuple[str, int], ...]:
@@ -97,6 +101,12 @@ class LoadReport:
         return self.bytes / self.duration / 1e6 if self.duration > 0 else 0.0
 
     def toJSON(self) -> dict[str, Any]:
+        document = self._figures()
+        if self.reflections is not None:
+            document["reflect"] = self.reflections.toJSON()
+        return document
+
+    def _figures(self) -> dict[str, Any]:
         return {
             "pattern": self.pattern,
             "target": self.target,
@@ -139,6 +149,8 @@ class LoadReport:
             ("errors", ", ".join(f"{kind} {count:,}" for kind, count in self.errors)),
             ("latency ms", latency),
         ]
+        if self.reflections is not None:
+            rows.extend(self.reflections.rows())
         lines = [
             f"tcpclient {self.pattern} to {self.target}: {', '.join(setup)}, "
             f"{self.duration:.2f} s{ended}"

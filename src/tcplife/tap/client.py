@@ -93,6 +93,13 @@ class Options(usage.Options):
     )
     optFlags = [
         ["trace", None, "Also log every read and write (bytes per call)."],
+        [
+            "reflect",
+            None,
+            "Expect each reply to start with the line of a 'twist tcpecho --reflect' "
+            "server, check the echo after it, and say who answered and whom it saw "
+            "(load mode: connections counted per server and per client address seen).",
+        ],
     ]
     optParameters = [
         [
@@ -389,6 +396,7 @@ def makeService(
             output=output,
             clock=clock,
             events=LifecycleLog(trace=bool(options["trace"]), threshold=twistLogLevel(options)),
+            reflect=bool(options["reflect"]),
         )
         if options["protocol"] is not None:
             factory.protocol = options["protocol"]
@@ -405,6 +413,7 @@ def makeService(
         count=options["count"],
         rate=options["rate"],
         timeout=options["timeout"],
+        reflect=bool(options["reflect"]),
     )
     run = LoadRun(
         settings,
