@@ -222,4 +222,3 @@ class TallyTests(SynchronousTestCase):
             tally.add(Reflection("s", f"[::1]:{port}", "[::1]:9000"), f"[::1]:{port}")
         summary = tally.summary()
         self.assertEqual((summary.clients, summary.ownAddress), ((("[::1]", 2),), 2))
-
