@@ -109,6 +109,51 @@ class ShellExampleTests(SynchronousTestCase):
                 self.assertEqual((port, interface), (9000, "::"))
                 self.assertEqual([s[0] for s in reactor.unixServers], ["/run/echo.sock"])
 
+    def test_faultCommandsParseAndTheFullBacklogIsAsSaid(self) -> None:
+        """
+        Every command of the README's fault examples is accepted by tcpecho's
+        options; the never-accept one, run (on a free port), lets five
+        clients connect (backlog 4, plus one) and the sixth hang.
+        """
+        commands = shellCommands("fault-commands")
+        for words in commands:
+            self.assertEqual(words[0], "twist", words)
+            Options().parseOptions(words[words.index("tcpecho") + 1 :])
+        [full] = [words for words in commands if "never-accept" in words]
+        args = full[full.index("tcpecho") + 1 :]
+        args[args.index("--port") + 1] = "0"
+        server = TwistProcess("tcpecho", *args, "--interface", "127.0.0.1")
+        self.addCleanup(server.kill)
+        port = portOf(server.waitFor(lifecycle="listen")["address"])
+        for _ in range(5):
+            queued = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+            self.addCleanup(queued.close)
+        with socket.socket() as sixth:
+            sixth.settimeout(1.0)
+            with self.assertRaises(TimeoutError):
+                sixth.connect(("127.0.0.1", port))
+
+    def test_reflectLineIsAsShown(self) -> None:
+        """
+        The README's --reflect session: the JSON line with the name and both
+        addresses, then the echo.
+        """
+        server = TwistProcess(
+            "tcpecho", "--port", "0", "--interface", "127.0.0.1", "--reflect", "--name", "web-1"
+        )
+        self.addCleanup(server.kill)
+        port = portOf(server.waitFor(lifecycle="listen")["address"])
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as client:
+            client.sendall(b"hello\n")
+            client.shutdown(socket.SHUT_WR)
+            line, echo = readLine(client), readLine(client)
+            own = client.getsockname()
+        self.assertEqual(
+            line.decode(),
+            f'{{"server": "web-1", "client": "127.0.0.1:{own[1]}", "local": "127.0.0.1:{port}"}}\n',
+        )
+        self.assertEqual(echo, b"hello\n")
+
     def test_tlsCommandsServeTheCertificateTheyMake(self) -> None:
         """
         The README's TLS example, run in an empty folder: its openssl command
