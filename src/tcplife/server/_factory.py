@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.interfaces import IAddress, IProtocol, IReactorTime
 from twisted.internet.protocol import Protocol, ServerFactory
 
 from ..events import LifecycleLog
@@ -98,23 +98,29 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
             )
 
     def buildProtocol(self, addr: IAddress | None) -> TrackedConnection | None:
-        connection = super().buildProtocol(addr)
-        if connection is not None and (self.faults is not None or self.reflectAs is not None):
-            self._wrap(connection)
-        return connection
-
-    def _wrap(self, connection: TrackedConnection) -> None:
-        # Around the protocol, inside the tracking: the reflection line is
-        # the protocol's first output, and faults apply to it as to the rest.
-        protocol = connection.wrappedProtocol
+        """
+        A L{TrackedConnection} around a new C{protocol}, and around that
+        protocol the faults it drew and the reflection line, if asked.
+        """
+        # ConnectionTracking's, less a call: this runs for every accept.
+        protocol: IProtocol | None = ServerFactory.buildProtocol(self, addr)
+        if protocol is None:
+            return None
+        if self.faults is None and self.reflectAs is None:
+            return TrackedConnection(self, protocol, self.role)
+        # Inside the tracking: the reflection line is the protocol's first
+        # output, and faults apply to it as to the rest.
         if self.reflectAs is not None:
             protocol = Reflect(protocol, self.reflectAs)
+        kinds: tuple[str, ...] = ()
         if self.faults is not None:
             draw = self.faults.take()
             if draw.faults:
-                connection.faults = draw.kinds
+                kinds = draw.kinds
                 protocol = misbehave(protocol, draw, self.clock)
-        connection.wrappedProtocol = protocol
+        connection = TrackedConnection(self, protocol, self.role)
+        connection.faults = kinds
+        return connection
 
     def connectionOpened(self, connection: TrackedConnection) -> None:
         """
