@@ -19,7 +19,15 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from tcplife.tap.echo import Options, makeService
 
-from ..helpers import WAIT, TwistProcess, echoWithHalfClose, freePort, portOf, readLine
+from ..helpers import (
+    WAIT,
+    TwistProcess,
+    echoWithHalfClose,
+    freePort,
+    portOf,
+    readLine,
+    recvUntilEOF,
+)
 from ..servers import temporaryDirectory
 
 README = Path(__file__).parent.parent.parent / "README.md"
@@ -146,11 +154,11 @@ class ShellExampleTests(SynchronousTestCase):
         with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as client:
             client.sendall(b"hello\n")
             client.shutdown(socket.SHUT_WR)
-            line, echo = readLine(client), readLine(client)
+            line, echo = recvUntilEOF(client).split(b"\n", 1)
             own = client.getsockname()
         self.assertEqual(
             line.decode(),
-            f'{{"server": "web-1", "client": "127.0.0.1:{own[1]}", "local": "127.0.0.1:{port}"}}\n',
+            f'{{"server": "web-1", "client": "127.0.0.1:{own[1]}", "local": "127.0.0.1:{port}"}}',
         )
         self.assertEqual(echo, b"hello\n")
 
