@@ -63,10 +63,10 @@ class DelayTests(SynchronousTestCase):
 
     def test_aSocketGetsItsEchoOnlyAfterTheDelay(self) -> None:
         """
-        A plain client gets nothing in the first half second of a 2 s delay,
+        A plain client gets nothing in the first half second of a 1 s delay,
         then its echo; the accept event names the fault.
         """
-        server, port = serve(self, "delay=2000")
+        server, port = serve(self, "delay=1000")
         with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as client:
             client.sendall(b"ping")
             client.settimeout(0.5)
@@ -84,11 +84,11 @@ class ThrottleTests(SynchronousTestCase):
 
     def test_tcpclientGetsTheWholeEchoAtTheRate(self) -> None:
         """
-        With throttle=20000, tcpclient's 40,000-byte file comes back whole
+        With throttle=40000, tcpclient's 40,000-byte file comes back whole
         (0), and no sooner than the rate allows (the server's close says how
         long it took).
         """
-        server, port = serve(self, "throttle=20000")
+        server, port = serve(self, "throttle=40000")
         payload = pattern(40_000)
         path = self.mktemp()
         with open(path, "wb") as f:
@@ -98,18 +98,18 @@ class ThrottleTests(SynchronousTestCase):
         self.assertTrue(echoed == payload, "the echo differs")
         close = server.waitFor(lifecycle="close")
         # Two slices (a fiftieth of the rate each) may leave at once.
-        self.assertGreaterEqual(close["duration_s"], (40_000 - 2 * 400) / 20_000)
+        self.assertGreaterEqual(close["duration_s"], (40_000 - 2 * 800) / 40_000)
 
     def test_aFastSenderIsHeldBackAndGetsEveryByte(self) -> None:
         """
         A plain client that sends 300,000 bytes as fast as it can against
-        throttle=100000 gets every byte back, in order, at the rate.
+        throttle=200000 gets every byte back, in order, at the rate.
         """
-        server, port = serve(self, "throttle=100000")
+        server, port = serve(self, "throttle=200000")
         payload = pattern(300_000)
         self.assertTrue(echoWithHalfClose(port, payload) == payload, "the echo differs")
         close = server.waitFor(lifecycle="close")
-        self.assertGreaterEqual(close["duration_s"], (300_000 - 2 * 2000) / 100_000)
+        self.assertGreaterEqual(close["duration_s"], (300_000 - 2 * 4000) / 200_000)
         self.assertEqual((close["how"], close["bytes_out"]), ("fin", 300_000))
 
 
@@ -325,10 +325,10 @@ class AcceptDelayTests(SynchronousTestCase):
     def test_aSocketIsServedOnlyAfterTheDelay(self) -> None:
         """
         A plain client connects, sends, and gets nothing in the first half
-        second of a 2 s accept delay; then it is accepted (fault
+        second of a 1 s accept delay; then it is accepted (fault
         accept-delay) and echoed.
         """
-        server, port = serve(self, "accept-delay=2000")
+        server, port = serve(self, "accept-delay=1000")
         with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as client:
             client.sendall(b"queued")
             client.settimeout(0.5)
