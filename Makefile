@@ -7,7 +7,7 @@ RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 PORT ?= 9000
 
-.PHONY: serve client test trial twisted-suite lint format bench bench-levers bench-limits clean
+.PHONY: serve client test trial twisted-suite lint apidocs format bench bench-levers bench-limits clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ $(RUN_STAMP): pyproject.toml twisted/plugins/tcplife_plugins.py | $(BIN)/python
 	touch $@
 
 $(DEV_STAMP): pyproject.toml twisted/plugins/tcplife_plugins.py | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,lint,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[test,lint,bench,docs]'
 	touch $@ $(RUN_STAMP)
 
 serve: $(RUN_STAMP)
@@ -52,6 +52,12 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff format --check src tests twisted
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# The API reference in build/apidocs (settings: pyproject's [tool.pydoctor]);
+# any docstring error or unresolved link fails the build.
+apidocs: $(DEV_STAMP)
+	rm -rf build/apidocs
+	$(BIN)/pydoctor --quiet
 
 format: $(DEV_STAMP)
 	$(BIN)/ruff format src tests twisted

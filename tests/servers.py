@@ -185,7 +185,7 @@ def runClient(
     stdout: Any = subprocess.PIPE,
 ) -> tuple[subprocess.CompletedProcess[bytes], float]:
     """
-    Run C{twist --log-file=+ tcpclient ARGS} to completion, as the README
+    Run C{twist --log-file=+ tcpclient ARGS} to completion, as docs/client.md
     shows it: the echo or the report alone on standard output, twist's log
     and the verdict on standard error.  Returns the process and how long it
     took.

@@ -2,8 +2,8 @@
 The lifecycle events: the one place that knows their names and fields.
 
 Every event carries a C{lifecycle} field naming the phase of the textbook's
-call sequence it stands for.  The field names are a public contract (see the
-README): log readers select on them, so change them only with a major release.
+call sequence it stands for.  The field names are a public contract (see
+docs/events.md): log readers select on them, so change them only with a major release.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def _literal(text: str) -> str:
 
 class LifecycleLog:
     """
-    Emits lifecycle events to a L{Logger}'s observer.
+    Emits lifecycle events to a C{twisted.logger.Logger}'s observer.
 
     Each per-connection event (C{accept} through C{close}) is the
     dictionary C{Logger.emit} would build, with the same keys in the same
@@ -122,7 +122,7 @@ class LifecycleLog:
         level, and at C{level} otherwise.
     @ivar threshold: The lowest level any observer keeps, when known
         (C{twist --log-level}); per-connection events below it are not built
-        at all.  L{None}: build and emit every event.
+        at all.  C{None}: build and emit every event.
     @ivar enabled: Whether per-connection events are built at all (their
         C{level} is at or above C{threshold}); a caller whose arguments are
         costly to compute may test it first.

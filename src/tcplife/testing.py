@@ -1,7 +1,7 @@
 """
 What users need to test their own protocols under tcplife, without sockets,
 as C{treq.testing} is for treq: a recorder of lifecycle events, and one
-served connection on a C{StringTransport} and a clock.
+served connection on a C{StringTransport} and a clock::
 
     from tcplife.testing import ServedConnection
 
@@ -119,7 +119,7 @@ class ServedConnection:
         **settings: Any,
     ) -> None:
         """
-        @param protocol: What the factory serves; L{None}: the factory
+        @param protocol: What the factory serves; C{None}: the factory
             class's own C{protocol} (L{EchoProtocol} for tcplife's).
         @param settings: The factory's keyword arguments
             (C{maxConnections}, C{idleTimeout}, C{closeTimeout}, ...).

@@ -551,7 +551,7 @@ class RejectionWarningTests(SynchronousTestCase):
     def test_warningsAreInTheTcplifeProxyNamespace(self) -> None:
         """
         By default the warning goes to the global log in the namespace
-        C{tcplife.proxy}, as the README says.
+        C{tcplife.proxy}, as docs/haproxy.md says.
         """
         seen: list[dict[str, Any]] = []
         globalLogPublisher.addObserver(seen.append)

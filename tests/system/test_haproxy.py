@@ -1,5 +1,5 @@
 """
-A real HAProxy, configured as the README shows, in front of two
+A real HAProxy, configured as docs/haproxy.md shows, in front of two
 C{twist tcpecho --listen haproxy:tcp:0} processes.
 """
 
@@ -21,7 +21,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from ..certs import SelfSigned
 from ..helpers import WAIT, TwistProcess, pattern, portOf
 from ..servers import runClient, temporaryDirectory, verdict
-from .test_readme import README
+from .test_docs import checks, exampleCode
 
 #: Clients sent through the balancer in each test.
 CLIENTS = 6
@@ -32,16 +32,6 @@ def haproxyBinary() -> str:
     if found is None:
         raise SkipTest("haproxy is not installed (.ci/run installs it)")
     return found
-
-
-def readmeConfig() -> str:
-    """
-    The README's HAProxy configuration, as written.
-    """
-    text = README.read_text(encoding="utf-8")
-    match = re.search(r"<!-- example: haproxy\.cfg -->\s*```haproxy\n(.*?)```", text, re.DOTALL)
-    assert match is not None, "README has no haproxy.cfg example"
-    return match.group(1)
 
 
 def localConfig(config: str, frontendFD: int, backends: list[int], sendProxy: str) -> str:
@@ -61,7 +51,7 @@ def localConfig(config: str, frontendFD: int, backends: list[int], sendProxy: st
             options = [sendProxy if o == "send-proxy-v2" else o for o in options]
             line = f"{found.group(1)}127.0.0.1:{next(servers)} {' '.join(options)}"
         lines.append(line)
-    assert next(servers, None) is None, "README config has fewer servers than backends"
+    assert next(servers, None) is None, "the docs' config has fewer servers than backends"
     return "\n".join(lines) + "\n"
 
 
@@ -146,7 +136,8 @@ class HAProxyTests(SynchronousTestCase):
         frontend.bind(("127.0.0.1", 0))
         frontend.listen(64)
         self.runBalancer(
-            localConfig(readmeConfig(), frontend.fileno(), backendPorts, sendProxy), frontend
+            localConfig(exampleCode("haproxy.cfg"), frontend.fileno(), backendPorts, sendProxy),
+            frontend,
         )
         port: int = frontend.getsockname()[1]
         return port
@@ -213,9 +204,10 @@ class HAProxyTests(SynchronousTestCase):
                 (close["how"], close["bytes_in"], close["bytes_out"]), ("fin", nbytes, nbytes)
             )
 
+    @checks("haproxy.cfg")
     def test_proxyV2ClientsAreEchoedAndAcceptShowsTheirPorts(self) -> None:
         """
-        With send-proxy-v2 (the README's configuration), every client is
+        With send-proxy-v2 (the docs' configuration), every client is
         echoed through HAProxy, both backends serve, and each backend's
         accept shows the client's own port and the frontend's address, with
         half-close and a clean close for each.

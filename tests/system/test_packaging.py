@@ -43,9 +43,12 @@ class WheelTests(SynchronousTestCase):
         ).stdout
         self.assertIn("twisted/plugins/tcplife_plugins.py", listing)
         self.assertIn("twisted/plugins/tcplife_reactors.py", listing)
-        # The systemd units the README tells users to copy.
+        # The systemd units the docs tell users to copy, and the docs the
+        # README links (tests/system/test_docs.py reads them).
         self.assertIn("contrib/tcpecho.socket", listing)
         self.assertIn("contrib/tcpecho.service", listing)
+        for page in sorted((ROOT / "docs").glob("*.md")):
+            self.assertIn(f"docs/{page.name}", listing)
 
         env_dir = work / "venv"
         venv.EnvBuilder(with_pip=True).create(env_dir)

@@ -279,7 +279,10 @@ class DrainTests(SynchronousTestCase):
         is told to stop) neither stops the reactor twice nor changes the
         exit status from SIGTERM's.
         """
-        server, _ = self.start()
+        server, port = self.start()
+        # Serving: the reactor runs and its signal handlers are in place (the
+        # listen event comes before the reactor starts).
+        self.assertEqual(echoWithHalfClose(port, b"up"), b"up")
         server.process.send_signal(signal.SIGTERM)
         server.process.send_signal(signal.SIGHUP)
         server.waitFor(lifecycle="drained")

@@ -149,7 +149,7 @@ class ContribUnitTests(SynchronousTestCase):
     def test_templateRunsTheSameTwistAndItsInstancesShareThePort(self) -> None:
         """
         The template unit runs tcpecho from the same install with the same
-        log format for the journal as tcpecho.service (as the README says),
+        log format for the journal as tcpecho.service (as docs/many-cores.md says),
         and its command, run twice with one port, listens in both processes
         (without SO_REUSEPORT the second could not) and echoes.
         """

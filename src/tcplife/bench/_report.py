@@ -117,7 +117,7 @@ def writeChart(results: BenchResults, path: Path) -> None:
 
 def markdown(results: BenchResults) -> str:
     """
-    The table as Markdown, for the README: server CPU per message and its
+    The table as Markdown, for docs/performance.md: server CPU per message and its
     ratio to each peer, with throughput and latency.
     """
     peers = " | ".join(f"/ {peer}" for peer in PEERS)

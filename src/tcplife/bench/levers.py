@@ -1,7 +1,7 @@
 """
 What each speed lever buys: tcplife as it ships against the same server with
-one lever switched off (see L{tcplife.bench._levers}), in the scenarios where
-that lever can matter.  Prints a table; --json writes it as JSON.
+one lever switched off (see C{tcplife.bench._levers}), in the scenarios where
+that lever can matter.  Prints a table; --json writes it as JSON::
 
     python -m tcplife.bench.levers [--repeats N] [--duration S] [--json PATH]
 

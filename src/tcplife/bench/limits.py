@@ -1,15 +1,15 @@
 """
 Server memory under hostile and heavy load: clients that send and never read,
 rounds of them, and many idle connections.  Prints a table; --json writes it
-as JSON.
+as JSON::
 
     python -m tcplife.bench.limits [--json PATH] [--scenarios one,many,rounds,idle]
 
 Each scenario starts a fresh server (tcplife's `twist tcpecho`, and bare
 Twisted `wire.Echo` for comparison) and reads its RSS from /proc.  Figures are
 RSS growth over the server's own baseline after one warm-up echo, or (rounds)
-the RSS itself after each round; they are reported, never asserted (see the
-README's "Running it in production" section).
+the RSS itself after each round; they are reported, never asserted (see
+"Running it in production" in docs/server.md).
 """
 
 from __future__ import annotations

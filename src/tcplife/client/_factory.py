@@ -349,8 +349,8 @@ class LifecycleClientFactory(ConnectionTracking, Factory):
     C{connected} comes from L{connectionOpened}, with the local address the
     kernel assigned.  The protocol's C{factory} attribute is this factory.
 
-    Subclasses may override L{connectionOpened} and L{connectionClosed} (call
-    up) to keep their own books.
+    Subclasses may override L{connectionOpened} and L{connectionClosed
+    <ConnectionTracking.connectionClosed>} (call up) to keep their own books.
 
     @ivar request: What each L{EchoClient} sends.
     @ivar timeout: Seconds allowed to connect, and then for each wait for

@@ -36,7 +36,7 @@ class AcceptQueue:
 
 def readAcceptQueue(listening: socket.socket) -> AcceptQueue | None:
     """
-    Read the accept queue of a listening TCP socket, or L{None} where the
+    Read the accept queue of a listening TCP socket, or C{None} where the
     platform or the socket's family does not report it.
     """
     if _TCP_INFO is None or listening.family not in (socket.AF_INET, socket.AF_INET6):

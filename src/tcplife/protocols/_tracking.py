@@ -2,7 +2,7 @@
 The wrapper that makes any protocol's connection lifecycle visible.
 
 L{TrackedConnection} sits between a transport and the protocol a factory
-built, the way L{twisted.protocols.policies.ProtocolWrapper} does: to the
+built, the way C{twisted.protocols.policies.ProtocolWrapper} does: to the
 transport it is the protocol, to the protocol it is the transport.  From that
 seat it sees every byte, every close and who asked for it, without the
 protocol calling any special hook.
@@ -118,13 +118,13 @@ class TrackedConnection:
     @ivar how: Set before the close when the reason is known locally
         (C{"abort"}, C{"timeout"}); otherwise derived from the transport's
         reason at close.
-    @ivar wrappedProtocol: The protocol; L{None} once its C{connectionLost}
-        has returned, as with L{twisted.protocols.policies.ProtocolWrapper}.
+    @ivar wrappedProtocol: The protocol; C{None} once its C{connectionLost}
+        has returned, as with C{twisted.protocols.policies.ProtocolWrapper}.
     @ivar faults: The kinds of fault the server applies to this connection
         on purpose (C{--fault}), in the order the C{accept} event lists them;
         empty for most.
     @ivar fault: The kind of fault that ended this connection on purpose
-        (C{"reset-after"}, ...), which its C{close} event names; L{None}
+        (C{"reset-after"}, ...), which its C{close} event names; C{None}
         when none did.
     """
 
@@ -294,7 +294,7 @@ class TrackedConnection:
     def handshakeCompleted(self) -> None:
         """
         The TLS handshake below us is done: tell the wrapped protocol, if it
-        listens (L{IHandshakeListener}).
+        listens (C{IHandshakeListener}).
         """
         listener = IHandshakeListener(self.wrappedProtocol, None)
         if listener is not None:
@@ -422,7 +422,7 @@ class TrackedConnection:
 
         Whoever half-closes first started the end of the connection, even if
         the peer's FIN is what finally closes it.  A transport that cannot
-        half-close raises L{AttributeError} and no event is emitted.
+        half-close raises C{AttributeError} and no event is emitted.
         """
         assert self.transport is not None
         # Nothing more will be written, so no output to pace reading by; and

@@ -81,17 +81,17 @@ class AcceptGate:
     Decides when tcplife ports accept; an L{AcceptPolicy
     <tcplife.internet.AcceptPolicy>} for tcplife's ports.
 
-    @ivar maxConnections: The cap on open connections, or L{None}.
+    @ivar maxConnections: The cap on open connections, or C{None}.
     @ivar paused: Why accepting is paused (L{MAX_CONNECTIONS},
-        L{FD_LIMIT}), or L{None} while accepting.
+        L{FD_LIMIT}), or C{None} while accepting.
     @ivar faults: The server's faults on purpose, whose C{accept-delay} and
-        C{never-accept} the gate applies; L{None}: none.
+        C{never-accept} the gate applies; C{None}: none.
     @ivar held: C{accept-delay} or C{never-accept} while a fault holds the
-        queue, whatever L{paused} says; L{None} otherwise.
+        queue, whatever L{paused} says; C{None} otherwise.
     @ivar awaitingHeader: Connections accepted behind a PROXY header
         wrapper that wait for their header: open, but not yet the factory's.
     @ivar refusedByFactory: Connections accepted and then declined because
-        the factory's C{buildProtocol} returned L{None}.
+        the factory's C{buildProtocol} returned C{None}.
     @ivar refusedHeader: Connections accepted and then closed without a
         valid PROXY header (invalid, none in time, or closed first).
     @ivar exhaustions: Times C{accept()} failed for want of descriptors or

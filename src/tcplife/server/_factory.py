@@ -32,9 +32,9 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
     L{connectionClosed} (call up) to keep their own books.
 
     @cvar maxConnections: Stop accepting while this many are open (new
-        clients wait in the kernel's accept queue); L{None}: no cap.
+        clients wait in the kernel's accept queue); C{None}: no cap.
     @cvar idleTimeout: Close connections that moved no byte for this many
-        seconds (C{how=timeout}); L{None}: never.
+        seconds (C{how=timeout}); C{None}: never.
     @cvar closeTimeout: Abort a connection whose graceful close has not
         finished within this many seconds.
     @cvar faults: Faults on purpose (C{--fault}): which connections get

@@ -111,7 +111,7 @@ class Listener(Service):
     Listens on one endpoint with one factory, and reports C{listen} and
     C{stop-listening} (or, without C{events}, one plain log line).
 
-    Unlike L{twisted.application.internet.StreamServerEndpointService}, a
+    Unlike C{twisted.application.internet.StreamServerEndpointService}, a
     failure to listen is not merely logged: it raises L{ListenError} when
     it happens during C{startService} (as it does for TCP, TLS, UNIX and
     systemd endpoints); a failure that comes later is logged as critical and
