@@ -62,7 +62,7 @@ class LoadReport:
     @ivar errors: Errors by kind, C{refused}, C{reset}, C{timeout} and
         C{mismatch} always, then any other kind seen.
     @ivar reflections: Who answered and whom they saw (C{--reflect});
-        L{None} without it.
+        C{None} without it.
     """
 
     pattern: str

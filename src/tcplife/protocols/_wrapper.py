@@ -40,7 +40,7 @@ class ConnectionWrapper(ProtocolWrapper):
     Passes everything between a transport and C{wrapped}; subclasses
     override what they change.
 
-    Override points: L{connectionMade} runs before C{wrapped} is connected
+    Override points: C{connectionMade} runs before C{wrapped} is connected
     (what is written there goes first); L{protocolConnected} runs after.
 
     @cvar kind: What the wrapper does, as the events name it (a fault's kind).

@@ -38,9 +38,9 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
     @cvar closeTimeout: Abort a connection whose graceful close has not
         finished within this many seconds.
     @cvar faults: Faults on purpose (C{--fault}): which connections get
-        which, drawn connection by connection; L{None}: none.
+        which, drawn connection by connection; C{None}: none.
     @cvar reflectAs: Start each connection with a line that names the
-        server so, and the addresses it saw (C{--reflect}); L{None}: no line.
+        server so, and the addresses it saw (C{--reflect}); C{None}: no line.
 
     @ivar connections: The open connections, by connection id.
     @ivar events: Where lifecycle events go.

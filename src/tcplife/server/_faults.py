@@ -220,7 +220,7 @@ class Draw:
     def acceptWait(self) -> float | None:
         """
         How long this connection waits in the accept queue, in seconds:
-        L{math.inf} for C{never-accept}; L{None} when it does not wait.
+        C{math.inf} for C{never-accept}; C{None} when it does not wait.
         """
         waits = [fault for fault in self.faults if fault.kind in (ACCEPT_DELAY, NEVER_ACCEPT)]
         if not waits:

@@ -118,16 +118,16 @@ class ServerCollector(Collector):
         yield depth
         yield backlog
         yield refused
-        if factory.faults is not None:
-            faults = CounterMetricFamily(
-                "tcplife_faults",
-                "Connections a fault was applied to on purpose (--fault), by its kind; "
-                "'never-accept' counts the times accepting stopped for good.",
-                labels=["kind"],
-            )
-            for kind in KINDS:
-                faults.add_metric([kind], factory.faults.counts[kind])
-            yield faults
+        faults = CounterMetricFamily(
+            "tcplife_faults",
+            "Connections a fault was applied to on purpose (--fault), by its kind; "
+            "'never-accept' counts the times accepting stopped for good.",
+            labels=["kind"],
+        )
+        counts = factory.faults.counts if factory.faults is not None else None
+        for kind in KINDS:
+            faults.add_metric([kind], counts[kind] if counts is not None else 0)
+        yield faults
 
 
 class MetricsPage(Resource):
