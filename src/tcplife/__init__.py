@@ -6,6 +6,8 @@ structured C{twisted.logger} events (C{accept}, C{half-close}, C{close}, ...),
 each with a C{lifecycle} field naming the step of the TCP call sequence.
 Connect with L{LifecycleClientFactory} (and L{EchoClient}, or any protocol)
 for the client's side of the same story (C{connect}, C{connected}, ...).
+Give the server factory a L{FaultPlan} (of L{parseFaultSpec}'s specs) to make
+its connections misbehave on purpose.
 """
 
 from .client import (
@@ -21,7 +23,7 @@ from .client import (
 from .events import LifecycleLog
 from .internet import AcceptQueue, EndpointError, readAcceptQueue, serverFromString
 from .protocols import EchoProtocol, HalfCloseableTLSFactory, ProxyServerEndpoint, TrackedConnection
-from .server import LifecycleServerFactory, Listener, ListenError
+from .server import FaultPlan, LifecycleServerFactory, Listener, ListenError, parseFaultSpec
 
 __all__ = [
     "AcceptQueue",
@@ -30,6 +32,7 @@ __all__ = [
     "EchoOutcome",
     "EchoProtocol",
     "EndpointError",
+    "FaultPlan",
     "HalfCloseableTLSFactory",
     "Latency",
     "LifecycleClientFactory",
@@ -42,6 +45,7 @@ __all__ = [
     "LoadSettings",
     "ProxyServerEndpoint",
     "TrackedConnection",
+    "parseFaultSpec",
     "readAcceptQueue",
     "serverFromString",
 ]
