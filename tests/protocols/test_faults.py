@@ -11,8 +11,10 @@ import json
 import weakref
 from typing import Any
 
+from twisted.internet.error import ConnectionAborted
 from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
@@ -378,6 +380,19 @@ class EndingFaultTests(SynchronousTestCase):
             {"initiator": "local", "how": "reset", "fault": "reset-after", "bytes_out": 3},
         )
 
+    def test_theProtocolLearnsOfTheAbortNotOfAPeersReset(self) -> None:
+        """
+        The protocol of a connection a fault reset is told of the abort it
+        was, not of a reset by its peer.
+        """
+        h = served("reset-after=1", protocol=Recording)
+        protocol: Any = h.protocol
+        while isinstance(protocol, ConnectionWrapper):
+            protocol = protocol.wrappedProtocol
+        h.receive(b"ab")
+        h.connection.connectionLost(Failure(ConnectionAborted()))
+        self.assertIsInstance(protocol.reason.value, ConnectionAborted)
+
     def test_resetAfterZeroResetsAsSoonAsServed(self) -> None:
         """
         With reset-after=0, the connection is reset as soon as it is served.
@@ -456,6 +471,19 @@ class CompositionTests(SynchronousTestCase):
         self.addCleanup(gc.enable)
         del h, layer
         self.assertEqual([ref() for ref in layers if ref() is not None], [])
+
+
+class Recording(Protocol):
+    """
+    Echoes, and keeps the reason its connection was lost.
+    """
+
+    def dataReceived(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.reason = reason
 
 
 class Upper(Protocol):

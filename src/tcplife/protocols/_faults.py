@@ -64,6 +64,10 @@ _STOPPED = 4
 # error early.
 _SOON = 1e-6
 
+# What a throttle does once its output is sent.
+_LOSE = "lose"
+_LOSE_WRITE = "loseWrite"
+
 
 class DelayInput(ConnectionWrapper):
     """
@@ -234,10 +238,10 @@ class Throttle(ConnectionWrapper):
 
     def loseConnection(self) -> None:
         self.disconnecting = True
-        self._closeWhenSent("lose")
+        self._closeWhenSent(_LOSE)
 
     def loseWriteConnection(self) -> None:
-        self._closeWhenSent("loseWrite")
+        self._closeWhenSent(_LOSE_WRITE)
 
     def abortConnection(self) -> None:
         self._stopPump()
@@ -312,7 +316,7 @@ class Throttle(ConnectionWrapper):
                 producer.resumeProducing()
 
     def _closeWhenSent(self, then: str) -> None:
-        if self._closed or self._then == "lose":
+        if self._closed or self._then == _LOSE:
             return
         self._then = then
         if not self._waiting:
@@ -326,7 +330,7 @@ class Throttle(ConnectionWrapper):
         self._downstream.throttle = None
         self.transport.unregisterProducer()  # type: ignore[attr-defined]
         self._closed = True
-        if then == "lose":
+        if then == _LOSE:
             self.transport.loseConnection()
         else:
             super().loseWriteConnection()

@@ -314,8 +314,11 @@ class TrackedConnection:
                 self.how = ABORT
             else:
                 self.how = RESET
-        elif self.how == RESET and isinstance(reason.value, ConnectionAborted):
+        elif (
+            self.how == RESET and self.fault is None and isinstance(reason.value, ConnectionAborted)
+        ):
             # Aborted by _resetTakenForEOF: the protocol learns what happened.
+            # (A fault's reset is ours: the abort it was.)
             reason = Failure(ConnectionLost(_RESET_BY_PEER))
         if self.initiator is None:
             self.initiator = LOCAL if self.how == ABORT else PEER
