@@ -137,7 +137,7 @@ class StopReadingTests(SynchronousTestCase):
             ),
         )
 
-    def test_aSocketsSendsBlockOnceTheKernelsBuffersAreFull(self) -> None:
+    def test_plainSendsBlockOnceTheKernelsBuffersAreFull(self) -> None:
         """
         A plain client gets the first 100 bytes echoed, and its non-blocking
         sends soon fail with EAGAIN: the server reads nothing more, so TCP's
