@@ -230,11 +230,19 @@ class LifecycleUNIXPort(PolicedPort, unix.Port):
 
     transport = LifecycleUNIXServer
 
+    def __init__(
+        self, fileName: bytes, factory: IProtocolFactory, *args: Any, **kwargs: Any
+    ) -> None:
+        super().__init__(fileName, factory, *args, **kwargs)
+        # Our own copy of the path: Twisted 26.10 keeps it in _bindPath,
+        # Twisted 26.4 in port.
+        self._path: bytes | str = self._buildAddr(fileName).name
+
     def startListening(self) -> None:
         # Twisted takes a stale lock file (its pid is gone) as leave to unlink
         # the path, even while another process listens on it, and keeps the
         # lock when bind() fails, so the next start finds it stale.
-        path = self._bindPath
+        path = self._path
         if self._preexistingSocket is None and listenerAt(path):
             raise CannotListenError(None, path, OSError(errno.EADDRINUSE, "Address already in use"))
         try:

@@ -34,12 +34,32 @@ from __future__ import annotations
 from OpenSSL.SSL import TLS1_3_VERSION, Error, WantReadError, ZeroReturnError
 from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, ITransport
+from twisted.internet.protocol import connectionDone
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ._halfclose import passReadConnectionLost, passWriteConnectionLost
+
+
+class _ClosedWrites:
+    """
+    Where a closed connection's writes go: nowhere (Twisted 26.10's own
+    C{_NullAggregator}).
+    """
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+_CLOSED_WRITES = _ClosedWrites()
 
 
 @implementer(IHalfCloseableProtocol)
@@ -122,6 +142,14 @@ class HalfCloseableTLS(BufferingTLSTransport):
 
     def writeConnectionLost(self) -> None:
         passWriteConnectionLost(self.wrappedProtocol)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        super().connectionLost(reason)
+        # Twisted 26.4 keeps the cycle BufferingTLSTransport makes (our write
+        # is its aggregator's, whose own write is ours), leaving every closed
+        # connection to the cyclic collector; 26.10 breaks it here itself.
+        self._aggregator = _CLOSED_WRITES  # type: ignore[assignment]
+        self.write = _CLOSED_WRITES.write  # type: ignore[method-assign]
 
 
 class HalfCloseableTLSFactory(TLSMemoryBIOFactory):
