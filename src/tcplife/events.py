@@ -9,7 +9,7 @@ docs/events.md): log readers select on them, so change them only with a major re
 from __future__ import annotations
 
 from time import time
-from typing import Final
+from typing import Final, cast
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.interfaces import IAddress
@@ -99,6 +99,21 @@ def _literal(text: str) -> str:
     return text
 
 
+#: The format template of each per-connection event, for a L{LifecycleLog}
+#: whose events are not rendered; the rendered messages say the same.
+_TEMPLATES: Final = {
+    ACCEPT: "accept #{conn_id} from {peer} on {local}",
+    CONNECT: "connect to {target}",
+    CONNECTED: "connected #{conn_id} from {local} to {peer}",
+    CONNECT_FAILED: "connect-failed to {target}: {reason}",
+    READ: "read #{conn_id} {bytes} bytes",
+    WRITE: "write #{conn_id} {bytes} bytes",
+    HALF_CLOSE: "half-close #{conn_id} by {initiator}",
+    CLOSE: "close #{conn_id} by {initiator} ({how}): {bytes_in} bytes in, "
+    "{bytes_out} bytes out, {duration_s:.3f} s",
+}
+
+
 class LifecycleLog:
     """
     Emits lifecycle events to a C{twisted.logger.Logger}'s observer.
@@ -110,7 +125,8 @@ class LifecycleLog:
     or flatten the format (C{twist}'s text and JSON file observers) have no
     fields to look up: that work, not the event, was most of the CPU an
     accepted connection cost.  Every structured field is there as before;
-    select events on C{lifecycle}, not on C{log_format}.
+    select events on C{lifecycle}, not on C{log_format}.  (With L{rendered}
+    off, they go through C{Logger.emit} with a format template instead.)
 
     @ivar trace: Whether per-read and per-write events are emitted.  Callers on
         the hot path test this flag themselves so that, when it is off, a read
@@ -126,6 +142,10 @@ class LifecycleLog:
     @ivar enabled: Whether per-connection events are built at all (their
         C{level} is at or above C{threshold}); a caller whose arguments are
         costly to compute may test it first.
+    @ivar rendered: Whether per-connection events carry their message
+        rendered (a speed lever, read once per event).  C{False}: a format
+        template and its fields through C{Logger.emit}, Twisted's way, which
+        observers then parse and look up.
     """
 
     def __init__(
@@ -135,9 +155,11 @@ class LifecycleLog:
         trace: bool = False,
         level: LogLevel = LogLevel.info,
         threshold: LogLevel | None = None,
+        rendered: bool = True,
     ) -> None:
         self.logger = logger if logger is not None else Logger(namespace="tcplife")
         self.trace = trace
+        self.rendered = rendered
         self._level = level
         self._threshold = threshold
         self._update()
@@ -180,6 +202,11 @@ class LifecycleLog:
         event["log_time"] = time()
         logger.observer(event)
 
+    def _emitTemplate(self, level: LogLevel, event: dict[str, object]) -> None:
+        # The event as Logger.emit builds it from a template: what observers
+        # get with the rendered lever off.
+        self.logger.emit(level, _TEMPLATES[cast(str, event["lifecycle"])], **event)
+
     def listen(self, address: str, backlog: int | None, endpoint: str) -> None:
         self.logger.emit(
             _info,
@@ -205,7 +232,6 @@ class LifecycleLog:
             purpose; the event has a C{fault} field (a list) only if any is.
         """
         if self.enabled:
-            message = f"accept #{connId} from {_literal(peer)} on {_literal(local)}"
             event: dict[str, object] = {
                 "lifecycle": ACCEPT,
                 "role": "server",
@@ -213,85 +239,113 @@ class LifecycleLog:
                 "peer": peer,
                 "local": local,
             }
+            message = f"accept #{connId} from {_literal(peer)} on {_literal(local)}"
             if fault:
-                message += f" (fault {', '.join(fault)})"
                 event["fault"] = list(fault)
-            self._emit(self._level, message, event)
+                message += f" (fault {', '.join(fault)})"
+            if self.rendered:
+                self._emit(self._level, message, event)
+            else:
+                self._emitTemplate(self._level, event)
 
     def connect(self, target: str) -> None:
         if self.enabled:
-            self._emit(
-                self._level,
-                f"connect to {_literal(target)}",
-                {
-                    "lifecycle": CONNECT,
-                    "role": "client",
-                    "target": target,
-                },
-            )
+            event: dict[str, object] = {
+                "lifecycle": CONNECT,
+                "role": "client",
+                "target": target,
+            }
+            if self.rendered:
+                self._emit(
+                    self._level,
+                    f"connect to {_literal(target)}",
+                    event,
+                )
+            else:
+                self._emitTemplate(self._level, event)
 
     def connected(self, connId: int, local: str, peer: str) -> None:
         if self.enabled:
-            self._emit(
-                self._level,
-                f"connected #{connId} from {_literal(local)} to {_literal(peer)}",
-                {
-                    "lifecycle": CONNECTED,
-                    "role": "client",
-                    "conn_id": connId,
-                    "local": local,
-                    "peer": peer,
-                },
-            )
+            event: dict[str, object] = {
+                "lifecycle": CONNECTED,
+                "role": "client",
+                "conn_id": connId,
+                "local": local,
+                "peer": peer,
+            }
+            if self.rendered:
+                self._emit(
+                    self._level,
+                    f"connected #{connId} from {_literal(local)} to {_literal(peer)}",
+                    event,
+                )
+            else:
+                self._emitTemplate(self._level, event)
 
     def connectFailed(self, target: str, reason: str) -> None:
         if self._failureEnabled:
-            self._emit(
-                self._failureLevel,
-                f"connect-failed to {_literal(target)}: {_literal(reason)}",
-                {
-                    "lifecycle": CONNECT_FAILED,
-                    "role": "client",
-                    "target": target,
-                    "reason": reason,
-                },
-            )
+            event: dict[str, object] = {
+                "lifecycle": CONNECT_FAILED,
+                "role": "client",
+                "target": target,
+                "reason": reason,
+            }
+            if self.rendered:
+                self._emit(
+                    self._failureLevel,
+                    f"connect-failed to {_literal(target)}: {_literal(reason)}",
+                    event,
+                )
+            else:
+                self._emitTemplate(self._failureLevel, event)
 
     def read(self, connId: int, nbytes: int) -> None:
         if self.enabled:
-            self._emit(
-                self._level,
-                f"read #{connId} {nbytes} bytes",
-                {
-                    "lifecycle": READ,
-                    "conn_id": connId,
-                    "bytes": nbytes,
-                },
-            )
+            event: dict[str, object] = {
+                "lifecycle": READ,
+                "conn_id": connId,
+                "bytes": nbytes,
+            }
+            if self.rendered:
+                self._emit(
+                    self._level,
+                    f"read #{connId} {nbytes} bytes",
+                    event,
+                )
+            else:
+                self._emitTemplate(self._level, event)
 
     def write(self, connId: int, nbytes: int) -> None:
         if self.enabled:
-            self._emit(
-                self._level,
-                f"write #{connId} {nbytes} bytes",
-                {
-                    "lifecycle": WRITE,
-                    "conn_id": connId,
-                    "bytes": nbytes,
-                },
-            )
+            event: dict[str, object] = {
+                "lifecycle": WRITE,
+                "conn_id": connId,
+                "bytes": nbytes,
+            }
+            if self.rendered:
+                self._emit(
+                    self._level,
+                    f"write #{connId} {nbytes} bytes",
+                    event,
+                )
+            else:
+                self._emitTemplate(self._level, event)
 
     def halfClose(self, connId: int, initiator: str) -> None:
         if self.enabled:
-            self._emit(
-                self._level,
-                f"half-close #{connId} by {initiator}",
-                {
-                    "lifecycle": HALF_CLOSE,
-                    "conn_id": connId,
-                    "initiator": initiator,
-                },
-            )
+            event: dict[str, object] = {
+                "lifecycle": HALF_CLOSE,
+                "conn_id": connId,
+                "initiator": initiator,
+            }
+            if self.rendered:
+                self._emit(
+                    self._level,
+                    f"half-close #{connId} by {initiator}",
+                    event,
+                )
+            else:
+                self._emitTemplate(self._level, event)
 
     def close(
         self,
@@ -309,10 +363,6 @@ class LifecycleLog:
             purpose; the event has a C{fault} field only if one did.
         """
         if self.enabled:
-            message = (
-                f"close #{connId} by {initiator} ({how}): "
-                f"{bytesIn} bytes in, {bytesOut} bytes out, {duration:.3f} s"
-            )
             event: dict[str, object] = {
                 "lifecycle": CLOSE,
                 "role": role,
@@ -324,9 +374,17 @@ class LifecycleLog:
                 "duration_s": duration,
             }
             if fault is not None:
-                message += f" (fault {fault})"
                 event["fault"] = fault
-            self._emit(self._level, message, event)
+            if self.rendered:
+                message = (
+                    f"close #{connId} by {initiator} ({how}): "
+                    f"{bytesIn} bytes in, {bytesOut} bytes out, {duration:.3f} s"
+                )
+                if fault is not None:
+                    message += f" (fault {fault})"
+                self._emit(self._level, message, event)
+            else:
+                self._emitTemplate(self._level, event)
 
     # Events that happen once in a while, not per connection: plain
     # Logger.emit with a format template.

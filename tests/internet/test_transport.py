@@ -511,6 +511,14 @@ class RefusingFactory(LifecycleServerFactory):
         return super().buildProtocol(addr)
 
 
+class RefusingFactoryWithoutPolicy(RefusingFactory):
+    """
+    The same, bringing no accept policy to the ports it listens on.
+    """
+
+    acceptPolicy = None
+
+
 class AcceptTests(TestCase):
     """
     The flat accept loop keeps tcp.Port's behaviour.
@@ -533,9 +541,10 @@ class AcceptTests(TestCase):
     @inlineCallbacks
     def refusedAndBroken(self, withPolicy: bool) -> Deferred[None]:
         recorded = EventRecorder()
-        factory = RefusingFactory(clock=reactor, events=recorded.log)
-        ports = PortReactor(reactor, factory.gate if withPolicy else None)
-        port = ports.listenTCP(0, factory, 50, "127.0.0.1")
+        factoryClass = RefusingFactory if withPolicy else RefusingFactoryWithoutPolicy
+        factory = factoryClass(clock=reactor, events=recorded.log)
+        port = PortReactor(reactor).listenTCP(0, factory, 50, "127.0.0.1")
+        self.assertIs(port.acceptPolicy, factory.gate if withPolicy else None)
         self.addCleanup(port.stopListening)
         number = port.getHost().port  # type: ignore[attr-defined]
         # Nothing sent: closing a socket with unread input would be a reset.

@@ -19,7 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from tcplife.protocols import HELD_AT_MOST, ConnectionWrapper, Throttle
-from tcplife.server import FaultPlan, parseFaultSpec
+from tcplife.server import ServerSettings, parseFaultSpec
 from tcplife.testing import ServedConnection
 
 from ..helpers import HalfClosingTransport, pattern
@@ -41,8 +41,8 @@ class Faulty(ServedConnection):
     def __init__(
         self, specs: tuple[str, ...], protocol: type[Protocol] | None, **settings: Any
     ) -> None:
-        plan = FaultPlan([parseFaultSpec(spec) for spec in specs], seed=1) if specs else None
-        super().__init__(protocol, transport=HalfClosingTransport(), faults=plan, **settings)
+        given = ServerSettings(fault=[parseFaultSpec(spec) for spec in specs], seed=1, **settings)
+        super().__init__(protocol, transport=HalfClosingTransport(), settings=given)
         self.transport: HalfClosingTransport
 
     @property
@@ -506,7 +506,7 @@ class ReflectTests(SynchronousTestCase):
         The server writes one JSON line with its name and the connection's
         two addresses, then echoes as usual.
         """
-        h = ServedConnection(reflectAs="web-1:4242")
+        h = ServedConnection(settings=ServerSettings(reflect=True, name="web-1:4242"))
         h.receive(b"ping\n")
         line, echo = h.sent().split(b"\n", 1)
         self.assertEqual(
@@ -519,7 +519,7 @@ class ReflectTests(SynchronousTestCase):
         """
         The line is the server's first output: close-after counts it.
         """
-        h = Faulty(("close-after=5",), None, reflectAs="x")
+        h = Faulty(("close-after=5",), None, reflect=True, name="x")
         self.assertEqual(h.sent(), b'{"ser')
         self.assertIsInstance(h.connection.wrappedProtocol, ConnectionWrapper)
         self.assertNotIsInstance(h.connection.wrappedProtocol, Throttle)

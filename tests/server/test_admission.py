@@ -18,7 +18,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tcplife import LifecycleServerFactory, readAcceptQueue
+from tcplife import LifecycleServerFactory, ServerSettings, readAcceptQueue
 from tcplife.internet._port import PortReactor
 from tcplife.server import FaultPlan, parseFaultSpec
 from tcplife.server._admission import FD_LIMIT, MAX_CONNECTIONS, AcceptGate
@@ -65,7 +65,9 @@ class GateTests(SynchronousTestCase):
         self.open = 0
         self.clock = MemoryReactorClock()
         self.recorded = EventRecorder()
-        self.gate = AcceptGate(self.recorded.log, self.clock, lambda: self.open, 2)
+        self.gate = AcceptGate(
+            self.recorded.log, self.clock, lambda: self.open, ServerSettings(maxConnections=2)
+        )
         self.port = FakePort()
         self.gate.watch(self.port)  # type: ignore[arg-type]
         self.addCleanup(FakePort.socket.close)
@@ -169,7 +171,7 @@ class GateTests(SynchronousTestCase):
         """
         Without a cap the gate never pauses for connections.
         """
-        gate = AcceptGate(self.recorded.log, self.clock, lambda: 10**6, None)
+        gate = AcceptGate(self.recorded.log, self.clock, lambda: 10**6, ServerSettings())
         gate.connectionOpened()
         self.assertGreater(gate.acceptBudget(), 10**6)
         self.assertIsNone(gate.paused)
@@ -227,7 +229,13 @@ class GateFaultTests(SynchronousTestCase):
         self.open = 0
         self.clock = MemoryReactorClock()
         self.recorded = EventRecorder()
-        gate = AcceptGate(self.recorded.log, self.clock, lambda: self.open, cap, plan)
+        gate = AcceptGate(
+            self.recorded.log,
+            self.clock,
+            lambda: self.open,
+            ServerSettings(maxConnections=cap),
+            plan,
+        )
         self.port = FakePort()
         gate.watch(self.port)  # type: ignore[arg-type]
         self.addCleanup(FakePort.socket.close)
@@ -311,7 +319,11 @@ class FaultsOnLoopbackTests(TestCase):
 
     def serve(self, spec: str, backlog: int, clock: Any = reactor) -> tuple[Any, int]:
         self.recorded = EventRecorder()
-        factory = LifecycleServerFactory(clock=clock, events=self.recorded.log, faults=planOf(spec))
+        factory = LifecycleServerFactory(
+            clock=clock,
+            events=self.recorded.log,
+            settings=ServerSettings(fault=[parseFaultSpec(spec)], seed=1),
+        )
         port = PortReactor(reactor, factory.gate).listenTCP(
             0, factory, backlog=backlog, interface="127.0.0.1"
         )

@@ -17,6 +17,7 @@ from tcplife.server import (
     FaultSpec,
     FaultSpecError,
     ServerCollector,
+    ServerSettings,
     parseFaultSpec,
 )
 from tcplife.testing import EventRecorder
@@ -161,7 +162,9 @@ class DrawTests(SynchronousTestCase):
         """
         recorder = EventRecorder()
         specs = [parseFaultSpec("reset-after=1000,p=0.5")]
-        factory = LifecycleServerFactory(events=recorder.log, faults=FaultPlan(specs, seed=11))
+        factory = LifecycleServerFactory(
+            events=recorder.log, settings=ServerSettings(fault=specs, seed=11)
+        )
         for _ in range(20):
             connection = factory.buildProtocol(PEER)
             assert isinstance(connection, TrackedConnection)
@@ -203,8 +206,10 @@ class MetricsTests(SynchronousTestCase):
         Every kind has a series; each counts the connections it was applied
         to (both kinds of a spec, for each connection that drew it).
         """
-        plan = FaultPlan([parseFaultSpec("delay=1,close-after=5,p=0.5")], seed=2)
-        factory = LifecycleServerFactory(events=EventRecorder().log, faults=plan)
+        settings = ServerSettings(fault=[parseFaultSpec("delay=1,close-after=5,p=0.5")], seed=2)
+        factory = LifecycleServerFactory(events=EventRecorder().log, settings=settings)
+        plan = factory.faults
+        assert plan is not None
         for _ in range(40):
             factory.buildProtocol(PEER)
         counts = self.faultCounts(factory)

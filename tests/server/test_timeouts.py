@@ -12,7 +12,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from tcplife import LifecycleServerFactory, TrackedConnection
+from tcplife import LifecycleServerFactory, ServerSettings, TrackedConnection
 from tcplife.server._drain import Drainer
 from tcplife.testing import LOCAL, PEER, EventRecorder
 
@@ -26,9 +26,9 @@ class Server:
         self.clock = MemoryReactorClock()
         self.recorded = EventRecorder()
         self.factory = LifecycleServerFactory(
+            settings=ServerSettings(**settings),  # type: ignore[arg-type]
             clock=self.clock,
             events=self.recorded.log,
-            **settings,  # type: ignore[arg-type]
         )
 
     def tick(self, seconds: float) -> None:
@@ -136,14 +136,20 @@ class DrainTests(SynchronousTestCase):
     On shutdown, open connections get time to finish, then are closed.
     """
 
+    def server(self) -> Server:
+        """
+        A server whose drain waits 10 s, then gives closes 3 s more.
+        """
+        return Server(shutdownTimeout=10, closeTimeout=3)
+
     def drainer(self, server: Server) -> Drainer:
-        return Drainer(server.factory, server.clock, timeout=10, grace=3)
+        return Drainer(server.factory, server.clock)
 
     def test_nothingOpenDrainsAtOnce(self) -> None:
         """
         With no connection open the drain is over at once, with zero counts.
         """
-        server = Server()
+        server = self.server()
         done = self.drainer(server).drain()
         self.assertIsNone(self.successResultOf(done))
         [drained] = server.recorded.of("drained")
@@ -156,7 +162,7 @@ class DrainTests(SynchronousTestCase):
         """
         Connections whose peers finish in time count as ended by the peer.
         """
-        server = Server()
+        server = self.server()
         a, ta = server.connect()
         b, _ = server.connect()
         done = self.drainer(server).drain()
@@ -180,7 +186,7 @@ class DrainTests(SynchronousTestCase):
         At the deadline the rest are closed gracefully; those still open after
         the grace are aborted; the final event counts each kind.
         """
-        server = Server()
+        server = self.server()
         early, _ = server.connect()
         polite, tPolite = server.connect()
         stuck, tStuck = server.connect()
@@ -210,7 +216,7 @@ class DrainTests(SynchronousTestCase):
         A second signal while listening is still being stopped makes the drain
         abort everything the moment it starts.
         """
-        server = Server()
+        server = self.server()
         connection, transport = server.connect()
         drainer = self.drainer(server)
         drainer.endNow("second SIGTERM")
@@ -230,7 +236,7 @@ class DrainTests(SynchronousTestCase):
         which the drain does not wait for) is closed and counted unserved,
         not left for the process exit to reset uncounted.
         """
-        server = Server()
+        server = self.server()
         waiting, client = socket.socketpair()
         self.addCleanup(client.close)
         server.factory.gate.waiting.append((None, waiting, None))  # type: ignore[arg-type]

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
@@ -18,20 +17,22 @@ from twisted.internet.protocol import Protocol
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tcplife import LifecycleServerFactory
-from tcplife.bench._levers import LEVERS
+from tcplife.bench._levers import LEVERS, launchedWithout
 from tcplife.bench._load import LoadResult
 from tcplife.bench._report import asJSON, markdown, table
 from tcplife.bench._run import BenchResults, summarize
-from tcplife.internet._port import PortReactor
+from tcplife.internet import PortReactor, pollerFor
 from tcplife.testing import EventRecorder
 
 from ..helpers import (
+    BIN,
     WAIT,
     callInThread,
     echoWithHalfClose,
     pattern,
     startTcpecho,
 )
+from ..leverprobe import LeverProbe
 
 
 class Corrupting(Protocol):
@@ -184,29 +185,41 @@ class ReportTests(SynchronousTestCase):
         self.assertIn("1.37 KiB/conn", markdown(results))
 
 
-#: What tests/leverprobe.py sees a tcpecho service do as it ships.
+#: What tests/leverprobe.py sees a tcpecho service do as it ships (where
+#: its connections register, POLLER, depends on the reactor).
 AS_SHIPPED = {
     "echoed": True,
     "waits for writable to echo": False,
     "waits for writable to close": False,
     "shuts down before close": False,
     "TCP_NODELAY": True,
-    "registers with": "BatchedPoller",
-    "socket.accept calls": 0,
+    "registers with": "POLLER",
+    "accepts with socket.accept": False,
     "recv size": 256 * 1024,
     "close event format": "rendered",
 }
 
-#: What changes, and only that, once each lever is switched off.
+#: What changes, and only that, once each lever is switched off (REACTOR:
+#: the reactor's own class).
 SWITCHED_OFF = {
     "write-at-once": {"waits for writable to echo": True},
     "256k-reads": {"recv size": 64 * 1024},
     "nodelay": {"TCP_NODELAY": False},
-    "batched-poller": {"registers with": "EPollReactor"},
+    "batched-poller": {"registers with": "REACTOR"},
     "close-at-once": {"waits for writable to close": True, "shuts down before close": True},
-    "accept-without-enums": {"socket.accept calls": 1},
+    "accept-without-enums": {"accepts with socket.accept": True},
     "rendered-events": {"close event format": "template"},
 }
+
+
+def onThisReactor(observed: dict[str, Any]) -> dict[str, Any]:
+    """
+    An expected observation, for this reactor: the stock one has a batched
+    poller, tcplife-direct (make trial) none, so there its connections
+    register with the reactor whether the lever is on or off.
+    """
+    names = {"POLLER": type(pollerFor(reactor)).__name__, "REACTOR": type(reactor).__name__}
+    return {**observed, "registers with": names[observed["registers with"]]}
 
 
 class LeverTests(TestCase):
@@ -216,50 +229,41 @@ class LeverTests(TestCase):
     in that one respect, and the server it runs in still echoes every byte.
     """
 
-    def test_eachLeverSwitchesOffWhatItNamesAndNothingElse(self) -> None:
+    @inlineCallbacks
+    def test_eachLeverSwitchesOffWhatItNamesAndNothingElse(self) -> Deferred[None]:
         """
-        In a process of its own, a tcpecho service echoes once as it ships
-        and once with the lever off; only what the lever names differs.
+        In this process, a tcpecho service echoes once as it ships, then one
+        with each lever off in turn, then one as it ships again: only what
+        the lever names differs, and nothing of it stays behind.
         """
         self.assertEqual(set(SWITCHED_OFF), set(LEVERS))
-        probes = {
-            lever: subprocess.Popen(
-                [sys.executable, "-m", "tests.leverprobe", lever],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-            for lever in LEVERS
-        }
+        probe = LeverProbe(self.patch)
+        shipped = yield probe.observe()
+        self.assertEqual(shipped, onThisReactor(AS_SHIPPED))
         observed = {}
-        for lever, probe in probes.items():
-            out, err = probe.communicate(timeout=WAIT * 3)
-            self.assertEqual(probe.returncode, 0, err.decode(errors="replace"))
-            observed[lever] = json.loads(out)
+        for lever in LEVERS:
+            observed[lever] = yield probe.observe(lever)
         self.assertEqual(
             observed,
-            {lever: [AS_SHIPPED, {**AS_SHIPPED, **off}] for lever, off in SWITCHED_OFF.items()},
+            {lever: onThisReactor({**AS_SHIPPED, **off}) for lever, off in SWITCHED_OFF.items()},
         )
+        again = yield probe.observe()
+        self.assertEqual(again, onThisReactor(AS_SHIPPED))
 
     @inlineCallbacks
     def test_everyLeverServerEchoes(self) -> Deferred[None]:
         """
-        twist tcpecho run by the lever module, each lever off, says which
-        lever is off, echoes a payload larger than one read byte for byte,
-        and logs the connection.
+        twist tcpecho run as the lever benchmark runs it, each lever off,
+        warns which lever is off, echoes a payload larger than one read byte
+        for byte, and logs the connection.
         """
         servers = {
-            lever: startTcpecho(
-                self,
-                # [python -m tcplife.bench._levers LEVER] in front of twist's
-                # own arguments.
-                launcher=(sys.executable, "-m", "tcplife.bench._levers"),
-                twist=Path(lever),
-            )
-            for lever in LEVERS
+            lever: startTcpecho(self, launcher=launchedWithout(lever, ())) for lever in LEVERS
         }
         payload = pattern(300_000)
         for lever, (server, port) in servers.items():
-            server.waitFor(lever=lever)
+            warning = server.waitFor(variable="TCPLIFE_LEVERS_OFF")
+            self.assertEqual(warning["levers_off"], [lever])
             echoed = yield callInThread(echoWithHalfClose, port, payload)
             self.assertTrue(echoed == payload, f"{lever}: echo differs")
             close = server.waitFor(lifecycle="close")
@@ -267,13 +271,15 @@ class LeverTests(TestCase):
 
     def test_unknownLeverIsAUsageError(self) -> None:
         """
-        A lever that does not exist ends with status 2 and the list of those
-        that do.
+        twist tcpecho with a lever that does not exist in TCPLIFE_LEVERS_OFF
+        ends with twist's usage status, 64, and the list of those that do.
         """
         done = subprocess.run(
-            [sys.executable, "-m", "tcplife.bench._levers", "turbo", "tcpecho"],
+            [str(BIN / "twist"), "tcpecho", "--port", "0"],
             capture_output=True,
             timeout=WAIT,
+            env=dict(os.environ, TCPLIFE_LEVERS_OFF="turbo"),
         )
-        self.assertEqual(done.returncode, 2)
-        self.assertIn(b"write-at-once", done.stderr)
+        self.assertEqual(done.returncode, 64)
+        self.assertIn(b"Error: TCPLIFE_LEVERS_OFF names 'turbo'", done.stdout + done.stderr)
+        self.assertIn(b"write-at-once", done.stdout + done.stderr)

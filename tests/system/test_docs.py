@@ -233,6 +233,14 @@ print(json.dumps(errors))
 """
 
 
+def describePeer(client: socket.socket) -> str:
+    """
+    A client's own address as the server's events name it (C{host:port}).
+    """
+    host, port = client.getsockname()[:2]
+    return f"{host}:{port}"
+
+
 def writeExamples(directory: Path, *names: str) -> None:
     """
     Save the Python examples C{names} in C{directory}, as the docs say to.
@@ -601,16 +609,20 @@ class ServerExampleTests(SynchronousTestCase):
         server.waitFor(lifecycle="half-close", conn_id=connId)
 
     @checks("serve_upper.py")
-    def test_ownProgramServesUpperEchoWithItsEvents(self) -> None:
+    def test_ownProgramServesUpperEchoUnderItsCap(self) -> None:
         """
-        The docs' own program, run with its port changed to a free one,
-        shouts the echo back and emits the connection's lifecycle events.
+        The docs' own program, run with its port changed to a free one, logs
+        C{listen}, shouts the echo back with the connection's lifecycle
+        events, and with its 100 connections open leaves the 101st client
+        waiting in the kernel's queue until one closes.
         """
+        code = exampleCode("serve_upper.py")
+        self.assertIn('"tcp:9000:backlog=128"', code)
+        self.assertIn("maxConnections=100", code)
         directory = temporaryDirectory(self)
         writeExamples(directory, "upper_echo.py")
         port = freePort()
-        program = exampleCode("serve_upper.py").replace("9000", str(port))
-        (directory / "serve_upper.py").write_text(program, encoding="utf-8")
+        (directory / "serve_upper.py").write_text(code.replace("9000", str(port)), encoding="utf-8")
         (directory / "logged.py").write_text(_LOGGED, encoding="utf-8")
         server = TwistProcess(
             cwd=str(directory),
@@ -619,10 +631,47 @@ class ServerExampleTests(SynchronousTestCase):
             twist=Path("serve_upper.py"),
         )
         self.addCleanup(server.kill)
-        server.waitFor(log_text=f"UpperEcho starting on {port}")
+        listen = server.waitFor(lifecycle="listen")
+        self.assertEqual((portOf(listen["address"]), listen["backlog"]), (port, 128))
         self.assertEqual(echoWithHalfClose(port, b"quiet please\n"), b"QUIET PLEASE\n")
         close = server.waitFor(lifecycle="close")
         self.assertEqual((close["how"], close["bytes_in"], close["bytes_out"]), ("fin", 13, 13))
+
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=WAIT) for _ in range(100)]
+        self.addCleanup(lambda: [client.close() for client in clients])
+        for client in clients:
+            client.sendall(b"quiet\n")
+            self.assertEqual(readLine(client), b"QUIET\n")
+        self.assertEqual(server.waitFor(lifecycle="accept-paused")["open"], 100)
+        late = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        self.addCleanup(late.close)
+        late.sendall(b"late\n")
+        first = server.waitFor(lifecycle="accept", peer=describePeer(clients[0]))
+        clients[0].close()
+        self.assertEqual(readLine(late), b"LATE\n")
+        closed = server.waitFor(lifecycle="close", conn_id=first["conn_id"])
+        latest = server.waitFor(lifecycle="accept", peer=describePeer(late))
+        self.assertLess(server.events.index(closed), server.events.index(latest))
+
+    @checks("patient.py")
+    def test_subclassDefaultsStandUnlessAnOptionSaysOtherwise(self) -> None:
+        """
+        The docs' C{Patient}, served with C{--factory patient.Patient}, has
+        its 30 s idle timeout; with C{--idle-timeout 5} as well, 5 s.
+        """
+        directory = temporaryDirectory(self)
+        writeExamples(directory, "patient.py")
+        sys.path.insert(0, str(directory))
+        self.addCleanup(sys.path.remove, str(directory))
+        self.addCleanup(sys.modules.pop, "patient", None)
+        for extra, idle in [((), 30), (("--idle-timeout", "5"), 5)]:
+            options = Options()
+            options.parseOptions(["--factory", "patient.Patient", *extra])
+            service = makeService(options, MemoryReactorClock())
+            factory = service.server.factory  # type: ignore[attr-defined]
+            self.assertEqual(
+                (type(factory).__name__, factory.settings.idleTimeout), ("Patient", idle)
+            )
 
     @checks("test_upper_echo.py")
     def test_unitTestExamplePassesUnderTrial(self) -> None:

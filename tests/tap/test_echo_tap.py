@@ -4,12 +4,15 @@ C{twist tcpecho}'s options and the service they build.
 
 from __future__ import annotations
 
+import attrs
 from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactorClock, RaisingMemoryReactor
+from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 import tcplife
-from tcplife import LifecycleServerFactory, ListenError
+from tcplife import LifecycleServerFactory, ListenError, ServerSettings
+from tcplife.server import parseFaultSpec
 from tcplife.server._listening import Listener
 from tcplife.tap.echo import Options, makeService
 from tcplife.testing import EventRecorder
@@ -91,26 +94,28 @@ class OptionTests(SynchronousTestCase):
 
     def test_defaults(self) -> None:
         """
-        With no options the server listens on port 9000, backlog 128.
+        With no options the settings are ServerSettings' own defaults: port
+        9000, backlog 128, no endpoint, no trace.
         """
-        options = parse()
-        self.assertEqual((options["port"], options["backlog"]), (9000, 128))
-        self.assertEqual((options["listen"], options["trace"]), ([], 0))
+        settings = parse().settings
+        self.assertEqual(settings, ServerSettings())
+        self.assertEqual((settings.port, settings.backlog), (9000, 128))
+        self.assertEqual((settings.listen, settings.trace), ((), False))
 
     def test_listenAloneDropsTheDefaultPort(self) -> None:
         """
         With --listen and no --port, nothing listens on 9000.
         """
-        options = parse("--listen", "tcp:0", "--listen", "unix:/tmp/x.sock")
-        self.assertIsNone(options["port"])
-        self.assertEqual(options["listen"], ["tcp:0", "unix:/tmp/x.sock"])
+        settings = parse("--listen", "tcp:0", "--listen", "unix:/tmp/x.sock").settings
+        self.assertIsNone(settings.port)
+        self.assertEqual(settings.listen, ("tcp:0", "unix:/tmp/x.sock"))
 
     def test_listenWithPortKeepsBoth(self) -> None:
         """
         --port and --listen together listen on both.
         """
-        options = parse("--port", "9001", "--listen", "tcp:0")
-        self.assertEqual((options["port"], options["listen"]), (9001, ["tcp:0"]))
+        settings = parse("--port", "9001", "--listen", "tcp:0").settings
+        self.assertEqual((settings.port, settings.listen), (9001, ("tcp:0",)))
 
     def assertRejected(self, argv: list[str], *fragments: str) -> None:
         assertRejected(self, parse, argv, *fragments)
@@ -142,10 +147,10 @@ class OptionTests(SynchronousTestCase):
         With --port as well as --listen, --interface and --backlog are
         accepted: they apply to --port.
         """
-        options = parse(
+        settings = parse(
             "--port", "0", "--listen", "tcp:0", "--interface", "127.0.0.1", "--backlog", "7"
-        )
-        self.assertEqual((options["interface"], options["backlog"]), ("127.0.0.1", 7))
+        ).settings
+        self.assertEqual((settings.interface, settings.backlog), ("127.0.0.1", 7))
 
     def test_portOutOfRange(self) -> None:
         """
@@ -260,6 +265,109 @@ class OptionTests(SynchronousTestCase):
                 "tcplife.LifecycleServerFactory",
             ],
             "not both",
+        )
+
+
+def camelCase(option: str) -> str:
+    """
+    C{max-connections} as C{maxConnections}.
+    """
+    first, *rest = option.split("-")
+    return first + "".join(word.capitalize() for word in rest)
+
+
+class Patient(LifecycleServerFactory):
+    """
+    A factory subclass with defaults of its own, for --factory.
+    """
+
+    idleTimeout = 30.0
+    closeTimeout = 2.0
+
+
+class SettingsTests(SynchronousTestCase):
+    """
+    The options build the server's settings once, each option setting the
+    field of its name.
+    """
+
+    def test_eachOptionSetsTheFieldOfItsName(self) -> None:
+        """
+        Every tcpecho option sets the ServerSettings field named as the
+        option is (--max-connections: maxConnections), and every field but
+        leversOff (the environment's) has its option.
+        """
+        given = {
+            "--port": ("1234", 1234),
+            "--interface": ("127.0.0.1", "127.0.0.1"),
+            "--backlog": ("7", 7),
+            "--listen": ("tcp:0", ("tcp:0",)),
+            "--reuse-port": (None, True),
+            "--trace": (None, True),
+            "--factory": ("tests.tap.test_echo_tap.Patient", Patient),
+            "--max-connections": ("3", 3),
+            "--idle-timeout": ("4", 4.0),
+            "--close-timeout": ("5.5", 5.5),
+            "--shutdown-timeout": ("0", 0.0),
+            "--metrics": ("tcp:0", "tcp:0"),
+            "--fault": ("drop-input", (parseFaultSpec("drop-input"),)),
+            "--seed": ("9", 9),
+            "--reflect": (None, True),
+            "--name": ("web-1", "web-1"),
+        }
+        argv = [word for option, (text, _) in given.items() for word in (option, text) if word]
+        settings = parse(*argv).settings
+        expected = {camelCase(option[2:]): value for option, (_, value) in given.items()}
+        self.assertEqual({name: getattr(settings, name) for name in expected}, expected)
+        self.assertEqual(
+            parse("--protocol", "tests.protocols.test_connection.Upper").settings.protocol, Upper
+        )
+        everyOption = {f"--{name}" for name in Options().synonyms.values()}
+        self.assertEqual(everyOption - set(given), {"--protocol", "--help", "--version"})
+        self.assertEqual(
+            set(attrs.fields_dict(ServerSettings)) - set(expected), {"protocol", "leversOff"}
+        )
+
+    def test_factoryClassAttributesStandUnlessAnOptionSaysOtherwise(self) -> None:
+        """
+        With --factory, the class's own defaults are the settings' where no
+        option is given, and an option given wins over them.
+        """
+        patient = parse("--factory", "tests.tap.test_echo_tap.Patient").settings
+        self.assertEqual((patient.idleTimeout, patient.closeTimeout), (30, 2))
+        told = parse("--factory", "tests.tap.test_echo_tap.Patient", "--idle-timeout", "5")
+        self.assertEqual((told.settings.idleTimeout, told.settings.closeTimeout), (5, 2))
+        factory = makeService(told, MemoryReactorClock()).server.factory  # type: ignore[attr-defined]
+        self.assertIsInstance(factory, Patient)
+        self.assertEqual((factory.idleTimeout, factory.closeTimeout), (5, 2))
+
+    def test_leversOffComeFromTheEnvironment(self) -> None:
+        """
+        TCPLIFE_LEVERS_OFF names the speed levers to switch off, separated by
+        commas; the server's transport and event log then work Twisted's way
+        in those respects, and in no other.
+        """
+        options = Options()
+        options.environ = {"TCPLIFE_LEVERS_OFF": " write-at-once,rendered-events ,"}
+        options.parseOptions([])
+        self.assertEqual(options.settings.leversOff, {"write-at-once", "rendered-events"})
+        server = makeService(options, MemoryReactorClock()).server  # type: ignore[attr-defined]
+        self.assertFalse(server.factory.events.rendered)
+        self.assertEqual(parse().settings.leversOff, frozenset())
+
+    def test_unknownLeverIsAUsageError(self) -> None:
+        """
+        A lever that does not exist is refused in one sentence naming it and
+        the levers there are.
+        """
+        options = Options()
+        options.environ = {"TCPLIFE_LEVERS_OFF": "nodelay,turbo"}
+        error = self.assertRaises(usage.UsageError, options.parseOptions, [])
+        self.assertEqual(
+            str(error),
+            "TCPLIFE_LEVERS_OFF names 'turbo', which is not a speed lever; the levers are "
+            "write-at-once, 256k-reads, nodelay, batched-poller, close-at-once, "
+            "accept-without-enums, rendered-events (separated by commas).",
         )
 
 

@@ -8,10 +8,9 @@ that lever can matter.  Prints a table; --json writes it as JSON::
 Same method as C{python -m tcplife.bench}: servers pinned to CPU 0, the load
 client on CPU 1, server CPU time per message from /proc, runs interleaved and
 medians reported.  Each case also runs tcplife a second time under another
-name ("tcplife again"), through the lever servers' launcher with no lever
-switched off: how far its ratio strays from 1.00x is the noise of that run
-(and the launcher's cost, if it had any), the yardstick for every other
-ratio in the case.
+name ("tcplife again"), launched as the lever servers are but with no lever
+switched off: how far its ratio strays from 1.00x is the noise of that run,
+the yardstick for every other ratio in the case.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
-from ._levers import LEVERS, NONE
+from ._levers import LEVERS, launchedWithout
 from ._run import PYTHON, ServerSpec, Summary, _tcpecho, runBench
 
 #: Each case: the load client's scenario, and twist's options for every
@@ -57,11 +56,7 @@ def serversFor(case: str) -> list[tuple[ServerSpec, str]]:
     """
     scenario, twistOptions = CASES[case]
     everywhere = frozenset({scenario})
-
-    def launched(lever: str) -> tuple[str, ...]:
-        # _tcpecho's argv, with the lever module in front of twist's.
-        return (PYTHON, "-m", "tcplife.bench._levers", lever, *_tcpecho(*twistOptions)[1:])
-
+    tcpecho = _tcpecho(*twistOptions)
     servers = [
         (
             ServerSpec(
@@ -69,14 +64,16 @@ def serversFor(case: str) -> list[tuple[ServerSpec, str]]:
             ),
             "plain asyncio protocol on uvloop",
         ),
-        (ServerSpec(BASELINE, _tcpecho(*twistOptions), everywhere), "as it ships"),
-        (ServerSpec(CONTROL, launched(NONE), everywhere), "as it ships (noise control)"),
+        (ServerSpec(BASELINE, tcpecho, everywhere), "as it ships"),
+        (
+            ServerSpec(CONTROL, launchedWithout("", tcpecho), everywhere),
+            "as it ships (noise control)",
+        ),
     ]
     for lever in LEVERS.values():
         if case in lever.scenarios:
-            servers.append(
-                (ServerSpec(f"no {lever.name}", launched(lever.name), everywhere), lever.off)
-            )
+            argv = launchedWithout(lever.name, tcpecho)
+            servers.append((ServerSpec(f"no {lever.name}", argv, everywhere), lever.off))
     return servers
 
 

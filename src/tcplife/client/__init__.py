@@ -7,9 +7,26 @@ Imports L{tcplife.internet}, L{tcplife.protocols} and L{tcplife.events};
 only the C{twist} glue (L{tcplife.tap}) and the package's face import it.
 """
 
-from ._factory import DEFAULT_TIMEOUT, EchoClient, EchoOutcome, LifecycleClientFactory
+from ._factory import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DEFAULT_TIMEOUT,
+    EchoClient,
+    EchoOutcome,
+    LifecycleClientFactory,
+)
 from ._failures import EXIT_STATUS, ConnectFailedError
-from ._load import CONNECT, PATTERNS, RR, STREAM, LoadRun, LoadSettings
+from ._load import (
+    CONNECT,
+    DEFAULT_DURATION,
+    DEFAULT_SIZE,
+    DEFAULT_WINDOW,
+    PATTERNS,
+    RR,
+    STREAM,
+    LoadRun,
+    LoadSettings,
+)
 from ._loadservice import LoadService
 from ._oneshot import OneShot
 from ._report import Latency, LoadReport
@@ -17,7 +34,12 @@ from ._sinks import ByteSink, TextSink
 
 __all__ = [
     "CONNECT",
+    "DEFAULT_DURATION",
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "DEFAULT_SIZE",
     "DEFAULT_TIMEOUT",
+    "DEFAULT_WINDOW",
     "EXIT_STATUS",
     "PATTERNS",
     "RR",

@@ -26,6 +26,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..events import LifecycleLog
+from ..internet import DEFAULT_PORT as DEFAULT_PORT  # the server's: tcplife's port
 from ..protocols import ConnectionTracking, TrackedConnection
 from ._failures import (
     CLOSED_EARLY,
@@ -38,6 +39,8 @@ from ._failures import (
 from ._reflect import Reflection, ReflectionError, ReflectionReader
 from ._sinks import ByteSink
 
+#: Where a client connects unless told (on tcplife's port, DEFAULT_PORT).
+DEFAULT_HOST = "127.0.0.1"
 #: Seconds allowed to connect, and then for each wait for more of the reply.
 DEFAULT_TIMEOUT = 10.0
 

@@ -30,7 +30,7 @@ from zope.interface import implementer
 
 from ..events import LifecycleLog
 from ..protocols import TrackedConnection
-from ._factory import LifecycleClientFactory
+from ._factory import DEFAULT_TIMEOUT, LifecycleClientFactory
 from ._failures import CANCELLED, MISMATCH, TIMEOUT, ConnectFailedError, lostConnectionKind
 from ._reflect import Reflection, ReflectionError, ReflectionReader, ReflectionTally
 from ._report import Latency, LoadReport
@@ -40,6 +40,13 @@ RR: Final = "rr"
 STREAM: Final = "stream"
 CONNECT: Final = "connect"
 PATTERNS: Final = (RR, STREAM, CONNECT)
+
+#: What a run does unless told: messages of this many bytes, this many bytes
+#: in flight per connection (C{stream}), for this many seconds (when no
+#: C{count} ends it; L{LoadSettings} itself runs until one of them does).
+DEFAULT_SIZE = 64
+DEFAULT_WINDOW = 1 << 16
+DEFAULT_DURATION = 10.0
 
 #: Distinct messages each connection cycles through, so that a server that
 #: replays an earlier reply is caught.
@@ -79,12 +86,12 @@ class LoadSettings:
     target: str
     pattern: str = RR
     connections: int = 1
-    size: int = 64
-    window: int = 1 << 16
+    size: int = DEFAULT_SIZE
+    window: int = DEFAULT_WINDOW
     duration: float | None = None
     count: int | None = None
     rate: float | None = None
-    timeout: float = 10.0
+    timeout: float = DEFAULT_TIMEOUT
     reflect: bool = False
 
     @property

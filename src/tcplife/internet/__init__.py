@@ -4,8 +4,9 @@ policy.
 
   - L{DirectServer}: Twisted's C{tcp.Server} with a direct write path;
   - L{PolicedPort}, L{LifecyclePort}, L{LifecycleUNIXPort} and L{PortReactor}:
-    listening ports that accept under an L{AcceptPolicy}, and the reactor
-    adapter through which endpoints build them;
+    listening ports that accept under an L{AcceptPolicy} (their own, or the
+    one their factory brings: L{acceptPolicyOf}), and the reactor adapter
+    through which endpoints build them;
   - L{BatchedPoller} and L{tcplife.internet.directreactor}: events dispatched
     in batches, with C{EPOLLERR} read;
   - L{ReusePortEndpoint}: C{SO_REUSEPORT};
@@ -20,15 +21,23 @@ a factory) and L{tcplife.events}; the server and client rooms import it.
 
 from ._dispatch import ErrorAwareDispatch
 from ._endpointcheck import EndpointError
-from ._endpoints import clientFromString, serverFromString
+from ._endpoints import DEFAULT_PORT, clientFromString, serverFromString
 from ._kernel import AcceptQueue, listenDrops, readAcceptQueue, unsentBytes
 from ._poller import BatchedPoller, pollerFor
-from ._port import AcceptPolicy, LifecyclePort, LifecycleUNIXPort, PolicedPort, PortReactor
+from ._port import (
+    AcceptPolicy,
+    LifecyclePort,
+    LifecycleUNIXPort,
+    PolicedPort,
+    PortReactor,
+    acceptPolicyOf,
+)
 from ._reuseport import ReusePortEndpoint
 from ._transport import DirectServer
 from ._unixpath import listenerAt, lockHolder
 
 __all__ = [
+    "DEFAULT_PORT",
     "AcceptPolicy",
     "AcceptQueue",
     "BatchedPoller",
@@ -40,6 +49,7 @@ __all__ = [
     "PolicedPort",
     "PortReactor",
     "ReusePortEndpoint",
+    "acceptPolicyOf",
     "clientFromString",
     "listenDrops",
     "listenerAt",

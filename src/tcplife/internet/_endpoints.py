@@ -5,7 +5,7 @@ tcplife's PROXY protocol.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from twisted.internet import endpoints
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint, IStreamServerEndpoint
@@ -18,8 +18,13 @@ from ._endpointcheck import (
     checkServer,
     inheritedSocketMissing,
 )
+from ._port import PortReactor
 
-__all__ = ["EndpointError", "clientFromString", "serverFromString"]
+__all__ = ["DEFAULT_PORT", "EndpointError", "clientFromString", "serverFromString"]
+
+#: The TCP port tcplife's server listens on, and its client connects to,
+#: when none is given.
+DEFAULT_PORT: Final = 9000
 
 # What Twisted's parsers raise for a bad description (a type only a plugin
 # knows is checked by nobody else).
@@ -28,16 +33,24 @@ _PARSER_ERRORS = (ValueError, TypeError, LookupError, OSError)
 
 def serverFromString(reactor: Any, description: str) -> IStreamServerEndpoint:
     """
-    L{twisted.internet.endpoints.serverFromString}, except that the type may
-    be written in any case (C{TCP:9000}), a bad description raises
-    L{EndpointError} saying what is wrong in one sentence, and
-    C{haproxy:DESCRIPTION} reads the PROXY header with tcplife's
-    L{ProxyServerEndpoint} instead of Twisted's wrapper, so that the protocol
-    is connected with the client's address and half-close passes through.
+    L{twisted.internet.endpoints.serverFromString}, except that the endpoint
+    listens on tcplife's ports (through a L{PortReactor} around C{reactor},
+    unless C{reactor} is one already), the type may be written in any case
+    (C{TCP:9000}), a bad description raises L{EndpointError} saying what is
+    wrong in one sentence, and C{haproxy:DESCRIPTION} reads the PROXY header
+    with tcplife's L{ProxyServerEndpoint} instead of Twisted's wrapper, so
+    that the protocol is connected with the client's address and half-close
+    passes through.
+
+    On tcplife's ports, a factory that brings an accept policy (a
+    L{tcplife.LifecycleServerFactory} with C{maxConnections}) has it
+    applied: a burst of clients never finds more than the cap served, and
+    those beyond it wait in the kernel's accept queue.
 
     @raise EndpointError: if the description cannot serve.
     """
     checked = checkServer(description)
+    reactor = PortReactor.around(reactor)
     try:
         endpoint: IStreamServerEndpoint = endpoints.serverFromString(reactor, checked.description)
     except _PARSER_ERRORS as e:

@@ -40,7 +40,13 @@ from zope.interface import implementer
 
 from ..protocols import HalfCloseableTLSFactory, ProxyHeaderFactory
 from ._kernel import readAcceptQueue
-from ._transport import DirectAccepts, DirectServer, acceptSocket
+from ._transport import (
+    AcceptsWithoutEnums,
+    DirectAccepts,
+    DirectServer,
+    acceptSocket,
+    acceptWithEnums,
+)
 from ._unixpath import listenerAt
 from ._unixserver import LifecycleUNIXServer
 
@@ -91,7 +97,7 @@ class AcceptPolicy(Protocol):
         """
 
 
-class PolicedPort:
+class PolicedPort(AcceptsWithoutEnums):
     """
     Accepts under an L{AcceptPolicy}; without one, exactly as C{tcp.Port}.
     """
@@ -124,11 +130,12 @@ class PolicedPort:
             self.stopReading()
             return
         limit = min(self.numberAccepts, allowed)
+        accept = acceptSocket if self.acceptWithoutEnums else acceptWithEnums
         accepted = 0
         try:
             while accepted < limit:
                 try:
-                    client, address = acceptSocket(self.socket, self.addressFamily)
+                    client, address = accept(self.socket, self.addressFamily)
                 except OSError as e:
                     if e.errno in _NOTHING_WAITING:
                         break
@@ -171,9 +178,10 @@ class PolicedPort:
         # An adopted TCP port knows no backlog of its own; TCP_INFO does.
         limit = queue.backlog if queue is not None else self.backlog or _UNKNOWN_BACKLOG
         taken = []
+        accept = acceptSocket if self.acceptWithoutEnums else acceptWithEnums
         for _ in range(limit + 1):
             try:
-                taken.append(acceptSocket(self.socket, self.addressFamily))
+                taken.append(accept(self.socket, self.addressFamily))
             except OSError as e:
                 if e.errno not in (errno.ECONNABORTED, errno.EPERM):
                     break
@@ -257,35 +265,95 @@ class LifecycleUNIXPort(PolicedPort, unix.Port):
             raise
 
 
+#: Factories wrapped in factories (PROXY around TLS around the user's): how
+#: deep to look for the accept policy of the innermost.
+_MOST_WRAPPERS = 8
+
+
+def acceptPolicyOf(factory: object) -> AcceptPolicy | None:
+    """
+    The accept policy C{factory} brings with it (its C{acceptPolicy}
+    attribute: a L{tcplife.LifecycleServerFactory}'s admission gate), or
+    that of the factory it wraps (C{wrappedFactory}, as TLS and the PROXY
+    header wrap one), or C{None}.
+    """
+    for _ in range(_MOST_WRAPPERS):
+        policy: AcceptPolicy | None = getattr(factory, "acceptPolicy", None)
+        if policy is not None:
+            return policy
+        factory = getattr(factory, "wrappedFactory", None)
+        if factory is None:
+            break
+    return None
+
+
 @implementer(IReactorTCP, IReactorSSL, IReactorSocket, IReactorUNIX)
 class PortReactor:
     """
     A reactor whose listening calls build tcplife ports; every other attribute
     is the real reactor's.
 
+    Each port accepts under C{acceptPolicy} if one is given, and otherwise
+    under the policy its factory brings (L{acceptPolicyOf}): a
+    L{tcplife.LifecycleServerFactory}'s connection cap holds on every port
+    made here, without being named.
+
     On a reactor without real sockets (a test's C{MemoryReactor}), listening
     calls pass straight through.
 
-    @ivar acceptPolicy: Given to every port this adapter makes.
+    @ivar acceptPolicy: Given to every port this adapter makes, if not
+        C{None}.
+    @ivar transport: The class of every TCP connection its TCP ports accept:
+        L{DirectServer}, or a subclass with some of its speed levers off.
+    @ivar acceptWithoutEnums: Set on every port it makes (see
+        L{PolicedPort.acceptWithoutEnums}); C{False}: C{socket.accept()},
+        Twisted's way.
     @ivar ports: Every port this adapter made, in order.
     """
 
-    def __init__(self, reactor: Any, acceptPolicy: AcceptPolicy | None = None) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        acceptPolicy: AcceptPolicy | None = None,
+        *,
+        transport: type[DirectServer] = DirectServer,
+        acceptWithoutEnums: bool = True,
+    ) -> None:
         self._reactor = reactor
         self._real = isinstance(reactor, PosixReactorBase)
         self.acceptPolicy = acceptPolicy
+        self.transport = transport
+        self.acceptWithoutEnums = acceptWithoutEnums
         self.ports: list[IListeningPort] = []
+
+    @classmethod
+    def around(cls, reactor: Any) -> PortReactor:
+        """
+        C{reactor} itself if it is a L{PortReactor} already, else a new one
+        around it.
+        """
+        return reactor if isinstance(reactor, PortReactor) else cls(reactor)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._reactor, name)
 
     def _started(self, port: PolicedPort) -> IListeningPort:
-        port.acceptPolicy = self.acceptPolicy
+        policy = self.acceptPolicy
+        if policy is None:
+            policy = acceptPolicyOf(port.factory)
+        port.acceptPolicy = policy
+        if not self.acceptWithoutEnums:
+            port.acceptWithoutEnums = False
         port.startListening()  # type: ignore[attr-defined]
         self.ports.append(port)  # type: ignore[arg-type]
-        if self.acceptPolicy is not None:
-            self.acceptPolicy.watch(port)
+        if policy is not None:
+            policy.watch(port)
         return port  # type: ignore[return-value]
+
+    def _tcpPort(self, port: LifecyclePort) -> LifecyclePort:
+        if self.transport is not DirectServer:
+            port.transport = self.transport
+        return port
 
     def listenTCP(
         self,
@@ -297,7 +365,9 @@ class PortReactor:
         if not self._real:
             listening: IListeningPort = self._reactor.listenTCP(port, factory, backlog, interface)
             return listening
-        return self._started(LifecyclePort(port, factory, backlog, interface, self._reactor))
+        return self._started(
+            self._tcpPort(LifecyclePort(port, factory, backlog, interface, self._reactor))
+        )
 
     def listenSSL(
         self,
@@ -370,8 +440,10 @@ class PortReactor:
                 self._reactor, fileDescriptor, factory
             )
         else:
-            port = LifecyclePort._fromListeningDescriptor(  # type: ignore[no-untyped-call]
-                self._reactor, fileDescriptor, addressFamily, factory
+            port = self._tcpPort(
+                LifecyclePort._fromListeningDescriptor(  # type: ignore[no-untyped-call]
+                    self._reactor, fileDescriptor, addressFamily, factory
+                )
             )
         return self._started(port)
 

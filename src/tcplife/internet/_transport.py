@@ -50,36 +50,63 @@ class DirectServer(tcp.Server):
     """
     An accepted TCP connection that writes at once when it can.
 
-    Differences from C{tcp.Server}, none visible through C{ITransport}:
+    Differences from C{tcp.Server}, none visible through C{ITransport}, each
+    a speed lever with a flag of its own (a class attribute: set it in a
+    subclass, and give that to L{PortReactor <tcplife.internet.PortReactor>}
+    as its C{transport}); with the flag off, the connection does it
+    Twisted's way:
 
-      - C{write} and C{writeSequence} call C{send}/C{sendmsg} right away when
-        nothing is buffered; whatever the kernel does not take (and every
-        write while something is buffered) goes through Twisted's buffer, so
-        order, C{bufferSize} backpressure and close-after-flush hold;
-      - reads take up to L{readSize} bytes at a time (asyncio's figure),
+      - L{writeAtOnce}: C{write} and C{writeSequence} call C{send}/C{sendmsg}
+        right away when nothing is buffered; whatever the kernel does not
+        take (and every write while something is buffered) goes through
+        Twisted's buffer, so order, C{bufferSize} backpressure and
+        close-after-flush hold;
+      - L{readSize}: reads take up to 256 KiB at a time (asyncio's figure),
         while C{bufferSize} stays the producer's high-water mark;
-      - C{TCP_NODELAY} is on: each write is one complete message or the
-        echo of one, and Nagle's algorithm would hold it back for an ACK;
-      - C{loseConnection} with nothing to flush closes once the batch of
-        events being dispatched is done (or on the reactor's next pass)
-        instead of waiting for a writable event.
+      - L{noDelay}: C{TCP_NODELAY} is on: each write is one complete message
+        or the echo of one, and Nagle's algorithm would hold it back for an
+        ACK;
+      - L{closeAtOnce}: C{loseConnection} with nothing to flush closes once
+        the batch of events being dispatched is done (or on the reactor's
+        next pass) instead of waiting for a writable event;
+      - L{batchedPoller}: the connection registers with the reactor's
+        L{BatchedPoller <tcplife.internet.BatchedPoller>}, which dispatches
+        its events without C{callWithLogger}.
 
     Errors from an immediate send are not raised to the writer: the bytes are
     buffered and the next writable event meets the error and disconnects, as
     it would have with Twisted's buffered write.
     """
 
-    #: Bytes asked of each C{recv}.
+    #: Send at once whenever nothing is buffered ahead.  C{False}: every
+    #: write waits in Twisted's buffer for the next writable event (two
+    #: C{epoll_ctl} calls and a wake-up per message).  Read by every write.
+    writeAtOnce = True
+
+    #: Bytes asked of each C{recv}; Twisted asks C{bufferSize}, 64 KiB.
     readSize = 256 * 1024
 
-    #: C{TCP_NODELAY}'s setting on every accepted socket; a subclass whose
-    #: protocol writes many small pieces per message may want Nagle's
-    #: algorithm back (C{False}).
+    #: C{TCP_NODELAY}'s setting on every accepted socket; C{False} (Twisted's
+    #: default) leaves Nagle's algorithm on, which a protocol that writes
+    #: many small pieces per message may want.  Read once per connection.
     noDelay = True
+
+    #: With nothing left to flush (here or in the kernel), close without
+    #: waiting for a writable event, and with C{close()} alone.  C{False}:
+    #: Twisted's C{loseConnection}: a writable event, then C{shutdown()} and
+    #: C{close()}.  Read once per connection.
+    closeAtOnce = True
+
+    #: Register with the reactor's L{BatchedPoller
+    #: <tcplife.internet.BatchedPoller>} (where it has one).  C{False}: with
+    #: the reactor itself, whose dispatch wraps every event in
+    #: C{callWithLogger} and takes an C{EPOLLERR} for an end of input.  Read
+    #: once per connection.
+    batchedPoller = True
 
     # close() alone sends the FIN: the descriptor is close-on-exec, so no
     # other process holds the socket open, and shutdown() would be one more
-    # system call per connection.
+    # system call per connection.  (With closeAtOnce off, Twisted's way.)
     _shouldShutdown = False
 
     def __init__(
@@ -107,7 +134,9 @@ class DirectServer(tcp.Server):
         self.sessionno = sessionno
         self.hostname = client[0]
         # Where this connection registers for events: see _poller.
-        self._poller = pollerFor(reactor)
+        self._poller = pollerFor(reactor) if self.batchedPoller else reactor
+        if not self.closeAtOnce:
+            self._shouldShutdown = True
         # Not contextlib.suppress: this runs once per accepted connection.
         try:  # noqa: SIM105
             sock.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, self.noDelay)
@@ -215,6 +244,7 @@ class DirectServer(tcp.Server):
             or self._aborting
             or self._writeDisconnecting
             or not self.connected
+            or not self.writeAtOnce
         )
 
     def write(self, data: bytes) -> None:
@@ -227,6 +257,7 @@ class DirectServer(tcp.Server):
             or self._aborting
             or self._writeDisconnecting
             or not self.connected
+            or not self.writeAtOnce
             or type(data) is not bytes
             or not data
         ):
@@ -283,6 +314,7 @@ class DirectServer(tcp.Server):
             or self._writeDisconnected
             or self.disconnecting
             or not self.connected
+            or not self.closeAtOnce
             or self._kernelUnsent()
         ):
             super().loseConnection()  # type: ignore[no-untyped-call]
@@ -327,7 +359,26 @@ def acceptSocket(listener: socket.socket, family: int) -> tuple[socket.socket, A
     return socket.socket(family, _SOCK_STREAM, 0, fd), address
 
 
-class DirectAccepts:
+def acceptWithEnums(listener: socket.socket, family: int) -> tuple[socket.socket, Any]:
+    """
+    C{listener.accept()} itself, as Twisted's accept loop calls it.
+    """
+    return listener.accept()
+
+
+class AcceptsWithoutEnums:
+    """
+    The flag of an accept loop that calls L{acceptSocket}.
+    """
+
+    #: Accept with L{acceptSocket}, which skips C{socket.accept}'s conversion
+    #: of the family and type to enums on every call.  C{False}:
+    #: C{socket.accept()} itself, as Twisted does.  Read once per burst of
+    #: accepts.
+    acceptWithoutEnums = True
+
+
+class DirectAccepts(AcceptsWithoutEnums):
     """
     C{tcp.Port.doRead}'s accept loop, flat: per connection it skips the
     generator, the buffering of log events and the enum conversions of
@@ -357,10 +408,11 @@ class DirectAccepts:
         factory = self.factory
         makeTransport = self.transport
         reactor = self.reactor
+        accept = acceptSocket if self.acceptWithoutEnums else acceptWithEnums
         accepted = 0
         while accepted < numAccepts:
             try:
-                skt, address = acceptSocket(listener, family)
+                skt, address = accept(listener, family)
             except BlockingIOError:
                 break
             except OSError:

@@ -1,7 +1,9 @@
 """
-Server policy on top of the engine: the factory every connection is served
-by, admission on the kernel's backlog, idle timeouts, the graceful drain,
-metrics, faults on purpose, and listening as a service.
+Server policy on top of the engine: the settings (L{ServerSettings}), the
+factory every connection is served by, admission on the kernel's backlog,
+idle timeouts, the graceful drain, metrics, faults on purpose (L{FaultPlan}),
+listening (as a service, or L{listen}), the whole server built from its
+settings (L{serverService}), and the speed levers (L{LEVERS}).
 
 Imports L{tcplife.internet}, L{tcplife.protocols} and L{tcplife.events};
 only the C{twist} glue (L{tcplife.tap}) and the package's face import it.
@@ -10,14 +12,29 @@ only the C{twist} glue (L{tcplife.tap}) and the package's face import it.
 from ._admission import AcceptGate, GovernedPort
 from ._drain import Drainer, drainOnHangup
 from ._factory import LifecycleServerFactory
-from ._faults import KINDS, Draw, Fault, FaultPlan, FaultSpec, FaultSpecError, parseFaultSpec
+from ._faults import (
+    KINDS,
+    LARGEST_SEED,
+    Draw,
+    Fault,
+    FaultPlan,
+    FaultSpec,
+    FaultSpecError,
+    faultPlan,
+    parseFaultSpec,
+)
 from ._idle import IdleSweeper
-from ._listening import Listener, ListenError, describeListenFailure, listeningSocket
+from ._levers import LEVERS, LEVERS_OFF_VARIABLE, unknownLevers
+from ._listening import Listener, ListenError, describeListenFailure, listen, listeningSocket
 from ._metrics import ServerCollector, metricsSite
-from ._service import ServerService
+from ._service import ServerService, serverService
+from ._settings import ServerSettings
 
 __all__ = [
     "KINDS",
+    "LARGEST_SEED",
+    "LEVERS",
+    "LEVERS_OFF_VARIABLE",
     "AcceptGate",
     "Drainer",
     "Draw",
@@ -32,9 +49,14 @@ __all__ = [
     "Listener",
     "ServerCollector",
     "ServerService",
+    "ServerSettings",
     "describeListenFailure",
     "drainOnHangup",
+    "faultPlan",
+    "listen",
     "listeningSocket",
     "metricsSite",
     "parseFaultSpec",
+    "serverService",
+    "unknownLevers",
 ]

@@ -18,6 +18,17 @@ still in its queue, though their handshakes completed and their requests may
 be waiting.  The gate takes them off the queue first and serves them, within
 the cap: those beyond it wait, in our hands now, for connections to close.
 
+A port tcplife did not make (a plain C{reactor.listenTCP}) is governed too,
+from the first connection the factory sees come through it: it stops reading
+at the cap and resumes below it, as tcplife's own do.  What it cannot be
+made to do is bound a burst of accepts already under way (see
+TWISTED-NOTES.md, "Accept bursts"): the factory resets the connections a
+burst takes beyond the cap, and the gate counts them (L{refusedOverCap}).
+Each time it lets such a port read again, the gate sets the port's next
+burst to the slots free, so the clients that waited in the queue are served,
+not reset.  Such a port does not hand over its queue when it closes, and
+Twisted's own remedy for running out of descriptors applies to it.
+
 Two faults on purpose (C{--fault}) are the gate's: C{accept-delay} holds the
 queue for a while before the connection that drew it is accepted, and
 C{never-accept} holds it for good, so that it fills up to the backlog and
@@ -43,6 +54,7 @@ from ..events import LifecycleLog, describeAddress
 from ..internet import readAcceptQueue
 from ..protocols import ProxyHeaderFactory
 from ._faults import ACCEPT_DELAY, NEVER_ACCEPT, FaultPlan
+from ._settings import ServerSettings
 
 #: Why accepting paused.
 MAX_CONNECTIONS = "max-connections"
@@ -56,10 +68,10 @@ _UNBOUNDED = 1 << 30
 _LOOKAHEAD = 64
 
 
-class GovernedPort(typing.Protocol):
+class ListeningPort(typing.Protocol):
     """
-    What the gate needs of a listening port it governs (tcplife's own ports,
-    L{tcplife.internet.PolicedPort}, are such ports).
+    What the gate needs of any listening port it governs: to stop and start
+    it reading.
     """
 
     socket: Socket
@@ -71,6 +83,13 @@ class GovernedPort(typing.Protocol):
 
     def getHost(self) -> IAddress: ...
 
+
+class GovernedPort(ListeningPort, typing.Protocol):
+    """
+    What the gate needs of a port that accepts under it (tcplife's own ports,
+    L{tcplife.internet.PolicedPort}, are such ports).
+    """
+
     def takeAcceptQueue(self) -> list[tuple[Socket, Any]]: ...
 
     def serveAccepted(self, client: Socket, address: Any) -> None: ...
@@ -81,7 +100,8 @@ class AcceptGate:
     Decides when tcplife ports accept; an L{AcceptPolicy
     <tcplife.internet.AcceptPolicy>} for tcplife's ports.
 
-    @ivar maxConnections: The cap on open connections, or C{None}.
+    @ivar settings: Where the cap on open connections is
+        (C{maxConnections}, C{None}: no cap).
     @ivar paused: Why accepting is paused (L{MAX_CONNECTIONS},
         L{FD_LIMIT}), or C{None} while accepting.
     @ivar faults: The server's faults on purpose, whose C{accept-delay} and
@@ -94,6 +114,10 @@ class AcceptGate:
         the factory's C{buildProtocol} returned C{None}.
     @ivar refusedHeader: Connections accepted and then closed without a
         valid PROXY header (invalid, none in time, or closed first).
+    @ivar refusedOverCap: Connections a port tcplife did not make accepted
+        beyond the cap, in one burst, and that the factory reset at once.
+    @ivar foreignPorts: The ports tcplife did not make that this gate
+        governs (see L{noticePort}).
     @ivar exhaustions: Times C{accept()} failed for want of descriptors or
         memory.
     @ivar waiting: Clients taken off the accept queue of a port that closed,
@@ -114,12 +138,12 @@ class AcceptGate:
         events: LifecycleLog,
         clock: IReactorTime,
         openConnections: Callable[[], int],
-        maxConnections: int | None = None,
+        settings: ServerSettings,
         faults: FaultPlan | None = None,
     ) -> None:
         self.events = events
         self.clock = clock
-        self.maxConnections = maxConnections
+        self.settings = settings
         self.faults = faults
         self.paused: str | None = None
         self.held: str | None = None
@@ -127,8 +151,10 @@ class AcceptGate:
         self.awaitingHeader = 0
         self.refusedByFactory = 0
         self.refusedHeader = 0
+        self.refusedOverCap = 0
         self.exhaustions = 0
-        self.ports: list[GovernedPort] = []
+        self.ports: list[ListeningPort] = []
+        self.foreignPorts: list[ListeningPort] = []
         self.waiting: deque[tuple[GovernedPort, Socket, Any]] = deque()
         self.unserved = 0
         self._openConnections = openConnections
@@ -136,7 +162,14 @@ class AcceptGate:
         self._retry: IDelayedCall | None = None
         self._retryDelay = self.retryAfter
 
-    def watch(self, port: GovernedPort) -> None:
+    @property
+    def maxConnections(self) -> int | None:
+        """
+        The cap on open connections, or C{None}.
+        """
+        return self.settings.maxConnections
+
+    def watch(self, port: ListeningPort) -> None:
         """
         Govern C{port} from now on.
         """
@@ -149,6 +182,30 @@ class AcceptGate:
         if self.paused is not None or self.held is not None:
             port.stopReading()
 
+    def noticePort(self, port: Any) -> None:
+        """
+        A connection came through the listening C{port}: if it accepts
+        under no policy (a port tcplife did not make), govern it from now
+        on, and warn, once, of what that costs.  The factory asks for every
+        connection while there is a cap; for a port that accepts under this
+        gate, the answer is the first test.
+        """
+        policy = getattr(port, "acceptPolicy", None)
+        if policy is self or port is None or policy is not None or port in self.foreignPorts:
+            return
+        self.foreignPorts.append(port)
+        self.watch(port)
+        self._boundForeignBursts()
+        self.events.logger.warn(
+            "{address} is a listening port tcplife did not make: it stops reading at "
+            "{max_connections} open connections, but a burst of accepts can take more "
+            "clients than there are slots, and those are reset at once; listen with "
+            "tcplife.listen() or tcplife.serverFromString() instead, whose ports leave "
+            "them waiting in the kernel's accept queue",
+            address=describeAddress(port.getHost()),
+            max_connections=self.maxConnections,
+        )
+
     def openConnections(self) -> int:
         """
         The connections open now: the factory's, and those still waiting for
@@ -159,16 +216,22 @@ class AcceptGate:
     # -- AcceptPolicy -----------------------------------------------------
 
     def acceptBudget(self) -> int:
-        if self.paused is not None or self.held is not None:
-            return 0
-        if self.maxConnections is None:
-            budget = _UNBOUNDED
-        else:
-            budget = self.maxConnections - self.openConnections()
+        """
+        How many a port may accept now; with C{accept-delay} or
+        C{never-accept}, asked by a port whose queue holds a client, it may
+        hold the queue first (and answer 0).
+        """
+        budget = self._roomBelowCap()
         faults = self.faults
         if faults is not None and faults.holdsAccepts and budget > 0:
             return self._acceptsBeforeAHold(faults, budget)
         return budget
+
+    def _roomBelowCap(self) -> int:
+        if self.paused is not None or self.held is not None:
+            return 0
+        cap = self.settings.maxConnections
+        return _UNBOUNDED if cap is None else cap - self.openConnections()
 
     def acceptsExhausted(self, port: GovernedPort, error: int) -> None:
         self.exhaustions += 1
@@ -210,13 +273,15 @@ class AcceptGate:
     # -- what the factory tells us ---------------------------------------
 
     def connectionOpened(self) -> None:
-        cap = self.maxConnections
+        cap = self.settings.maxConnections
         if cap is not None and self.paused is None and self.openConnections() >= cap:
             self._pause(MAX_CONNECTIONS)
 
     def connectionClosed(self) -> None:
         if self.waiting:
             self._serveWaiting()
+        if self.foreignPorts:
+            self._boundForeignBursts()
         if self.paused is None:
             return
         # A closed connection freed a descriptor too, so an fd-limit pause
@@ -299,10 +364,18 @@ class AcceptGate:
 
     # -- internals ----------------------------------------------------------
 
+    def _boundForeignBursts(self) -> None:
+        # tcp.Port reads numberAccepts when a burst begins and scales it when
+        # it ends; set between bursts, it bounds the next one.
+        # Not acceptBudget(): no client need be waiting for a fault's hold.
+        budget = max(1, self._roomBelowCap())
+        for port in self.foreignPorts:
+            port.numberAccepts = budget  # type: ignore[attr-defined]
+
     def _serveWaiting(self) -> None:
         # Within the cap, however accepting is paused: these were accepted
         # already, and their descriptors are ours.
-        cap = self.maxConnections
+        cap = self.settings.maxConnections
         while self.waiting and (cap is None or self.openConnections() < cap):
             port, client, address = self.waiting.popleft()
             port.serveAccepted(client, address)
@@ -312,12 +385,13 @@ class AcceptGate:
         self._resumeIfBelowCap()
 
     def _resumeIfBelowCap(self) -> None:
-        if self.maxConnections is not None and self.openConnections() >= self.maxConnections:
+        cap = self.settings.maxConnections
+        if cap is not None and self.openConnections() >= cap:
             self.paused = MAX_CONNECTIONS
             return
         self._resume()
 
-    def _listening(self) -> list[GovernedPort]:
+    def _listening(self) -> list[ListeningPort]:
         return [
             port
             for port in self.ports
@@ -343,6 +417,8 @@ class AcceptGate:
         if self.paused is None:
             return
         self.paused = None
+        if self.foreignPorts:
+            self._boundForeignBursts()
         pausedFor = self.clock.seconds() - self._pausedAt
         openConnections = self.openConnections()
         for port in self._listening():

@@ -80,10 +80,11 @@ class Drainer:
     that were in the kernel's accept queue then were taken off it: they are
     served as connections close (see L{AcceptGate.closing}).  Each connection
     runs on until its peer closes or half-closes and has its echo in full.
-    At C{timeout} seconds, those left are closed gracefully; those still
-    open C{grace} seconds later are aborted.  A second SIGINT or SIGTERM
-    during the drain aborts everything at once; a SIGHUP (the terminal went
-    away, see L{drainOnHangup}) does not.
+    At the factory's C{shutdownTimeout} seconds (see L{ServerSettings
+    <tcplife.server.ServerSettings>}), those left are closed gracefully;
+    those still open its C{closeTimeout} seconds later are aborted.  A second
+    SIGINT or SIGTERM during the drain aborts everything at once; a SIGHUP
+    (the terminal went away, see L{drainOnHangup}) does not.
 
     @ivar endedByPeer: Connections that ended before the deadline.
     @ivar closedAtDeadline: Connections closed gracefully at the deadline.
@@ -98,16 +99,12 @@ class Drainer:
         self,
         factory: LifecycleServerFactory,
         clock: IReactorTime,
-        timeout: float,
-        grace: float,
         *,
         handleSignals: bool = False,
         callFromThread: Callable[..., Any] | None = None,
     ) -> None:
         self.factory = factory
         self.clock = clock
-        self.timeout = timeout
-        self.grace = grace
         self.endedByPeer = 0
         self.closedAtDeadline = 0
         self.aborted = 0
@@ -132,8 +129,9 @@ class Drainer:
         self._done = Deferred()
         self.trapSecondSignal()
         events = self.factory.events
-        events.drain(len(self.factory.connections), len(self.factory.gate.waiting), self.timeout)
-        self._timers = [self.clock.callLater(self.timeout, self._deadline)]
+        timeout = self.factory.settings.shutdownTimeout
+        events.drain(len(self.factory.connections), len(self.factory.gate.waiting), timeout)
+        self._timers = [self.clock.callLater(timeout, self._deadline)]
         if self._endAtOnce is not None:
             self._abortAll(self._endAtOnce)
         self.factory.whenNoConnections().addCallback(self._finished)
@@ -143,11 +141,12 @@ class Drainer:
         # Before closing any connection, whose close would serve one of them.
         self.factory.gate.closeWaiting()
         left = list(self.factory.connections.values())
-        self.factory.events.drainDeadline(len(left), self.grace)
+        grace = self.factory.settings.closeTimeout
+        self.factory.events.drainDeadline(len(left), grace)
         for connection in left:
             self._closedAtDeadline.add(connection.connId)
             connection.loseConnection()
-        self._timers.append(self.clock.callLater(self.grace, self._abortAll, "not drained"))
+        self._timers.append(self.clock.callLater(grace, self._abortAll, "not drained"))
 
     def _abortAll(self, reason: str) -> None:
         self.factory.gate.closeWaiting()

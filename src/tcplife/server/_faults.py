@@ -14,6 +14,7 @@ them: the same seed and the same order of accepts give the same choices.
 from __future__ import annotations
 
 import math
+import secrets
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from random import Random
@@ -21,6 +22,7 @@ from typing import Final
 
 import attrs
 from twisted.internet.interfaces import IProtocol, IReactorTime
+from twisted.logger import Logger
 
 from ..protocols import (
     CLOSE_AFTER,
@@ -74,6 +76,13 @@ _FORMS: Final = {
 #: The largest byte count or rate a spec may give, and the longest delay.
 _MOST_BYTES = 1 << 62
 _LONGEST_MS = 86_400_000
+
+#: The largest seed (C{--seed}).
+LARGEST_SEED: Final = (1 << 63) - 1
+
+# A namespace of its own: a Logger on a class would be named after the
+# class, and with it the module it lives in.
+_log = Logger(namespace="tcplife")
 
 
 class FaultSpecError(ValueError):
@@ -287,6 +296,24 @@ class FaultPlan:
         The specs, as C{--fault} would give them, separated by C{"; "}.
         """
         return "; ".join(_describeSpec(spec) for spec in self.specs)
+
+
+def faultPlan(specs: Sequence[FaultSpec], seed: int | None) -> FaultPlan | None:
+    """
+    The plan of C{specs} (C{None} if there are none), drawn from C{seed}; or,
+    without one, from a random seed, logged so that a run can be drawn again.
+    """
+    if not specs:
+        return None
+    if seed is None:
+        seed = secrets.randbelow(LARGEST_SEED)
+    plan = FaultPlan(specs, seed)
+    _log.info(
+        "faults on purpose: {faults}; seed {seed} (--seed {seed} draws the same again)",
+        faults=plan.describe(),
+        seed=seed,
+    )
+    return plan
 
 
 def _describeSpec(spec: FaultSpec) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import Callable
+from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet import tcp
@@ -22,7 +23,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..events import LifecycleLog, describeAddress
-from ..internet import listenerAt, lockHolder, readAcceptQueue
+from ..internet import listenerAt, lockHolder, readAcceptQueue, serverFromString
 
 # A namespace of its own: a Logger on a class would be named after the
 # class, and with it the module it lives in.
@@ -106,6 +107,63 @@ def listeningSocket(port: IListeningPort) -> socket.socket | None:
     return handle if isinstance(handle, socket.socket) else None
 
 
+def announceListening(
+    port: IListeningPort,
+    description: str,
+    events: LifecycleLog | None,
+    backlog: int | None = None,
+) -> str:
+    """
+    Emit C{listen} for C{port} (or, without C{events}, one plain log line),
+    with the backlog as the kernel applies it where it says; returns the
+    port's address, as the event gives it.
+    """
+    address = describeAddress(port.getHost())
+    handle = listeningSocket(port)
+    if handle is not None:
+        queue = readAcceptQueue(handle)
+        if queue is not None:
+            # The kernel's own figure: listen() silently caps the request
+            # at net.core.somaxconn.
+            backlog = queue.backlog
+        elif handle.family == socket.AF_UNIX:
+            # No TCP_INFO for UNIX sockets: what the port asked listen()
+            # for, capped as the kernel caps it.
+            backlog = _cappedAtSomaxconn(getattr(port, "backlog", backlog))
+    if events is not None:
+        events.listen(address, backlog, description)
+    else:
+        _log.info("{description} listening on {address}", description=description, address=address)
+    return address
+
+
+def listen(reactor: Any, description: str, factory: IProtocolFactory) -> Deferred[IListeningPort]:
+    """
+    Listen on the server endpoint C{description} with C{factory}, on
+    tcplife's ports (see C{tcplife.serverFromString}), and emit C{listen}
+    once listening (through the factory's C{events}, if it has them).
+
+    A L{LifecycleServerFactory <tcplife.LifecycleServerFactory>}'s
+    C{maxConnections} holds from the first burst of clients on: those beyond
+    it wait in the kernel's accept queue.
+
+    @raise EndpointError: if the description cannot serve.
+    @return: A Deferred that fires with the listening port, or fails as the
+        endpoint's C{listen} does (C{CannotListenError}; see
+        L{describeListenFailure}).
+    """
+    events = getattr(factory, "events", None)
+    if not isinstance(events, LifecycleLog):
+        events = None
+    listening: Deferred[IListeningPort] = serverFromString(reactor, description).listen(factory)
+
+    def listened(port: IListeningPort) -> IListeningPort:
+        announceListening(port, description, events, getattr(port, "backlog", None))
+        return port
+
+    return listening.addCallback(listened)
+
+
 class Listener(Service):
     """
     Listens on one endpoint with one factory, and reports C{listen} and
@@ -156,27 +214,7 @@ class Listener(Service):
 
     def _listening(self, port: IListeningPort) -> IListeningPort:
         self.port = port
-        self.address = describeAddress(port.getHost())
-        backlog = self._backlog
-        handle = listeningSocket(port)
-        if handle is not None:
-            queue = readAcceptQueue(handle)
-            if queue is not None:
-                # The kernel's own figure: listen() silently caps the request
-                # at net.core.somaxconn.
-                backlog = queue.backlog
-            elif handle.family == socket.AF_UNIX:
-                # No TCP_INFO for UNIX sockets: what the port asked listen()
-                # for, capped as the kernel caps it.
-                backlog = _cappedAtSomaxconn(getattr(port, "backlog", backlog))
-        if self.events is not None:
-            self.events.listen(self.address, backlog, self.description)
-        else:
-            _log.info(
-                "{description} listening on {address}",
-                description=self.description,
-                address=self.address,
-            )
+        self.address = announceListening(port, self.description, self.events, self._backlog)
         return port
 
     def _failedLater(self, failure: Failure) -> None:

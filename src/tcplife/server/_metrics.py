@@ -97,7 +97,9 @@ class ServerCollector(Collector):
             "the kernel dropped with the accept queue full; 'factory' counts "
             "connections the factory declined; 'proxy-header' counts connections "
             "closed without a valid PROXY header; 'shutdown' counts clients whose "
-            "handshake had completed that shutdown left unserved.",
+            "handshake had completed that shutdown left unserved; 'over-cap' counts "
+            "connections a port tcplife did not make accepted beyond the cap, reset "
+            "at once.",
             labels=["reason"],
         )
         dropped = 0
@@ -115,6 +117,7 @@ class ServerCollector(Collector):
         refused.add_metric(["factory"], gate.refusedByFactory)
         refused.add_metric(["proxy-header"], gate.refusedHeader)
         refused.add_metric(["shutdown"], gate.unserved)
+        refused.add_metric(["over-cap"], gate.refusedOverCap)
         yield depth
         yield backlog
         yield refused

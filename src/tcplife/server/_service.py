@@ -5,16 +5,23 @@ A tcplife server as one service: listeners, metrics, and a graceful drain.
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from typing import Any
+from typing import Any, cast
 
+from prometheus_client.registry import CollectorRegistry
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, maybeDeferred
-from twisted.internet.interfaces import IReactorCore
-from twisted.logger import Logger
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.interfaces import IReactorCore, IReactorTime, IStreamServerEndpoint
+from twisted.logger import Logger, LogLevel
 
+from ..events import LifecycleLog
+from ..internet import ReusePortEndpoint, serverFromString
 from ._drain import Drainer, drainOnHangup
 from ._factory import LifecycleServerFactory
+from ._levers import LEVERS, LEVERS_OFF_VARIABLE, portsWithout, rendersEvents
 from ._listening import Listener
+from ._metrics import ServerCollector, metricsSite
+from ._settings import ServerSettings
 
 # A namespace of its own: a Logger on a class would be named after the
 # class, and with it the module it lives in.
@@ -79,3 +86,76 @@ class ServerService(Service):
             yield self.drainer.drain()
         if self.metrics is not None:
             yield maybeDeferred(self.metrics.stopService)
+
+
+def serverService(
+    settings: ServerSettings, reactor: IReactorCore, *, threshold: LogLevel | None = None
+) -> ServerService:
+    """
+    The whole server C{settings} describe, as one service: its factory
+    (C{settings.factory}, or tcplife's), a listener for C{port} and one for
+    each C{listen} endpoint, all on tcplife's ports and serving that one
+    factory; metrics, if asked; and a graceful drain on SIGTERM, SIGINT and
+    SIGHUP.  What C{twist tcpecho} runs.
+
+    @param threshold: The lowest level any log observer keeps, if known
+        (C{twist --log-level}): events below it are not built.
+    @raise EndpointError: if an endpoint description cannot serve.
+    """
+    events = LifecycleLog(
+        trace=settings.trace, threshold=threshold, rendered=rendersEvents(settings.leversOff)
+    )
+    factoryClass = settings.factory or LifecycleServerFactory
+    factory = factoryClass(settings=settings, clock=cast(IReactorTime, reactor), events=events)
+    if settings.leversOff:
+        _log.warn(
+            "speed levers off ({variable}): {levers_off}; this server runs slower than "
+            "tcplife ships, to measure what they buy",
+            variable=LEVERS_OFF_VARIABLE,
+            levers_off=sorted(settings.leversOff),
+            twisted_way={lever: LEVERS[lever] for lever in sorted(settings.leversOff)},
+        )
+    # Every endpoint listens through this adapter: tcplife's ports, each
+    # under the factory's admission gate.
+    ports = portsWithout(reactor, settings.leversOff)
+    listeners = []
+    if settings.port is not None:
+        listeners.append(_portListener(settings, ports, factory, reactor))
+    for description in settings.listen:
+        endpoint = serverFromString(ports, description)
+        listeners.append(Listener(endpoint, factory, description, factory.events, reactor))
+    metrics = None
+    if settings.metrics is not None:
+        registry = CollectorRegistry(auto_describe=True)
+        registry.register(ServerCollector(factory, lambda: ports.ports))
+        metrics = Listener(
+            serverFromString(reactor, settings.metrics),
+            metricsSite(registry),
+            f"metrics {settings.metrics}",
+            None,
+            reactor,
+        )
+    drainer = Drainer(
+        factory,
+        cast(IReactorTime, reactor),
+        handleSignals=True,
+        callFromThread=getattr(reactor, "callFromThread", None),
+    )
+    return ServerService(factory, listeners, drainer, metrics, drainOnHangup=reactor)
+
+
+def _portListener(
+    settings: ServerSettings, ports: Any, factory: LifecycleServerFactory, reactor: IReactorCore
+) -> Listener:
+    assert settings.port is not None
+    backlog, interface = settings.backlog, settings.interface
+    # TCP4ServerEndpoint.listen is reactor.listenTCP(port, factory,
+    # backlog=, interface=); listenTCP picks IPv6 for an IPv6 interface.
+    endpoint: IStreamServerEndpoint
+    if settings.reusePort:
+        endpoint = ReusePortEndpoint(ports, settings.port, backlog, interface)
+    else:
+        endpoint = TCP4ServerEndpoint(ports, settings.port, backlog, interface)
+    host = interface or "0.0.0.0"
+    where = f"[{host}]:{settings.port}" if ":" in host else f"{host}:{settings.port}"
+    return Listener(endpoint, factory, where, factory.events, reactor, backlog)

@@ -25,7 +25,12 @@ from twisted.logger import LogLevel
 from twisted.python import usage
 
 from ..client import (
+    DEFAULT_DURATION,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DEFAULT_SIZE,
     DEFAULT_TIMEOUT,
+    DEFAULT_WINDOW,
     PATTERNS,
     STREAM,
     EchoClient,
@@ -39,11 +44,6 @@ from ..events import LifecycleLog
 from ._options import clientEndpoint, globalReactor, loadClass, twistLogLevel, wholeNumber
 from ._process import stopAndExit
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 9000
-DEFAULT_SIZE = 64
-DEFAULT_WINDOW = 1 << 16
-DEFAULT_DURATION = 10.0
 LONGEST_MESSAGE = 1 << 24
 #: The largest --file one-shot mode sends: it keeps the whole request in
 #: memory to check the echo against it.
@@ -119,7 +119,12 @@ class Options(usage.Options):
         ],
         ["protocol", None, None, "Use this EchoClient subclass (a dotted name)."],
         ["connections", "c", None, "Load mode: this many concurrent connections (default 1)."],
-        ["duration", "d", None, "Load mode: run this many seconds (default 10)."],
+        [
+            "duration",
+            "d",
+            None,
+            f"Load mode: run this many seconds (default {DEFAULT_DURATION:g}).",
+        ],
         ["count", "n", None, "Load mode: complete this many messages in all, then stop."],
         ["size", "s", None, f"Load mode: bytes per message (default {DEFAULT_SIZE})."],
         ["rate", "r", None, "Load mode: send at most this many messages per second in all."],

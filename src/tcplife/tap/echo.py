@@ -5,41 +5,39 @@ C{twist tcpecho}: the RFC 862 echo server, every lifecycle step logged.
 from __future__ import annotations
 
 import os
-import secrets
-import socket
-from typing import Any, cast
+from collections.abc import Mapping
+from typing import Any
 
-from prometheus_client.registry import CollectorRegistry
 from twisted.application.service import IService
-from twisted.internet.endpoints import TCP4ServerEndpoint
-from twisted.internet.interfaces import IReactorCore, IReactorTime, IStreamServerEndpoint
+from twisted.internet.interfaces import IReactorCore, IStreamServerEndpoint
 from twisted.internet.protocol import Protocol
-from twisted.logger import Logger
 from twisted.python import usage
 
-from ..events import LifecycleLog
-from ..internet import PortReactor, ReusePortEndpoint
 from ..server import (
-    Drainer,
-    FaultPlan,
+    LARGEST_SEED,
+    LEVERS,
+    LEVERS_OFF_VARIABLE,
     FaultSpecError,
     LifecycleServerFactory,
-    Listener,
-    ServerCollector,
-    ServerService,
-    metricsSite,
+    ServerSettings,
     parseFaultSpec,
+    serverService,
+    unknownLevers,
 )
 from ._options import globalReactor, loadClass, seconds, serverEndpoint, twistLogLevel, wholeNumber
 from ._process import ServerProcess
 
-DEFAULT_PORT = 9000
-DEFAULT_BACKLOG = 128
-_LARGEST_SEED = (1 << 63) - 1
+#: Where each option's default is: the settings it sets.
+_DEFAULTS = ServerSettings()
 
-# A namespace of its own: a Logger on a class would be named after the
-# class, and with it the module it lives in.
-_log = Logger(namespace="tcplife")
+
+def _fieldOf(option: str) -> str:
+    """
+    The L{ServerSettings} field an option sets: its name in camelCase
+    (C{--max-connections}: C{maxConnections}).
+    """
+    first, *rest = option.split("-")
+    return first + "".join(word.capitalize() for word in rest)
 
 
 class Options(usage.Options):
@@ -70,7 +68,7 @@ class Options(usage.Options):
         [
             "interface",
             None,
-            "",
+            None,
             "Local address for --port to bind (default: every IPv4 interface).",
         ],
         [
@@ -78,7 +76,7 @@ class Options(usage.Options):
             None,
             None,
             "Length of the kernel's queue of connections not yet accepted (listen()'s "
-            f"backlog) for --port (default: {DEFAULT_BACKLOG}).",
+            f"backlog) for --port (default: {_DEFAULTS.backlog}).",
         ],
         [
             "protocol",
@@ -108,14 +106,16 @@ class Options(usage.Options):
         [
             "close-timeout",
             None,
-            "5",
-            "Abort a connection whose graceful close has not finished in this many seconds.",
+            None,
+            "Abort a connection whose graceful close has not finished in this many seconds "
+            f"(default: {_DEFAULTS.closeTimeout:g}).",
         ],
         [
             "shutdown-timeout",
             None,
-            "10",
-            "On SIGTERM, SIGINT or SIGHUP, wait this many seconds for open connections to finish.",
+            None,
+            "On SIGTERM, SIGINT or SIGHUP, wait this many seconds for open connections to "
+            f"finish (default: {_DEFAULTS.shutdownTimeout:g}).",
         ],
         [
             "metrics",
@@ -135,18 +135,25 @@ class Options(usage.Options):
     ]
     compData = usage.Completions(optActions={"interface": usage.CompleteNetInterfaces()})
 
+    #: Where the speed levers to switch off are read from (tests give their
+    #: own): L{LEVERS_OFF_VARIABLE}.
+    environ: Mapping[str, str] = os.environ
+
     def __init__(self) -> None:
         usage.Options.__init__(self)
         self["port"] = None
         self["listen"] = []
         self["fault"] = []
+        #: What the options ask for, once they are parsed.
+        self.settings = _DEFAULTS
 
     def opt_port(self, port: str) -> None:
-        """
-        TCP port to listen on (default 9000, none with --listen; 0: any free).
-        """
         self["port"] = port
 
+    # usage.Options shows an option method's docstring as its help.
+    opt_port.__doc__ = (
+        f"TCP port to listen on (default {_DEFAULTS.port}, none with --listen; 0: any free)."
+    )
     opt_p = opt_port
 
     def opt_listen(self, description: str) -> None:
@@ -176,12 +183,10 @@ class Options(usage.Options):
         if self["port"] is not None:
             self["port"] = wholeNumber("--port", self["port"], 0, 65535)
         elif not self["listen"]:
-            self["port"] = DEFAULT_PORT
+            self["port"] = _DEFAULTS.port
         if self["port"] is None:
             self._refuseWithoutPort()
-        if self["backlog"] is None:
-            self["backlog"] = DEFAULT_BACKLOG
-        else:
+        if self["backlog"] is not None:
             self["backlog"] = wholeNumber("--backlog", self["backlog"], 1, 65535)
         for description in self["listen"]:
             _parseEndpoint(globalReactor(), description)
@@ -191,10 +196,12 @@ class Options(usage.Options):
             )
         if self["idle-timeout"] is not None:
             self["idle-timeout"] = seconds("--idle-timeout", self["idle-timeout"])
-        self["close-timeout"] = seconds("--close-timeout", self["close-timeout"])
-        self["shutdown-timeout"] = seconds(
-            "--shutdown-timeout", self["shutdown-timeout"], allowZero=True
-        )
+        if self["close-timeout"] is not None:
+            self["close-timeout"] = seconds("--close-timeout", self["close-timeout"])
+        if self["shutdown-timeout"] is not None:
+            self["shutdown-timeout"] = seconds(
+                "--shutdown-timeout", self["shutdown-timeout"], allowZero=True
+            )
         if self["metrics"] is not None:
             _parseEndpoint(globalReactor(), self["metrics"], option="--metrics")
         if self["protocol"] is not None and self["factory"] is not None:
@@ -203,6 +210,7 @@ class Options(usage.Options):
             self["protocol"] = loadClass("--protocol", self["protocol"], Protocol)
         if self["factory"] is not None:
             self["factory"] = loadClass("--factory", self["factory"], LifecycleServerFactory)
+        self.settings = self._settings()
 
     def _checkFaults(self) -> None:
         specs = []
@@ -211,11 +219,11 @@ class Options(usage.Options):
                 specs.append(parseFaultSpec(spec))
             except FaultSpecError as e:
                 raise usage.UsageError(f"--fault {spec!r} is not usable: {e}.") from None
-        self["faults"] = specs
+        self["fault"] = tuple(specs)
         if self["seed"] is not None:
             if not specs:
                 raise usage.UsageError("--seed applies to --fault; give --fault too.")
-            self["seed"] = wholeNumber("--seed", self["seed"], 0, _LARGEST_SEED)
+            self["seed"] = wholeNumber("--seed", self["seed"], 0, LARGEST_SEED)
         if self["name"] is not None:
             if not self["reflect"]:
                 raise usage.UsageError("--name applies to --reflect; give --reflect too.")
@@ -234,6 +242,55 @@ class Options(usage.Options):
                     f"{option}= in the --listen endpoint (tcp:9000:{option}=...)."
                 )
 
+    def _settings(self) -> ServerSettings:
+        """
+        The settings the options give, each option setting the field of its
+        name, on top of the factory class's defaults (its class attributes).
+        """
+        given: dict[str, Any] = {
+            _fieldOf(option): self[option]
+            for option in _SETTINGS_OPTIONS
+            if self[option] is not None
+        }
+        # Given or not, these say what they are: no port (--listen alone),
+        # the endpoints, and the flags.
+        given["port"] = self["port"]
+        given["listen"] = self["listen"]
+        given["trace"] = bool(self["trace"])
+        given["reusePort"] = bool(self["reuse-port"])
+        given["leversOff"] = self._leversOff()
+        given["fault"] = self["fault"]
+        given["reflect"] = bool(self["reflect"])
+        factoryClass: type[LifecycleServerFactory] = self["factory"] or LifecycleServerFactory
+        return factoryClass.defaultSettings().evolve(**given)
+
+    def _leversOff(self) -> frozenset[str]:
+        names = [name.strip() for name in self.environ.get(LEVERS_OFF_VARIABLE, "").split(",")]
+        levers = frozenset(name for name in names if name)
+        unknown = unknownLevers(sorted(levers))
+        if unknown:
+            raise usage.UsageError(
+                f"{LEVERS_OFF_VARIABLE} names {', '.join(map(repr, unknown))}, which is not a "
+                f"speed lever; the levers are {', '.join(LEVERS)} (separated by commas)."
+            )
+        return levers
+
+
+#: The options that set a field of L{ServerSettings} when given.
+_SETTINGS_OPTIONS = (
+    "interface",
+    "backlog",
+    "protocol",
+    "factory",
+    "max-connections",
+    "idle-timeout",
+    "close-timeout",
+    "shutdown-timeout",
+    "metrics",
+    "seed",
+    "name",
+)
+
 
 def _parseEndpoint(
     reactor: object, description: str, option: str = "--listen"
@@ -241,98 +298,16 @@ def _parseEndpoint(
     return serverEndpoint(option, reactor, description)
 
 
-def makeFactory(options: Options, reactor: IReactorCore) -> LifecycleServerFactory:
-    """
-    The factory the options ask for, with its settings applied.
-    """
-    events = LifecycleLog(trace=bool(options["trace"]), threshold=twistLogLevel(options))
-    factoryClass = options["factory"] or LifecycleServerFactory
-    # Only when asked: a user's factory subclass need not take them.
-    misbehaviour: dict[str, Any] = {}
-    if options["faults"]:
-        misbehaviour["faults"] = faultPlan(options)
-    if options["reflect"]:
-        misbehaviour["reflectAs"] = options["name"] or f"{socket.gethostname()}:{os.getpid()}"
-    factory: LifecycleServerFactory = factoryClass(
-        clock=cast(IReactorTime, reactor),
-        events=events,
-        maxConnections=options["max-connections"],
-        idleTimeout=options["idle-timeout"],
-        closeTimeout=options["close-timeout"],
-        **misbehaviour,
-    )
-    if options["protocol"] is not None:
-        factory.protocol = options["protocol"]
-    return factory
-
-
-def faultPlan(options: Options) -> FaultPlan:
-    """
-    The plan of the options' faults, from their seed (or a random one,
-    logged, so that a run can be drawn again).
-    """
-    seed = options["seed"]
-    if seed is None:
-        seed = secrets.randbelow(_LARGEST_SEED)
-    plan = FaultPlan(options["faults"], seed)
-    _log.info(
-        "faults on purpose: {faults}; seed {seed} (--seed {seed} draws the same again)",
-        faults=plan.describe(),
-        seed=seed,
-    )
-    return plan
-
-
 def makeService(options: Options, reactor: IReactorCore | None = None) -> IService:
     """
-    One listener per endpoint (and one for --port), all serving one factory;
-    metrics if asked; a graceful drain on SIGTERM, SIGINT and SIGHUP.
+    The server the options' settings describe (see
+    L{tcplife.server.serverService}), run as C{twist}'s service: the process
+    ends with one line and status 1 if listening fails.
     """
     if reactor is None:
         reactor = globalReactor()
-    factory = makeFactory(options, reactor)
-    # Endpoints listen through this adapter, so every port is a tcplife port
-    # under the factory's admission control.
-    ports = PortReactor(reactor, factory.gate)
-    listeners = []
-    if options["port"] is not None:
-        backlog = options["backlog"]
-        interface = options["interface"]
-        # TCP4ServerEndpoint.listen is reactor.listenTCP(port, factory,
-        # backlog=, interface=); listenTCP picks IPv6 for an IPv6 interface.
-        endpoint: IStreamServerEndpoint
-        if options["reuse-port"]:
-            endpoint = ReusePortEndpoint(ports, options["port"], backlog, interface)
-        else:
-            endpoint = TCP4ServerEndpoint(ports, options["port"], backlog, interface)
-        host = interface or "0.0.0.0"
-        where = f"[{host}]:{options['port']}" if ":" in host else f"{host}:{options['port']}"
-        listeners.append(Listener(endpoint, factory, where, factory.events, reactor, backlog))
-    for description in options["listen"]:
-        endpoint = _parseEndpoint(ports, description)
-        listeners.append(Listener(endpoint, factory, description, factory.events, reactor))
-    metrics = None
-    if options["metrics"] is not None:
-        registry = CollectorRegistry(auto_describe=True)
-        registry.register(ServerCollector(factory, lambda: ports.ports))
-        metrics = Listener(
-            _parseEndpoint(reactor, options["metrics"], option="--metrics"),
-            metricsSite(registry),
-            f"metrics {options['metrics']}",
-            None,
-            reactor,
-        )
-    drainer = Drainer(
-        factory,
-        cast(IReactorTime, reactor),
-        timeout=options["shutdown-timeout"],
-        grace=options["close-timeout"],
-        handleSignals=True,
-        callFromThread=getattr(reactor, "callFromThread", None),
-    )
-    process = ServerProcess(
-        ServerService(factory, listeners, drainer, metrics, drainOnHangup=reactor), reactor
-    )
-    for listener in [*listeners, *([metrics] if metrics is not None else [])]:
+    server = serverService(options.settings, reactor, threshold=twistLogLevel(options))
+    process = ServerProcess(server, reactor)
+    for listener in [*server.listeners, *([server.metrics] if server.metrics else [])]:
         listener.failedLater = process.listenFailedLater
     return process
