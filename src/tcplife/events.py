@@ -239,11 +239,12 @@ class LifecycleLog:
                 "peer": peer,
                 "local": local,
             }
-            message = f"accept #{connId} from {_literal(peer)} on {_literal(local)}"
             if fault:
                 event["fault"] = list(fault)
-                message += f" (fault {', '.join(fault)})"
             if self.rendered:
+                message = f"accept #{connId} from {_literal(peer)} on {_literal(local)}"
+                if fault:
+                    message += f" (fault {', '.join(fault)})"
                 self._emit(self._level, message, event)
             else:
                 self._emitTemplate(self._level, event)
