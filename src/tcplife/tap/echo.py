@@ -66,6 +66,12 @@ class Options(usage.Options):
     ]
     optParameters = [
         [
+            "port",
+            "p",
+            None,
+            f"TCP port to listen on (default {_DEFAULTS.port}, none with --listen; 0: any free).",
+        ],
+        [
             "interface",
             None,
             None,
@@ -141,20 +147,10 @@ class Options(usage.Options):
 
     def __init__(self) -> None:
         usage.Options.__init__(self)
-        self["port"] = None
         self["listen"] = []
         self["fault"] = []
         #: What the options ask for, once they are parsed.
         self.settings = _DEFAULTS
-
-    def opt_port(self, port: str) -> None:
-        self["port"] = port
-
-    # usage.Options shows an option method's docstring as its help.
-    opt_port.__doc__ = (
-        f"TCP port to listen on (default {_DEFAULTS.port}, none with --listen; 0: any free)."
-    )
-    opt_p = opt_port
 
     def opt_listen(self, description: str) -> None:
         """
