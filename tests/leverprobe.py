@@ -45,6 +45,7 @@ class LeverProbe:
         self.noDelay: list[int] = []
         self.shutdowns = 0
         self.closeFormats: list[str] = []
+        self.closeViews: list[bool] = []
         self._serverSockets: set[socket.socket] = set()
         self._install(patch)
 
@@ -95,6 +96,7 @@ class LeverProbe:
     def _event(self, event: dict[str, Any]) -> None:
         if event.get("lifecycle") == "close":
             self.closeFormats.append(event["log_format"])
+            self.closeViews.append("tcp" in event)
 
     @inlineCallbacks
     def observe(self, leversOff: str = "") -> Generator[Deferred[Any], Any, dict[str, Any]]:
@@ -122,6 +124,7 @@ class LeverProbe:
         observed["close event format"] = (
             "template" if "{conn_id}" in self.closeFormats[-1] else "rendered"
         )
+        observed["kernel's view in the close event"] = self.closeViews[-1]
         return observed
 
     def echoOnce(self, port: int) -> dict[str, Any]:

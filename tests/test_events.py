@@ -39,9 +39,11 @@ def emitted(rendered: bool) -> list[dict[str, Any]]:
 
 def fieldsOf(event: dict[str, Any]) -> dict[str, Any]:
     """
-    The event's fields, less those of the one emitting it and when.
+    The event's fields, less those of the one emitting it and when (a
+    close's C{opened_at} is the wall clock less its duration).
     """
-    return {k: v for k, v in event.items() if k not in ("log_format", "log_time", "log_logger")}
+    ignored = ("log_format", "log_time", "log_logger", "opened_at")
+    return {k: v for k, v in event.items() if k not in ignored}
 
 
 class RenderedFlagTests(SynchronousTestCase):

@@ -23,6 +23,7 @@ from .client import (
     LoadRun,
     LoadSettings,
 )
+from .eventlog import EventFile
 from .events import LifecycleLog
 from .internet import (
     AcceptQueue,
@@ -51,6 +52,7 @@ __all__ = [
     "EchoOutcome",
     "EchoProtocol",
     "EndpointError",
+    "EventFile",
     "FaultPlan",
     "HalfCloseableTLSFactory",
     "Latency",

@@ -197,6 +197,7 @@ AS_SHIPPED = {
     "accepts with socket.accept": False,
     "recv size": 256 * 1024,
     "close event format": "rendered",
+    "kernel's view in the close event": True,
 }
 
 #: What changes, and only that, once each lever is switched off (REACTOR:
@@ -209,6 +210,7 @@ SWITCHED_OFF = {
     "close-at-once": {"waits for writable to close": True, "shuts down before close": True},
     "accept-without-enums": {"accepts with socket.accept": True},
     "rendered-events": {"close event format": "template"},
+    "kernel-view": {"kernel's view in the close event": False},
 }
 
 
@@ -283,3 +285,35 @@ class LeverTests(TestCase):
         self.assertEqual(done.returncode, 64)
         self.assertIn(b"Error: TCPLIFE_LEVERS_OFF names 'turbo'", done.stdout + done.stderr)
         self.assertIn(b"write-at-once", done.stdout + done.stderr)
+
+
+class EncoderBenchTests(TestCase):
+    """
+    python -m tcplife.bench.encoders measures every candidate on both
+    records and prints each one's ratio to the fastest.
+    """
+
+    def test_everyCandidateIsMeasuredOnBothRecords(self) -> None:
+        """
+        orjson, msgspec (where the bench extra installed it) and the
+        standard library (both ways) are timed on a close and an accept
+        record, each a positive time; the output names them with their
+        ratios, the fastest at 1.00x.
+        """
+        from importlib.util import find_spec
+
+        from tcplife.bench import encoders
+
+        results = encoders.measure(repeats=1, number=50)
+        expected = {"orjson", "json, one encoder kept", "json, an encoder per event"}
+        if find_spec("msgspec") is not None:
+            expected.add("msgspec")
+        self.assertEqual({event: set(times) for event, times in results.items()},
+                         {"close": expected, "accept": expected})  # fmt: skip
+        self.assertTrue(all(t > 0 for times in results.values() for t in times.values()))
+        printed = subprocess.run(
+            [sys.executable, "-m", "tcplife.bench.encoders", "--repeats", "1"],
+            capture_output=True, text=True, timeout=120, check=True,
+        ).stdout  # fmt: skip
+        self.assertEqual(printed.count("1.00x"), 2)
+        self.assertEqual(len(printed.splitlines()), 2 * len(expected))

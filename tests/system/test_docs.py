@@ -402,6 +402,8 @@ class DocsTests(SynchronousTestCase):
         from tcplife.events import PHASES
 
         text = (DOCS / "events.md").read_text(encoding="utf-8")
+        # The phases' table, before the sections on the tcp object and the rest.
+        text = text[: text.index("\n## ")]
         rows = re.findall(r"^\| `([\w-]+)` \|", text, re.MULTILINE)
         self.assertEqual(sorted(row for row in rows if row != "lifecycle"), sorted(PHASES))
 
@@ -822,6 +824,8 @@ class ServerExampleTests(SynchronousTestCase):
                 sorted(documented.get("log_flattened", {})),
                 sorted(actual.get("log_flattened", {})),
             )
+            # The kernel's figures are the run's; their names are the contract.
+            self.assertEqual(list(documented.get("tcp", {})), list(actual.get("tcp", {})))
             # A per-connection event's log_format is its rendered message,
             # addresses and times included; a template is compared as is.
             varying = _RUN_SPECIFIC
@@ -832,9 +836,40 @@ class ServerExampleTests(SynchronousTestCase):
                 {k: v for k, v in actual.items() if k not in varying},
             )
 
+    @checks("events-close-line")
+    def test_eventsCloseLineIsWhatTcpechoWrites(self) -> None:
+        """
+        The --events-only close line shown is what tcpecho writes for an
+        echo: the same fields in the same order, the kernel's among them, and
+        apart from addresses, times and the kernel's figures the same values.
+        """
+        [sample] = [json.loads(line) for line in exampleCode("events-close-line").splitlines()]
+        path = temporaryDirectory(self) / "events.jsonl"
+        server, port = startTcpecho(self, "--events", str(path), "--events-only", "close")
+        self.assertEqual(echoWithHalfClose(port, b"hello\n"), b"hello\n")
+        server.signal(signal.SIGTERM)
+        [line] = [json.loads(text) for text in path.read_bytes().splitlines()]
+        self.assertEqual(list(line), list(sample))
+        self.assertEqual(list(line["tcp"]), list(sample["tcp"]))
+        varying = _RUN_SPECIFIC | {"time"}
+        self.assertEqual(
+            {k: v for k, v in line.items() if k not in varying},
+            {k: v for k, v in sample.items() if k not in varying},
+        )
+
 
 #: Fields whose values depend on the run (addresses, times), not the code.
-_RUN_SPECIFIC = {"address", "endpoint", "peer", "local", "log_time", "duration_s", "log_flattened"}
+_RUN_SPECIFIC = {
+    "address",
+    "endpoint",
+    "peer",
+    "local",
+    "log_time",
+    "duration_s",
+    "log_flattened",
+    "opened_at",
+    "tcp",
+}
 
 #: Runs the Python program named by its first argument with twisted.logger's
 #: events written to standard output as JSON, as twist would write them.

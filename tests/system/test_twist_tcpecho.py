@@ -148,7 +148,9 @@ class TcpechoProcessTests(SynchronousTestCase):
         self.assertRegex(lines[0], r"accept #\d+ from 127\.0\.0\.1:\d+ on 127\.0\.0\.1:\d+$")
         self.assertRegex(lines[1], r"half-close #\d+ by peer$")
         self.assertRegex(
-            lines[2], r"close #\d+ by peer \(fin\): 2 bytes in, 2 bytes out, \d+\.\d{3} s$"
+            lines[2],
+            r"close #\d+ by peer \(fin\): 2 bytes in, 2 bytes out, \d+\.\d{3} s, "
+            r"rtt \d+\.\d{3} ms, \d+ retransmitted$",
         )
         self.assertRegex(lines[3], r"stop-listening on 127\.0\.0\.1:\d+$")
 

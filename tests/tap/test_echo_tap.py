@@ -7,6 +7,7 @@ from __future__ import annotations
 import attrs
 from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactorClock, RaisingMemoryReactor
+from twisted.logger import LogLevel
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -268,6 +269,68 @@ class OptionTests(SynchronousTestCase):
         )
 
 
+class EventsOptionTests(SynchronousTestCase):
+    """
+    --events and --events-only are checked before anything runs.
+    """
+
+    assertRejected = OptionTests.assertRejected
+
+    def test_eventsOnlyNeedsEvents(self) -> None:
+        """
+        --events-only without --events says to give it.
+        """
+        self.assertRejected(["--events-only", "close"], "--events-only", "--events PATH")
+
+    def test_eventsOnlyTakesKnownPhases(self) -> None:
+        """
+        An unknown phase is refused, naming it and the phases there are.
+        """
+        path = str(temporaryDirectory(self) / "events.jsonl")
+        self.assertRejected(
+            ["--events", path, "--events-only", "close,closed"], "'close,closed'", "half-close"
+        )
+
+    def test_eventsOnlyBecomesASetOfPhases(self) -> None:
+        """
+        A comma list, spaces allowed, is the set of its phases.
+        """
+        path = str(temporaryDirectory(self) / "events.jsonl")
+        options = parse("--events", path, "--events-only", "accept, close")
+        self.assertEqual(options["events-only"], frozenset({"accept", "close"}))
+
+    def test_anUnwritableEventsPathIsRefused(self) -> None:
+        """
+        A path in a directory that does not exist is refused with the
+        system's reason.
+        """
+        path = str(temporaryDirectory(self) / "missing" / "events.jsonl")
+        self.assertRejected(["--events", path], "--events", "cannot be written", "No such file")
+
+
+class EventsServiceTests(SynchronousTestCase):
+    """
+    With --events, per-connection events go to the file only.
+    """
+
+    def test_eventsGoToTheFileNotTheLog(self) -> None:
+        """
+        The factory's events have the file as their sink, with the phases
+        of --events-only; its close is the service's last act.
+        """
+        path = temporaryDirectory(self) / "events.jsonl"
+        reactor = MemoryReactorClock()
+        options = parse("--port", "0", "--events", str(path), "--events-only", "close")
+        service = makeService(options, reactor)
+        service.startService()
+        factory = reactor.tcpServers[0][1]
+        self.assertIsNotNone(factory.events.sink)
+        self.assertEqual(factory.events.phases, frozenset({"close"}))
+        service.stopService()
+        factory.events.sink.event(LogLevel.info, {"lifecycle": "close"})
+        self.assertEqual(factory.events.sink.dropped, 1)
+
+
 def camelCase(option: str) -> str:
     """
     C{max-connections} as C{maxConnections}.
@@ -297,6 +360,7 @@ class SettingsTests(SynchronousTestCase):
         option is (--max-connections: maxConnections), and every field but
         leversOff (the environment's) has its option.
         """
+        events = str(temporaryDirectory(self) / "events.jsonl")
         given = {
             "--port": ("1234", 1234),
             "--interface": ("127.0.0.1", "127.0.0.1"),
@@ -314,6 +378,8 @@ class SettingsTests(SynchronousTestCase):
             "--seed": ("9", 9),
             "--reflect": (None, True),
             "--name": ("web-1", "web-1"),
+            "--events": (events, events),
+            "--events-only": ("close,accept", frozenset({"close", "accept"})),
         }
         argv = [word for option, (text, _) in given.items() for word in (option, text) if word]
         settings = parse(*argv).settings
@@ -367,7 +433,7 @@ class SettingsTests(SynchronousTestCase):
             str(error),
             "TCPLIFE_LEVERS_OFF names 'turbo', which is not a speed lever; the levers are "
             "write-at-once, 256k-reads, nodelay, batched-poller, close-at-once, "
-            "accept-without-enums, rendered-events (separated by commas).",
+            "accept-without-enums, rendered-events, kernel-view (separated by commas).",
         )
 
 

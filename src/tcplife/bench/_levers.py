@@ -51,6 +51,7 @@ _SCENARIOS = {
     "close-at-once": {"connect"},
     "accept-without-enums": {"connect"},
     "rendered-events": {"connect+events"},
+    "kernel-view": {"connect", "connect+close"},
 }
 
 #: Every lever, by name.

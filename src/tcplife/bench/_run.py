@@ -42,12 +42,18 @@ class ServerSpec:
     @ivar scenarios: The scenarios it takes part in.
     @ivar logsEvents: Whether its standard output is twist's JSON log, whose
         lifecycle events are counted at the end.
+    @ivar eventsFile: Whether it writes its events to C{{workdir}}'s file
+        of its name (C{--events}), whose lines are counted at the end.
     """
 
     name: str
     argv: tuple[str, ...]
     scenarios: frozenset[str]
     logsEvents: bool = False
+    eventsFile: bool = False
+
+    def eventsPath(self, workdir: Path) -> Path:
+        return workdir / (self.name.replace("/", "-").replace(" ", "-") + ".jsonl")
 
 
 def _tcpecho(*twistOptions: str) -> tuple[str, ...]:
@@ -77,6 +83,19 @@ SERVERS = (
     ServerSpec("twisted", _peer("twisted"), EVERYWHERE),
     ServerSpec("tcplife", _tcpecho(), EVERYWHERE, logsEvents=True),
     ServerSpec("tcplife warn", _tcpecho("--log-level", "warn"), CONNECT_ONLY),
+    ServerSpec("tcplife json", _tcpecho("--log-format", "json"), CONNECT_ONLY, logsEvents=True),
+    ServerSpec(
+        "tcplife events",
+        (*_tcpecho(), "--events", "{events}"),
+        CONNECT_ONLY,
+        eventsFile=True,
+    ),
+    ServerSpec(
+        "tcplife events close",
+        (*_tcpecho(), "--events", "{events}", "--events-only", "close"),
+        CONNECT_ONLY,
+        eventsFile=True,
+    ),
     ServerSpec(
         "tcplife/direct", _tcpecho("--reactor", "tcplife-direct"), EVERYWHERE, logsEvents=True
     ),
@@ -84,6 +103,30 @@ SERVERS = (
         "tcplife/direct warn",
         _tcpecho("--reactor", "tcplife-direct", "--log-level", "warn"),
         CONNECT_ONLY,
+    ),
+    ServerSpec(
+        "tcplife/direct json",
+        _tcpecho("--reactor", "tcplife-direct", "--log-format", "json"),
+        CONNECT_ONLY,
+        logsEvents=True,
+    ),
+    ServerSpec(
+        "tcplife/direct events",
+        (*_tcpecho("--reactor", "tcplife-direct"), "--events", "{events}"),
+        CONNECT_ONLY,
+        eventsFile=True,
+    ),
+    ServerSpec(
+        "tcplife/direct events close",
+        (
+            *_tcpecho("--reactor", "tcplife-direct"),
+            "--events",
+            "{events}",
+            "--events-only",
+            "close",
+        ),
+        CONNECT_ONLY,
+        eventsFile=True,
     ),
 )
 
@@ -118,7 +161,11 @@ class RunningServer:
 
 def startServer(spec: ServerSpec, workdir: Path) -> RunningServer:
     port = _freePort()
-    argv = [*_pinned(0), *(arg.replace("{port}", str(port)) for arg in spec.argv)]
+    events = str(spec.eventsPath(workdir))
+    argv = [
+        *_pinned(0),
+        *(arg.replace("{port}", str(port)).replace("{events}", events) for arg in spec.argv),
+    ]
     log = workdir / (spec.name.replace("/", "-").replace(" ", "-") + ".log")
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -216,11 +263,14 @@ def summarize(results: list[LoadResult]) -> Summary:
 
 def countEvents(log: Path) -> dict[str, int]:
     """
-    How many C{accept} and C{close} events a twist JSON log holds.
+    How many C{accept} and C{close} events a twist JSON log (or an
+    C{--events} file) holds.
     """
     data = log.read_bytes()
     return {
-        phase: data.count(b'"lifecycle": "%s"' % phase.encode()) for phase in ("accept", "close")
+        phase: data.count(b'"lifecycle": "%s"' % phase.encode())
+        + data.count(b'"lifecycle":"%s"' % phase.encode())
+        for phase in ("accept", "close")
     }
 
 
@@ -296,8 +346,10 @@ def runBench(
         for server in running:
             stopServer(server)
     for server in running:
-        if server.spec.logsEvents:
-            counted = countEvents(server.log)
+        if server.spec.logsEvents or server.spec.eventsFile:
+            counted = countEvents(
+                server.spec.eventsPath(workdir) if server.spec.eventsFile else server.log
+            )
             counted["connections"] = server.connections
             results.events[server.spec.name] = counted
     return results

@@ -35,6 +35,13 @@ CASES: dict[str, tuple[str, tuple[str, ...]]] = {
     "stream": ("stream", ("--log-level", "warn")),
     "connect": ("connect", ("--log-level", "warn")),
     "connect+events": ("connect", ()),
+    "connect+close": ("connect", ()),
+}
+
+#: tcpecho's own options in a case, after the port's.
+TCPECHO_OPTIONS: dict[str, tuple[str, ...]] = {
+    # One line per connection, with the kernel's view (--events-only close).
+    "connect+close": ("--events", "{events}", "--events-only", "close"),
 }
 
 BASELINE = "tcplife"
@@ -56,7 +63,8 @@ def serversFor(case: str) -> list[tuple[ServerSpec, str]]:
     """
     scenario, twistOptions = CASES[case]
     everywhere = frozenset({scenario})
-    tcpecho = _tcpecho(*twistOptions)
+    tcpecho = (*_tcpecho(*twistOptions), *TCPECHO_OPTIONS.get(case, ()))
+    writes = bool(TCPECHO_OPTIONS.get(case))
     servers = [
         (
             ServerSpec(
@@ -64,16 +72,17 @@ def serversFor(case: str) -> list[tuple[ServerSpec, str]]:
             ),
             "plain asyncio protocol on uvloop",
         ),
-        (ServerSpec(BASELINE, tcpecho, everywhere), "as it ships"),
+        (ServerSpec(BASELINE, tcpecho, everywhere, eventsFile=writes), "as it ships"),
         (
-            ServerSpec(CONTROL, launchedWithout("", tcpecho), everywhere),
+            ServerSpec(CONTROL, launchedWithout("", tcpecho), everywhere, eventsFile=writes),
             "as it ships (noise control)",
         ),
     ]
     for lever in LEVERS.values():
         if case in lever.scenarios:
             argv = launchedWithout(lever.name, tcpecho)
-            servers.append((ServerSpec(f"no {lever.name}", argv, everywhere), lever.off))
+            spec = ServerSpec(f"no {lever.name}", argv, everywhere, eventsFile=writes)
+            servers.append((spec, lever.off))
     return servers
 
 

@@ -32,6 +32,8 @@ from ..events import LifecycleLog
 from ..protocols import TrackedConnection
 from ._factory import DEFAULT_TIMEOUT, LifecycleClientFactory
 from ._failures import CANCELLED, MISMATCH, TIMEOUT, ConnectFailedError, lostConnectionKind
+from ._kernelview import SAMPLE_INTERVAL as KERNEL_SAMPLE_INTERVAL
+from ._kernelview import KernelTally
 from ._reflect import Reflection, ReflectionError, ReflectionReader, ReflectionTally
 from ._report import Latency, LoadReport
 from ._sinks import TextSink
@@ -140,6 +142,10 @@ class _LoadFactory(LifecycleClientFactory):
     def __init__(self, run: LoadRun, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.run = run
+
+    def connectionClosed(self, connection: TrackedConnection) -> None:
+        self.run.kernel.closed(connection)
+        super().connectionClosed(connection)
 
 
 class _LoadProtocol(Protocol):
@@ -404,6 +410,7 @@ class LoadRun:
         # timer tick: a dict increment costs a tenth of a histogram record.
         self.latencies: defaultdict[int, int] = defaultdict(int)
         self.histogram = HdrHistogram(1, _LONGEST_LATENCY_US, 3)
+        self.kernel = KernelTally()
         self.done = 0
         self.issued = 0
         self.errors: defaultdict[str, int] = defaultdict(int)
@@ -443,6 +450,9 @@ class LoadRun:
         self._every(sweep, self._sweep)
         if self._progress is not None:
             self._every(1.0, self._showProgress)
+        # Long-lived connections (rr, stream) are seen now and then, not only
+        # at their close.
+        self._every(KERNEL_SAMPLE_INTERVAL, self._sampleKernel)
         if self._rate is not None:
             self._every(_PACE_INTERVAL, self._refill)
 
@@ -632,6 +642,9 @@ class LoadRun:
             record(value, count)
         self.latencies.clear()
 
+    def _sampleKernel(self) -> None:
+        self.kernel.sample(self.factory.connections.values())
+
     def _showProgress(self) -> None:
         assert self._progress is not None
         now = self.clock.seconds()
@@ -712,5 +725,6 @@ class LoadRun:
             connectionsOpened=self.factory.opened,
             errors=LoadReport.countErrors(self.errors),
             latency=Latency.fromHistogram(self.histogram),
+            kernel=self.kernel.report(self.factory.connections.values()),
             reflections=self.reflections.summary() if self.reflections is not None else None,
         )

@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable
 
 from twisted.application.service import Service
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorCore
 
 from ._failures import EXIT_STATUS
@@ -50,13 +51,17 @@ class LoadService(Service):
         self.run.finished.addCallback(self._report)
         self._reactor.callWhenRunning(self.run.start)
 
-    def stopService(self) -> None:
+    def stopService(self) -> Deferred[None]:
         """
         Stopped from outside (Ctrl-C, SIGTERM): end the run early and report
         what was done; twist then exits as it does after that signal.
+
+        @return: Fires once every connection is gone, so that their C{close}
+            events are out (C{--events}) before the process ends.
         """
         Service.stopService(self)
         self.run.stop(interrupted=True)
+        return self.run.closed
 
     def _report(self, report: LoadReport) -> None:
         status = self._write(report)

@@ -4,13 +4,16 @@ The load report: what a load run did, as text for people and JSON for tools.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from hdrh.histogram import HdrHistogram
 
 from ._failures import REPORTED_KINDS
 from ._reflect import Reflections
+
+if TYPE_CHECKING:
+    from ._kernelview import KernelReport
 
 #: The percentiles reported, as HDR histogram percentiles and as JSON keys.
 PERCENTILES = ((50.0, "p50"), (90.0, "p90"), (99.0, "p99"), (99.9, "p99.9"))
@@ -78,6 +81,8 @@ class LoadReport:
     connectionsOpened: int
     errors: tuple[tuple[str, int], ...]
     latency: Latency
+    #: The kernel's round-trip times and retransmissions (TCP only).
+    kernel: KernelReport | None = None
     reflections: Reflections | None = None
 
     @staticmethod
@@ -123,6 +128,7 @@ class LoadReport:
             "connections_opened": self.connectionsOpened,
             "errors": dict(self.errors),
             "latency_us": {"count": self.latency.count, **self.latency.byName()},
+            **({"kernel": self.kernel.toJSON()} if self.kernel is not None else {}),
         }
 
     def render(self) -> str:
@@ -148,6 +154,7 @@ class LoadReport:
             ("connections", f"{self.connectionsOpened:,} opened"),
             ("errors", ", ".join(f"{kind} {count:,}" for kind, count in self.errors)),
             ("latency ms", latency),
+            *self._kernelRows(),
         ]
         if self.reflections is not None:
             rows.extend(self.reflections.rows())
@@ -157,3 +164,14 @@ class LoadReport:
         ]
         lines.extend(f"  {label:<12} {value}" for label, value in rows)
         return "\n".join(lines) + "\n"
+
+    def _kernelRows(self) -> list[tuple[str, str]]:
+        if self.kernel is None:
+            return []
+        rtt = "  ".join(
+            f"{name} {value / 1000:.3f}" for name, value in self.kernel.rtt.byName().items()
+        )
+        return [
+            ("tcp rtt ms", rtt),
+            ("retransmits", f"{self.kernel.retransmits:,} segments"),
+        ]

@@ -13,16 +13,27 @@ policy.
   - L{serverFromString} and L{clientFromString}: endpoint descriptions,
     checked in the user's terms (L{EndpointError});
   - what the kernel says about a socket (L{readAcceptQueue}, L{listenDrops},
-    L{unsentBytes}).
+    L{unsentBytes}, L{readTcpInfo}), and about a connection as it closes
+    (L{KernelViewAtClose}, L{seeKernelAtClose}).
 
 Imports L{tcplife.protocols} (the TLS and PROXY wrappers a port puts under
 a factory) and L{tcplife.events}; the server and client rooms import it.
 """
 
+from ._closeview import KernelViewAtClose, seeKernelAtClose, tcpInfoNow
 from ._dispatch import ErrorAwareDispatch
 from ._endpointcheck import EndpointError
 from ._endpoints import DEFAULT_PORT, clientFromString, serverFromString
-from ._kernel import AcceptQueue, listenDrops, readAcceptQueue, unsentBytes
+from ._kernel import (
+    TCP_INFO_FIELDS,
+    AcceptQueue,
+    listenDrops,
+    parseTcpInfo,
+    readAcceptQueue,
+    readTcpInfo,
+    readTcpInfoBytes,
+    unsentBytes,
+)
 from ._poller import BatchedPoller, pollerFor
 from ._port import (
     AcceptPolicy,
@@ -38,12 +49,14 @@ from ._unixpath import listenerAt, lockHolder
 
 __all__ = [
     "DEFAULT_PORT",
+    "TCP_INFO_FIELDS",
     "AcceptPolicy",
     "AcceptQueue",
     "BatchedPoller",
     "DirectServer",
     "EndpointError",
     "ErrorAwareDispatch",
+    "KernelViewAtClose",
     "LifecyclePort",
     "LifecycleUNIXPort",
     "PolicedPort",
@@ -54,8 +67,13 @@ __all__ = [
     "listenDrops",
     "listenerAt",
     "lockHolder",
+    "parseTcpInfo",
     "pollerFor",
     "readAcceptQueue",
+    "readTcpInfo",
+    "readTcpInfoBytes",
+    "seeKernelAtClose",
     "serverFromString",
+    "tcpInfoNow",
     "unsentBytes",
 ]

@@ -1,15 +1,19 @@
 """
 What the kernel says about a socket, read in one place: a listening socket's
-accept queue (C{TCP_INFO}) and the handshakes it dropped (C{SO_MEMINFO}), and
-a connection's unsent bytes (C{SIOCOUTQ}).
+accept queue (C{TCP_INFO}) and the handshakes it dropped (C{SO_MEMINFO}), a
+connection's unsent bytes (C{SIOCOUTQ}), and a connection's own view of its
+path (C{TCP_INFO}: round-trip time, retransmissions, congestion window...).
 """
 
 from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Callable
 from fcntl import ioctl
+from operator import itemgetter
 from termios import TIOCOUTQ
+from typing import Any
 
 import attrs
 
@@ -90,3 +94,150 @@ def unsentBytes(connected: socket.socket) -> int:
         return int(_unpackInt(ioctl(connected.fileno(), _SIOCOUTQ, _INT_BUFFER))[0])
     except OSError:
         return 1
+
+
+# struct tcp_info (include/uapi/linux/tcp.h): the fields of a connection's
+# C{tcp} object, by the name the events give them, with their offset and C
+# type.  The struct only ever grows at its end, and getsockopt returns as many
+# bytes as the running kernel has: a field past that length is left out.
+TCP_INFO_FIELDS: tuple[tuple[str, int, str], ...] = (
+    ("rtt_us", 68, "I"),  # tcpi_rtt
+    ("rttvar_us", 72, "I"),  # tcpi_rttvar
+    ("min_rtt_us", 148, "I"),  # tcpi_min_rtt (4.6)
+    ("rto_us", 8, "I"),  # tcpi_rto
+    ("retransmits", 100, "I"),  # tcpi_total_retrans: the connection's total
+    ("bytes_retrans", 208, "Q"),  # tcpi_bytes_retrans (4.19)
+    ("lost", 32, "I"),  # tcpi_lost
+    ("reordering", 88, "I"),  # tcpi_reordering
+    ("cwnd", 80, "I"),  # tcpi_snd_cwnd
+    ("ssthresh", 76, "I"),  # tcpi_snd_ssthresh (0x7fffffff: slow start never ended)
+    ("mss", 16, "I"),  # tcpi_snd_mss
+    ("pmtu", 60, "I"),  # tcpi_pmtu
+    ("delivery_rate", 160, "Q"),  # tcpi_delivery_rate, bytes per second (4.9)
+    ("bytes_acked", 120, "Q"),  # tcpi_bytes_acked (4.1)
+    ("bytes_received", 128, "Q"),  # tcpi_bytes_received (4.1)
+    ("segs_out", 136, "I"),  # tcpi_segs_out (4.2)
+    ("segs_in", 140, "I"),  # tcpi_segs_in (4.2)
+    ("notsent_bytes", 144, "I"),  # tcpi_notsent_bytes (4.6)
+    ("busy_us", 168, "Q"),  # tcpi_busy_time (4.10)
+    ("rwnd_limited_us", 176, "Q"),  # tcpi_rwnd_limited (4.10)
+    ("sndbuf_limited_us", 184, "Q"),  # tcpi_sndbuf_limited (4.10)
+)
+
+#: Bytes asked of the kernel: more than any struct tcp_info it has today.
+TCP_INFO_ASKED = 512
+
+_RTT = struct.Struct("=68xI")
+# tcpi_unacked (segments sent and not yet acknowledged) and
+# tcpi_notsent_bytes (4.6): together, whether SIOCOUTQ would be 0.
+_UNACKED_AND_NOTSENT = struct.Struct("=24xI116xI")
+_RETRANSMITS = struct.Struct("=100xI")
+
+TcpInfoParser = Callable[[bytes], dict[str, int]]
+
+
+def _parserFor(length: int) -> TcpInfoParser:
+    """
+    A parser of C{struct tcp_info} as returned at C{length} bytes: one
+    C{unpack_from} for every field that fits, then the values in the order
+    of L{TCP_INFO_FIELDS}.
+    """
+    present = [
+        (name, offset, code)
+        for name, offset, code in TCP_INFO_FIELDS
+        if offset + struct.calcsize(code) <= length
+    ]
+    if not present:
+        return lambda raw: {}
+    byOffset = sorted(range(len(present)), key=lambda index: present[index][1])
+    layout = ["="]
+    at = 0
+    for index in byOffset:
+        _, offset, code = present[index]
+        layout.append(f"{offset - at}x{code}" if offset > at else code)
+        at = offset + struct.calcsize(code)
+    unpack = struct.Struct("".join(layout)).unpack_from
+    names = tuple(name for name, _, _ in present)
+    # unpack gives the values by offset; put them back in the fields' order.
+    positionOf = {fieldIndex: position for position, fieldIndex in enumerate(byOffset)}
+    reorder: Callable[[tuple[int, ...]], Any] = itemgetter(
+        *(positionOf[index] for index in range(len(present)))
+    )
+    if len(present) == 1:
+        return lambda raw: {names[0]: unpack(raw)[0]}
+
+    def parse(raw: bytes) -> dict[str, int]:
+        return dict(zip(names, reorder(unpack(raw)), strict=True))
+
+    return parse
+
+
+# The running kernel returns the same length for every socket: one parser
+# per length seen.
+_parsers: dict[int, TcpInfoParser] = {}
+
+
+def parseTcpInfo(raw: bytes) -> dict[str, int]:
+    """
+    The C{tcp} object of a connection's C{close} event from the bytes
+    C{getsockopt(TCP_INFO)} returned: every field of L{TCP_INFO_FIELDS}
+    that the running kernel returned, and none that it did not (never a
+    zero for a field it lacks).
+    """
+    parse = _parsers.get(len(raw))
+    if parse is None:
+        parse = _parsers[len(raw)] = _parserFor(len(raw))
+    return parse(raw)
+
+
+def readTcpInfoBytes(connected: socket.socket) -> bytes | None:
+    """
+    C{struct tcp_info} of a TCP connection as the kernel returns it, or
+    C{None} where there is none (another family, a closed socket, a
+    platform without C{TCP_INFO}).
+    """
+    if _TCP_INFO is None:
+        return None
+    try:
+        raw: bytes = connected.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, TCP_INFO_ASKED)
+    except OSError:
+        return None
+    return raw or None
+
+
+def readTcpInfo(connected: socket.socket) -> dict[str, int] | None:
+    """
+    The kernel's view of a TCP connection now (see L{parseTcpInfo}), or
+    C{None} where there is none.
+    """
+    raw = readTcpInfoBytes(connected)
+    return None if raw is None else parseTcpInfo(raw)
+
+
+def rttOf(raw: bytes) -> int | None:
+    """
+    The smoothed round-trip time in C{raw}, in microseconds, if it is there.
+    """
+    return _RTT.unpack_from(raw)[0] if len(raw) >= _RTT.size else None
+
+
+def retransmitsOf(raw: bytes) -> int | None:
+    """
+    The connection's total of retransmitted segments in C{raw}, if it is
+    there.
+    """
+    return _RETRANSMITS.unpack_from(raw)[0] if len(raw) >= _RETRANSMITS.size else None
+
+
+def heldInTcpInfo(raw: bytes) -> int | None:
+    """
+    Whether the kernel still holds bytes to send on the connection, or has
+    sent bytes the peer has not acknowledged, as C{raw} says: 0 when
+    neither (what L{unsentBytes} would say as 0), C{None} where C{raw} is
+    too short to tell (before Linux 4.6).
+    """
+    if len(raw) < _UNACKED_AND_NOTSENT.size:
+        return None
+    unacked, notsent = _UNACKED_AND_NOTSENT.unpack_from(raw)
+    held: int = unacked + notsent
+    return held

@@ -26,8 +26,9 @@ from twisted.internet.interfaces import IAddress, IProtocol
 from twisted.python import log
 from twisted.python.failure import Failure
 
+from ._closeview import KernelViewAtClose
 from ._dispatch import ErrorAwareDispatch
-from ._kernel import unsentBytes
+from ._kernel import heldInTcpInfo, readTcpInfoBytes, unsentBytes
 from ._poller import pollerFor
 
 _SOCK_STREAM = socket.SOCK_STREAM
@@ -39,6 +40,9 @@ _CONNECTION_LOST = main.CONNECTION_LOST
 # One Failure for every orderly close, as the reactor itself does.
 _DONE = Failure(main.CONNECTION_DONE)
 
+_UNKNOWN = object()
+_EVERY_ADDRESS = frozenset({"0.0.0.0", "::", ""})
+
 #: The most buffers one C{sendmsg} takes (Linux's C{IOV_MAX}).
 IOV_MAX = 1024
 
@@ -46,7 +50,7 @@ _bufferWrite = abstract.FileDescriptor.write
 _bufferWriteSequence = abstract.FileDescriptor.writeSequence
 
 
-class DirectServer(tcp.Server):
+class DirectServer(KernelViewAtClose, tcp.Server):
     """
     An accepted TCP connection that writes at once when it can.
 
@@ -71,7 +75,11 @@ class DirectServer(tcp.Server):
         next pass) instead of waiting for a writable event;
       - L{batchedPoller}: the connection registers with the reactor's
         L{BatchedPoller <tcplife.internet.BatchedPoller>}, which dispatches
-        its events without C{callWithLogger}.
+        its events without C{callWithLogger};
+      - C{readsKernelAtClose}: the kernel's view of the connection is read
+        just before the socket closes (L{KernelViewAtClose}:
+        C{tcpInfoAtClose}); with nothing left to flush, from the same
+        C{TCP_INFO} that tells the close so, instead of C{SIOCOUTQ}.
 
     Errors from an immediate send are not raised to the writer: the bytes are
     buffered and the next writable event meets the error and disconnects, as
@@ -145,6 +153,22 @@ class DirectServer(tcp.Server):
         self.startReading()
         self.connected = 1
 
+    def getHost(self) -> IAddress:
+        # An accepted socket's local address is its listener's, unless the
+        # listener is bound to every address (0.0.0.0, ::): then only the
+        # kernel knows which one the client reached.  Known without a system
+        # call per connection, and still known after the close.
+        port: Any = self.server
+        if port is None:
+            return super().getHost()  # type: ignore[no-any-return, no-untyped-call]
+        host = port.__dict__.get("_connectionHost", _UNKNOWN)
+        if host is _UNKNOWN:
+            listening = port.getHost()
+            host = port._connectionHost = None if listening.host in _EVERY_ADDRESS else listening
+        if host is None:
+            return super().getHost()  # type: ignore[no-any-return, no-untyped-call]
+        return host  # type: ignore[no-any-return]
+
     @property
     def readsSocketErrors(self) -> bool:
         """
@@ -182,7 +206,7 @@ class DirectServer(tcp.Server):
         if not hasattr(self, "socket"):
             return
         abstract.FileDescriptor.connectionLost(self, reason)
-        self._closeSocket(not isinstance(reason.value, ConnectionAborted))  # type: ignore[no-untyped-call]
+        self._closeSocket(not isinstance(reason.value, ConnectionAborted))
         protocol = self.protocol
         del self.protocol
         del self.socket
@@ -325,17 +349,35 @@ class DirectServer(tcp.Server):
         # done, or else on the reactor's next pass: never inside the caller.
         self.stopReading()
         self.disconnecting = 1
+        view, self._viewAtLoseConnection = self._viewAtLoseConnection, None
         closeAfterDispatch = getattr(self._poller, "closeAfterDispatch", None)
-        if closeAfterDispatch is None or not closeAfterDispatch(self):
+        if closeAfterDispatch is not None and closeAfterDispatch(self):
+            # Closed before anything else happens on this connection: the
+            # kernel's view read just now is its view at close.
+            self._tcpInfoRaw = view
+        else:
             self.reactor.callLater(0, self._closeFlushed)  # type: ignore[attr-defined]
+
+    _viewAtLoseConnection: bytes | None = None
 
     def _kernelUnsent(self) -> int:
         """
         Bytes the kernel still holds to send, or has sent without the peer
-        acknowledging them (C{SIOCOUTQ}).  While there are any, closing
+        acknowledging them (non-zero: some).  While there are any, closing
         waits for a writable event as Twisted's does, so a peer that stopped
         reading is still caught by whatever times the close out.
+
+        Read from C{TCP_INFO} where the kernel's view is read at close anyway
+        (one system call for both, when the close follows at once), else
+        with C{SIOCOUTQ}.
         """
+        if self.readsKernelAtClose:
+            raw = readTcpInfoBytes(self.socket)
+            held = None if raw is None else heldInTcpInfo(raw)
+            if held is not None:
+                if not held:
+                    self._viewAtLoseConnection = raw
+                return held
         return unsentBytes(self.socket)
 
     def _closeFlushed(self) -> None:
@@ -344,7 +386,9 @@ class DirectServer(tcp.Server):
             return
         if self._tempDataLen or self.dataBuffer or self.producer is not None:
             # Written to (or given a producer) after loseConnection: flush
-            # first, and doWrite closes once the buffer is empty.
+            # first, and doWrite closes once the buffer is empty (and reads
+            # the kernel's view afresh then).
+            self._tcpInfoRaw = None
             self.startWriting()
             return
         self.connectionLost(_DONE)

@@ -33,7 +33,7 @@ from twisted.internet.interfaces import (
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
-from ..events import ABORT, FIN, LOCAL, PEER, RESET, TIMEOUT, LifecycleLog, describeAddress
+from ..events import ABORT, CLOSE, FIN, LOCAL, PEER, RESET, TIMEOUT, LifecycleLog, describeAddress
 from ._halfclose import passReadConnectionLost, passWriteConnectionLost
 from ._tls import loseWriteConnection
 
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
         events: LifecycleLog
         clock: IReactorTime
+        lastLocalAddress: tuple[object, str]
 
         def connectionOpened(self, connection: TrackedConnection) -> None: ...
 
@@ -136,6 +137,7 @@ class TrackedConnection:
         "__weakref__",
         "_abortLater",
         "_backpressure",
+        "_local",
         "_outputBlocked",
         "_pausedByProtocol",
         "_tracing",
@@ -179,6 +181,7 @@ class TrackedConnection:
         self._outputBlocked = False
         self._pausedByProtocol = False
         self._abortLater: IDelayedCall | None = None
+        self._local: str | None = None
         # Kept by the idle sweeper: bytes moved when it last looked, and
         # since when that figure has not changed.
         self.lastMoved = 0
@@ -187,16 +190,57 @@ class TrackedConnection:
     @property
     def peer(self) -> str:
         """
-        The peer's address, in the form of L{describeAddress}.
+        The peer's address, in the form of L{describeAddress}.  TCP and UNIX
+        transports know it after the close too, so it is not kept: an idle
+        connection holds no copy of it.
         """
-        return describeAddress(self.transport.getPeer() if self.transport else None)
+        transport = self.transport
+        if transport is None:
+            return describeAddress(None)
+        try:
+            return describeAddress(transport.getPeer())
+        except (AttributeError, OSError):
+            return describeAddress(None)
 
     @property
     def local(self) -> str:
         """
-        The local address, in the form of L{describeAddress}.
+        The local address, in the form of L{describeAddress}; read once and
+        kept.  Read it while the connection is open: a closed socket no
+        longer knows it (C{"unknown"}).
         """
-        return describeAddress(self.transport.getHost() if self.transport else None)
+        local = self._local
+        if local is None:
+            local = self._local = self._hostAddress()
+        return local
+
+    def _hostAddress(self) -> str:
+        # Connections accepted on one listener share one local address, and
+        # tcplife's transports give the very same object for it: its text is
+        # made once and shared (the owner keeps the last one), not kept anew
+        # by every idle connection.
+        transport = self.transport
+        try:
+            address = transport.getHost() if transport is not None else None
+        except (AttributeError, OSError):
+            address = None
+        owner = self.owner
+        known, text = owner.lastLocalAddress
+        if address is not known or address is None:
+            text = describeAddress(address)
+            if address is not None:
+                owner.lastLocalAddress = (address, text)
+        return text
+
+    @property
+    def tcp(self) -> dict[str, int] | None:
+        """
+        The kernel's view of this TCP connection as it closed (round-trip
+        time, retransmissions, ...: the C{close} event's C{tcp} object), from
+        the TCP transport under any TLS or PROXY wrapper; C{None} while open,
+        and for a transport that has none (UNIX, pipes, a test's).
+        """
+        return getattr(self.transport, "tcpInfoAtClose", None)
 
     def __repr__(self) -> str:
         protocol = "closed" if self.wrappedProtocol is None else repr(self.wrappedProtocol)
@@ -326,16 +370,21 @@ class TrackedConnection:
             self._backpressure.detach()
             self._backpressure = None
         owner = self.owner
-        owner.events.close(
-            self.connId,
-            self.role,
-            self.initiator,
-            self.how,
-            self.bytesIn,
-            self.bytesOut,
-            owner.clock.seconds() - self.openedAt,
-            self.fault,
-        )
+        events = owner.events
+        if events.wants(CLOSE):
+            events.close(
+                self.connId,
+                self.role,
+                self.initiator,
+                self.how,
+                self.bytesIn,
+                self.bytesOut,
+                owner.clock.seconds() - self.openedAt,
+                self.peer,
+                self.local,
+                self.tcp,
+                self.fault,
+            )
         owner.connectionClosed(self)
         try:
             self.wrappedProtocol.connectionLost(reason)
@@ -536,6 +585,8 @@ class ConnectionTracking:
     clock: IReactorTime
     events: LifecycleLog
     connections: dict[int, TrackedConnection]
+    #: The last local address a connection described, and its text.
+    lastLocalAddress: tuple[object, str] = (None, "")
 
     def startTracking(
         self, clock: IReactorTime | None, events: LifecycleLog | None, trace: bool

@@ -13,9 +13,11 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IProtocol, IReactorTime
 from twisted.internet.protocol import Protocol, ServerFactory
 
-from ..events import LifecycleLog
+from ..events import ACCEPT, CLOSE, LifecycleLog
+from ..internet import seeKernelAtClose
 from ..protocols import ConnectionTracking, EchoProtocol, Reflect, TrackedConnection
 from ._admission import AcceptGate
+from ._closestats import CloseStats
 from ._faults import faultPlan, misbehave
 from ._idle import IdleSweeper
 from ._settings import ServerSettings
@@ -81,6 +83,9 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
     @ivar closed: Connections closed so far, by C{how}.
     @ivar bytesInClosed: Bytes received on connections now closed.
     @ivar bytesOutClosed: Bytes sent on connections now closed.
+    @ivar closeStats: Histograms of the closed connections' durations and
+        round-trip times, and their retransmissions, once
+        L{keepCloseStats} has been called (the metrics do).
     """
 
     protocol: type[Protocol] = EchoProtocol
@@ -142,6 +147,7 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
         self.closed: Counter[str] = Counter()
         self.bytesInClosed = 0
         self.bytesOutClosed = 0
+        self.closeStats: CloseStats | None = None
         self.gate = AcceptGate(
             self.events, self.clock, self.connections.__len__, self.settings, self.faults
         )
@@ -203,11 +209,16 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
         """
         self.connections[connection.connId] = connection
         self.accepted += 1
-        if self.events.enabled:
-            # peer and local cost a system call each: only for a built event.
-            self.events.accept(
-                connection.connId, connection.peer, connection.local, connection.faults
-            )
+        events = self.events
+        # peer and local cost a system call each: only for a built event.
+        if events.wants(ACCEPT):
+            events.accept(connection.connId, connection.peer, connection.local, connection.faults)
+        elif events.wants(CLOSE):
+            # The close event has it, and a closed socket no longer knows it.
+            connection.local  # noqa: B018
+        # A transport of Twisted's (a plain listenTCP) is taught to keep
+        # the kernel's view at close; tcplife's own keep it already.
+        seeKernelAtClose(connection.transport)
         if self.settings.maxConnections is not None:
             # Through whatever wraps it (TLS, PROXY), the transport's port; one
             # that accepts under the gate is the gate's already.
@@ -227,6 +238,8 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
         self.closed[connection.how or "fin"] += 1
         self.bytesInClosed += connection.bytesIn
         self.bytesOutClosed += connection.bytesOut
+        if self.closeStats is not None:
+            self.closeStats.closed(connection, self.clock.seconds() - connection.openedAt)
         self.gate.connectionClosed()
         if not self.connections:
             if self.sweeper is not None:
@@ -234,6 +247,15 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
             waiting, self._whenEmpty = self._whenEmpty, []
             for waiter in waiting:
                 waiter.callback(None)
+
+    def keepCloseStats(self) -> CloseStats:
+        """
+        From now on, keep L{closeStats} (a C{bisect} and the kernel's view
+        parsed, per close).
+        """
+        if self.closeStats is None:
+            self.closeStats = CloseStats()
+        return self.closeStats
 
     def whenNoConnections(self) -> Deferred[None]:
         """

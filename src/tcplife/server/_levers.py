@@ -29,6 +29,7 @@ LEVERS: Final[Mapping[str, str]] = {
     "accept-without-enums": "socket.accept(), with its conversions to enums, in tcplife's "
     "accept loop",
     "rendered-events": "events as format templates through Logger.emit",
+    "kernel-view": "no TCP_INFO read at close (no tcp object); SIOCOUTQ for the close's check",
 }
 
 #: The environment variable C{twist tcpecho} reads the levers to switch off
@@ -42,6 +43,7 @@ _TRANSPORT_FLAGS: Final[Mapping[str, tuple[str, Any]]] = {
     "nodelay": ("noDelay", False),
     "batched-poller": ("batchedPoller", False),
     "close-at-once": ("closeAtOnce", False),
+    "kernel-view": ("readsKernelAtClose", False),
 }
 
 

@@ -9,9 +9,15 @@ of each listening socket, when Prometheus scrapes.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol
 
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector, CollectorRegistry
 from twisted.internet.interfaces import IListeningPort
 from twisted.web.http import Request as HTTPRequest
@@ -25,18 +31,31 @@ from ._faults import KINDS
 from ._listening import listeningSocket
 
 
+class CountsDropped(Protocol):
+    """
+    An event stream that counts the events it could not write.
+    """
+
+    @property
+    def dropped(self) -> int: ...
+
+
 class ServerCollector(Collector):
     """
-    Reads a L{LifecycleServerFactory} and its listening ports at scrape time.
+    Reads a L{LifecycleServerFactory}, its listening ports and its event
+    stream (if any) at scrape time.
     """
 
     def __init__(
         self,
         factory: LifecycleServerFactory,
         ports: Callable[[], Sequence[IListeningPort]],
+        events: CountsDropped | None = None,
     ) -> None:
         self.factory = factory
         self.ports = ports
+        self.events = events
+        self.closeStats = factory.keepCloseStats()
 
     def collect(self) -> Iterator[Metric]:
         factory = self.factory
@@ -121,6 +140,31 @@ class ServerCollector(Collector):
         yield depth
         yield backlog
         yield refused
+        stats = self.closeStats
+        yield HistogramMetricFamily(
+            "tcplife_connection_duration_seconds",
+            "How long closed connections were open.",
+            buckets=list(stats.duration.cumulative()),
+            sum_value=stats.duration.sum,
+        )
+        yield HistogramMetricFamily(
+            "tcplife_connection_rtt_seconds",
+            "Closed TCP connections' smoothed round-trip time, as the kernel "
+            "measured it last (TCP_INFO at close).",
+            buckets=list(stats.rtt.cumulative()),
+            sum_value=stats.rtt.sum,
+        )
+        yield CounterMetricFamily(
+            "tcplife_retransmitted_segments",
+            "Segments the kernel retransmitted on closed TCP connections.",
+            value=stats.retransmits,
+        )
+        yield CounterMetricFamily(
+            "tcplife_events_dropped",
+            "Events the --events file could not take (a full disk, a file "
+            "that cannot be written), and so lost; 0 without --events.",
+            value=0 if self.events is None else self.events.dropped,
+        )
         faults = CounterMetricFamily(
             "tcplife_faults",
             "Connections a fault was applied to on purpose (--fault), by its kind; "

@@ -14,6 +14,7 @@ from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.interfaces import IReactorCore, IReactorTime, IStreamServerEndpoint
 from twisted.logger import Logger, LogLevel
 
+from ..eventlog import EventFile
 from ..events import LifecycleLog
 from ..internet import ReusePortEndpoint, serverFromString
 from ._drain import Drainer, drainOnHangup
@@ -32,10 +33,13 @@ class ServerService(Service):
     """
     Starts metrics (if any), then the listeners; on stop, closes the
     listeners (C{stop-listening}), drains the open connections, and only then
-    stops serving metrics, so a scrape can watch the drain.
+    stops serving metrics, so a scrape can watch the drain, and closes the
+    event file, whose last line is then the drain's C{drained}.
 
     @ivar drainOnHangup: Once listening, and once this reactor runs, SIGHUP
         stops it as SIGTERM does (see L{tcplife.server.drainOnHangup}).
+    @ivar eventFile: The events' file (C{--events}), if any: reopened on
+        C{SIGUSR1} while serving, closed last.
     """
 
     def __init__(
@@ -45,12 +49,14 @@ class ServerService(Service):
         drainer: Drainer | None = None,
         metrics: Listener | None = None,
         drainOnHangup: IReactorCore | None = None,
+        eventFile: EventFile | None = None,
     ) -> None:
         self.factory = factory
         self.listeners = list(listeners)
         self.drainer = drainer
         self.metrics = metrics
         self.drainOnHangup = drainOnHangup
+        self.eventFile = eventFile
 
     def startService(self) -> None:
         Service.startService(self)
@@ -68,6 +74,9 @@ class ServerService(Service):
             raise
         if self.drainOnHangup is not None:
             drainOnHangup(self.drainOnHangup)
+        callFromThread = getattr(self.factory.clock, "callFromThread", None)
+        if self.eventFile is not None and callFromThread is not None:
+            self.eventFile.reopenOnSignal(callFromThread)
 
     def stopService(self) -> Deferred[None]:
         Service.stopService(self)
@@ -86,6 +95,8 @@ class ServerService(Service):
             yield self.drainer.drain()
         if self.metrics is not None:
             yield maybeDeferred(self.metrics.stopService)
+        if self.eventFile is not None:
+            self.eventFile.close()
 
 
 def serverService(
@@ -102,8 +113,17 @@ def serverService(
         (C{twist --log-level}): events below it are not built.
     @raise EndpointError: if an endpoint description cannot serve.
     """
+    eventFile = (
+        EventFile(settings.events, cast(IReactorTime, reactor))
+        if settings.events is not None
+        else None
+    )
     events = LifecycleLog(
-        trace=settings.trace, threshold=threshold, rendered=rendersEvents(settings.leversOff)
+        trace=settings.trace,
+        threshold=threshold,
+        rendered=rendersEvents(settings.leversOff),
+        sink=eventFile,
+        phases=settings.eventsOnly,
     )
     factoryClass = settings.factory or LifecycleServerFactory
     factory = factoryClass(settings=settings, clock=cast(IReactorTime, reactor), events=events)
@@ -127,7 +147,7 @@ def serverService(
     metrics = None
     if settings.metrics is not None:
         registry = CollectorRegistry(auto_describe=True)
-        registry.register(ServerCollector(factory, lambda: ports.ports))
+        registry.register(ServerCollector(factory, lambda: ports.ports, eventFile))
         metrics = Listener(
             serverFromString(reactor, settings.metrics),
             metricsSite(registry),
@@ -141,7 +161,9 @@ def serverService(
         handleSignals=True,
         callFromThread=getattr(reactor, "callFromThread", None),
     )
-    return ServerService(factory, listeners, drainer, metrics, drainOnHangup=reactor)
+    return ServerService(
+        factory, listeners, drainer, metrics, drainOnHangup=reactor, eventFile=eventFile
+    )
 
 
 def _portListener(

@@ -79,6 +79,11 @@ class ServerSettings:
         seconds for the open connections to finish.
     @ivar metrics: Serve Prometheus metrics at C{/metrics} on this server
         endpoint; C{None}: no metrics.
+    @ivar events: Write every lifecycle event to this file as JSON Lines
+        (C{"-"}: standard output); the per-connection ones then go only
+        there.  C{None}: twist's log only.
+    @ivar eventsOnly: With C{events}: only these phases (C{lifecycle}
+        values); C{None}: every phase.
     @ivar leversOff: Speed levers switched back to Twisted's way, to measure
         what each buys (L{tcplife.server.LEVERS}); empty: none, as tcplife
         ships.
@@ -110,6 +115,10 @@ class ServerSettings:
     closeTimeout: float = attrs.field(default=5.0, validator=_above(0))
     shutdownTimeout: float = attrs.field(default=10.0, validator=_between(0))
     metrics: str | None = None
+    events: str | None = None
+    eventsOnly: frozenset[str] | None = attrs.field(
+        default=None, converter=attrs.converters.optional(frozenset)
+    )
     leversOff: frozenset[str] = attrs.field(
         default=frozenset(), converter=frozenset, validator=_knownLevers
     )

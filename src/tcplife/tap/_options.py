@@ -6,6 +6,7 @@ for every bad value, as twist prints it (C{Error: ...}, exit 64).
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, cast
 
 from twisted.internet.interfaces import IReactorCore, IStreamClientEndpoint, IStreamServerEndpoint
@@ -13,6 +14,7 @@ from twisted.logger import LogLevel
 from twisted.python import usage
 from twisted.python.reflect import namedAny
 
+from ..events import PHASES
 from ..internet import EndpointError, clientFromString, serverFromString
 
 
@@ -93,3 +95,49 @@ def twistLogLevel(options: usage.Options) -> LogLevel | None:
     parent = getattr(options, "parent", None)
     level = parent.get("logLevel") if isinstance(parent, usage.Options) else None
     return cast(LogLevel, level) if level in list(LogLevel.iterconstants()) else None
+
+
+#: The options every plugin takes for its event stream.
+EVENTS_OPTIONS = [
+    [
+        "events",
+        None,
+        None,
+        "Write every lifecycle event here as JSON Lines ('-': standard output); "
+        "the per-connection ones then go only there, not to twist's log.",
+    ],
+    [
+        "events-only",
+        None,
+        None,
+        "With --events: write only these phases, a comma list of lifecycle "
+        "values (e.g. close: one line per connection).",
+    ],
+]
+
+
+def checkEvents(options: usage.Options) -> None:
+    """
+    Check C{--events} (a file that can be appended to) and C{--events-only}
+    (known phases), and turn the latter into a set.
+    """
+    path, only = options["events"], options["events-only"]
+    if only is not None:
+        if path is None:
+            raise usage.UsageError("--events-only applies to --events; give --events PATH too.")
+        phases = frozenset(name.strip() for name in only.split(",") if name.strip())
+        unknown = sorted(phases - set(PHASES))
+        if unknown or not phases:
+            raise usage.UsageError(
+                f"--events-only takes a comma list of lifecycle phases ({', '.join(PHASES)}), "
+                f"not {only!r}."
+            )
+        options["events-only"] = phases
+    if path is None or path == "-":
+        return
+    if not path:
+        raise usage.UsageError("--events needs a file name ('-': standard output), not ''.")
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644))
+    except OSError as e:
+        raise usage.UsageError(f"--events {path!r} cannot be written: {e.strerror}.") from None

@@ -40,8 +40,17 @@ from ..client import (
     LoadSettings,
     OneShot,
 )
+from ..eventlog import ClosingAfter, EventFile, batchJSONLog
 from ..events import LifecycleLog
-from ._options import clientEndpoint, globalReactor, loadClass, twistLogLevel, wholeNumber
+from ._options import (
+    EVENTS_OPTIONS,
+    checkEvents,
+    clientEndpoint,
+    globalReactor,
+    loadClass,
+    twistLogLevel,
+    wholeNumber,
+)
 from ._process import stopAndExit
 
 LONGEST_MESSAGE = 1 << 24
@@ -143,6 +152,7 @@ class Options(usage.Options):
             f"Load mode, stream: bytes in flight per connection (default {DEFAULT_WINDOW}).",
         ],
         ["json", None, None, "Load mode: also write the report as JSON here ('-': stdout)."],
+        *EVENTS_OPTIONS,
     ]
     compData = usage.Completions(
         optActions={"file": usage.CompleteFiles(), "json": usage.CompleteFiles()}
@@ -171,6 +181,7 @@ class Options(usage.Options):
             self._checkLoad()
         else:
             self._checkOneShot()
+        checkEvents(self)
 
     def _checkTarget(self) -> None:
         if self["connect"] is not None:
@@ -382,6 +393,8 @@ def makeService(
     """
     if reactor is None:
         reactor = globalReactor()
+    # twist's JSON log, written without a flush per event.
+    batchJSONLog(getattr(options, "parent", None), reactor)
     realReactor = reactor
     if stdout is None:
         stdout = _realStream(sys.__stdout__).buffer
@@ -393,6 +406,24 @@ def makeService(
         stopAndExit(realReactor, status)
 
     clock = cast(IReactorTime, reactor)
+    eventFile = EventFile(options["events"], clock) if options["events"] is not None else None
+    service = _makeClient(options, reactor, endpoint, target, stdout, stderr, done, eventFile)
+    if eventFile is not None:
+        return ClosingAfter(service, eventFile, reactor)
+    return service
+
+
+def _makeClient(
+    options: Options,
+    reactor: IReactorCore,
+    endpoint: IStreamClientEndpoint,
+    target: str,
+    stdout: IO[bytes],
+    stderr: IO[str],
+    done: Callable[[int], None],
+    eventFile: EventFile | None,
+) -> IService:
+    clock = cast(IReactorTime, reactor)
     if not options["load"]:
         output = _Output(stdout)
         factory = LifecycleClientFactory(
@@ -400,7 +431,12 @@ def makeService(
             timeout=options["timeout"],
             output=output,
             clock=clock,
-            events=LifecycleLog(trace=bool(options["trace"]), threshold=twistLogLevel(options)),
+            events=LifecycleLog(
+                trace=bool(options["trace"]),
+                threshold=twistLogLevel(options),
+                sink=eventFile,
+                phases=options["events-only"],
+            ),
             reflect=bool(options["reflect"]),
         )
         if options["protocol"] is not None:
@@ -425,9 +461,14 @@ def makeService(
         endpoint,
         clock,
         # Per-connection events at debug level, and not even built when
-        # twist's --log-level filters them out (the default, info).
+        # twist's --log-level filters them out (the default, info), unless
+        # --events asks for them.
         events=LifecycleLog(
-            trace=bool(options["trace"]), level=LogLevel.debug, threshold=twistLogLevel(options)
+            trace=bool(options["trace"]),
+            level=LogLevel.debug,
+            threshold=twistLogLevel(options),
+            sink=eventFile,
+            phases=options["events-only"],
         ),
         progress=stderr if stderr.isatty() else None,
     )

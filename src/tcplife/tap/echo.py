@@ -13,6 +13,7 @@ from twisted.internet.interfaces import IReactorCore, IStreamServerEndpoint
 from twisted.internet.protocol import Protocol
 from twisted.python import usage
 
+from ..eventlog import batchJSONLog
 from ..server import (
     LARGEST_SEED,
     LEVERS,
@@ -24,7 +25,16 @@ from ..server import (
     serverService,
     unknownLevers,
 )
-from ._options import globalReactor, loadClass, seconds, serverEndpoint, twistLogLevel, wholeNumber
+from ._options import (
+    EVENTS_OPTIONS,
+    checkEvents,
+    globalReactor,
+    loadClass,
+    seconds,
+    serverEndpoint,
+    twistLogLevel,
+    wholeNumber,
+)
 from ._process import ServerProcess
 
 #: Where each option's default is: the settings it sets.
@@ -138,6 +148,7 @@ class Options(usage.Options):
             "seed, logged at the start).",
         ],
         ["name", None, None, "The server's name in --reflect's line (default HOSTNAME:PID)."],
+        *EVENTS_OPTIONS,
     ]
     compData = usage.Completions(optActions={"interface": usage.CompleteNetInterfaces()})
 
@@ -206,6 +217,7 @@ class Options(usage.Options):
             self["protocol"] = loadClass("--protocol", self["protocol"], Protocol)
         if self["factory"] is not None:
             self["factory"] = loadClass("--factory", self["factory"], LifecycleServerFactory)
+        checkEvents(self)
         self.settings = self._settings()
 
     def _checkFaults(self) -> None:
@@ -285,6 +297,8 @@ _SETTINGS_OPTIONS = (
     "metrics",
     "seed",
     "name",
+    "events",
+    "events-only",
 )
 
 
@@ -302,6 +316,8 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
     """
     if reactor is None:
         reactor = globalReactor()
+    # twist's JSON log, written without a flush per event.
+    batchJSONLog(getattr(options, "parent", None), reactor)
     server = serverService(options.settings, reactor, threshold=twistLogLevel(options))
     process = ServerProcess(server, reactor)
     for listener in [*server.listeners, *([server.metrics] if server.metrics else [])]:
