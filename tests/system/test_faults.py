@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 from typing import Any
 
@@ -26,7 +27,8 @@ from ..helpers import (
     runTwist,
     startTcpecho,
 )
-from ..servers import runClient, verdict, waitForCount
+from ..servers import runClient, temporaryDirectory, verdict, waitForCount
+from .test_events import eventLines
 
 
 def serve(test: SynchronousTestCase, *specs: str, extra: tuple[str, ...] = ()) -> tuple[Any, int]:
@@ -262,6 +264,22 @@ class ResetAfterTests(SynchronousTestCase):
         self.assertEqual(
             {k: close[k] for k in ("initiator", "how", "fault", "bytes_out")},
             {"initiator": "local", "how": "reset", "fault": "reset-after", "bytes_out": 3},
+        )
+
+    def test_theEventsFileHasTheFaultFields(self) -> None:
+        """
+        With --events, the file's accept names the faults drawn and its
+        close the one that reset the connection, as twist's log does.
+        """
+        path = temporaryDirectory(self) / "events.jsonl"
+        server, port = serve(self, "reset-after=3,delay=1", extra=("--events", str(path)))
+        self.assertEqual(readUntilReset(port, b"hello"), (3, True))
+        self.assertEqual(server.signal(), -signal.SIGTERM)
+        byPhase = {event["lifecycle"]: event for event in eventLines(path)}
+        self.assertEqual(byPhase["accept"]["fault"], ["delay", "reset-after"])
+        self.assertEqual(
+            {k: byPhase["close"][k] for k in ("initiator", "how", "fault")},
+            {"initiator": "local", "how": "reset", "fault": "reset-after"},
         )
 
 
