@@ -11,7 +11,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from tcplife.client._reflect import LONGEST_LINE, Reflection, ReflectionTally
+from tcplife.client._reflect import LONGEST_LINE, Reflection, Reflections, ReflectionTally
 from tcplife.protocols import reflectionLine
 
 from . import test_oneshot
@@ -222,3 +222,23 @@ class TallyTests(SynchronousTestCase):
             tally.add(Reflection("s", f"[::1]:{port}", "[::1]:9000"), f"[::1]:{port}")
         summary = tally.summary()
         self.assertEqual((summary.clients, summary.ownAddress), ((("[::1]", 2),), 2))
+
+    def test_severalRunsAddUpThroughTheirJSON(self) -> None:
+        """
+        Two runs' reflections, each through its JSON (as a load worker
+        sends its report), add up server by server and host by host.
+        """
+        first, second = ReflectionTally(), ReflectionTally()
+        first.add(Reflection("web-1", "10.0.0.5:1", "10.0.0.1:80"), "10.0.0.5:1")
+        first.add(Reflection("web-2", "10.0.0.5:2", "10.0.0.1:80"), "10.0.0.7:2")
+        second.add(Reflection("web-2", "10.0.0.6:3", "10.0.0.1:80"), "10.0.0.6:3")
+        parts = [Reflections.fromJSON(t.summary().toJSON()) for t in (first, second)]
+        self.assertEqual(
+            Reflections.added(parts).toJSON(),
+            {
+                "servers": {"web-2": 2, "web-1": 1},
+                "clients": {"10.0.0.5": 2, "10.0.0.6": 1},
+                "own_address": 2,
+                "connections": 3,
+            },
+        )

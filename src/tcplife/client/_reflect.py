@@ -111,6 +111,36 @@ class Reflections:
     ownAddress: int
     connections: int
 
+    @classmethod
+    def fromJSON(cls, document: dict[str, Any]) -> Reflections:
+        """
+        The reflections L{toJSON} wrote (a load worker's, read by the
+        process that started it).
+        """
+        return cls(
+            servers=_mostFirst(Counter(document["servers"])),
+            clients=_mostFirst(Counter(document["clients"])),
+            ownAddress=document["own_address"],
+            connections=document["connections"],
+        )
+
+    @classmethod
+    def added(cls, parts: list[Reflections]) -> Reflections:
+        """
+        The reflections of several runs (load workers') taken together.
+        """
+        servers: Counter[str] = Counter()
+        clients: Counter[str] = Counter()
+        for part in parts:
+            servers.update(dict(part.servers))
+            clients.update(dict(part.clients))
+        return cls(
+            servers=_mostFirst(servers),
+            clients=_mostFirst(clients),
+            ownAddress=sum(part.ownAddress for part in parts),
+            connections=sum(part.connections for part in parts),
+        )
+
     def toJSON(self) -> dict[str, Any]:
         return {
             "servers": dict(self.servers),
@@ -151,8 +181,13 @@ class ReflectionTally:
 
     def summary(self) -> Reflections:
         return Reflections(
-            servers=tuple(sorted(self.servers.items(), key=lambda item: (-item[1], item[0]))),
-            clients=tuple(sorted(self.clients.items(), key=lambda item: (-item[1], item[0]))),
+            servers=_mostFirst(self.servers),
+            clients=_mostFirst(self.clients),
             ownAddress=self.ownAddress,
             connections=sum(self.servers.values()),
         )
+
+
+def _mostFirst(counts: Counter[str]) -> tuple[tuple[str, int], ...]:
+    # Most first; equal counts by name, so that a report reads the same each run.
+    return tuple(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
