@@ -72,6 +72,23 @@ class ParseTests(SynchronousTestCase):
         self.assertEqual(parsed, expected)
         self.assertEqual(list(parsed), FIELDS)
 
+    def test_everyLengthThatHoldsEveryFieldGivesEveryField(self) -> None:
+        """
+        From the shortest struct that holds every field (4.19's) to one
+        longer than any kernel's today, every field is read from its own
+        offset, in the contract's order, and one byte less leaves the last
+        field out.
+        """
+        whole = max(offset + struct.calcsize(code) for _, offset, code in TCP_INFO_FIELDS)
+        for length in (whole, 280, 512):
+            raw, expected = synthetic(length)
+            parsed = parseTcpInfo(raw)
+            self.assertEqual(parsed, expected)
+            self.assertEqual(list(parsed), FIELDS)
+        raw, expected = synthetic(whole - 1)
+        self.assertEqual(parseTcpInfo(raw), expected)
+        self.assertEqual(len(expected), len(FIELDS) - 1)
+
     def test_fieldsPastTheReturnedLengthAreLeftOutNeverZero(self) -> None:
         """
         An older kernel's shorter struct (ending after tcpi_total_retrans,

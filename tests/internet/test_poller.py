@@ -183,6 +183,28 @@ class ReactorFDSetTests(SynchronousTestCase):
             self.assertNotIn(gone, self.reactor.getReaders())
         self.assertEqual(self.reactor.removeAll(), [])
 
+    def test_theFirstConnectionAfterRemoveAllPutsThePollerBack(self) -> None:
+        """
+        The poller joins the reactor with its first connection, stays for
+        the next ones, and once C{reactor.removeAll()} (trial's janitor) has
+        taken it away, the next connection puts it back.
+        """
+        from twisted.internet.epollreactor import EPollReactor
+
+        def pollerJoined() -> bool:
+            # The reactor's own readers, as its class gives them.
+            readers = EPollReactor.getReaders(self.reactor)  # type: ignore[no-untyped-call]
+            return self.poller in readers
+
+        first, second = self.descriptor(), self.descriptor()
+        self.poller.addReader(first)
+        self.poller.addReader(second)
+        self.assertTrue(pollerJoined())
+        self.reactor.removeAll()
+        self.assertFalse(pollerJoined())
+        self.poller.addReader(self.descriptor())
+        self.assertTrue(pollerJoined())
+
     def test_disconnectAllReachesHeldConnections(self) -> None:
         """
         C{reactor.disconnectAll()}, what a reactor does at shutdown, loses

@@ -9,7 +9,7 @@ import os
 import socket
 from typing import Any
 
-from twisted.internet import reactor
+from twisted.internet import reactor, tcp
 from twisted.internet.address import UNIXAddress
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import serverFromString
@@ -231,6 +231,30 @@ class ClosingTests(TestCase):
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         with self.assertRaises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", number), timeout=WAIT).close()
+
+
+class LogPrefixTests(TestCase):
+    """
+    A port's log prefix is its factory's class, as Twisted's port gives it.
+    """
+
+    def test_theLogPrefixNamesTheFactorysClassEvenAfterItChanges(self) -> None:
+        """
+        The prefix is the qualified name of the factory's class, the same as
+        C{tcp.Port}'s, and it follows a factory replaced on the port.
+        """
+        factory = LifecycleServerFactory(clock=reactor)
+        port: Any = PortReactor(reactor).listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        expected = "tcplife.server._factory.LifecycleServerFactory"
+        self.assertEqual(port.logPrefix(), expected)
+        self.assertEqual(port.logPrefix(), tcp.Port.logPrefix(port))
+
+        class Other(LifecycleServerFactory):
+            pass
+
+        port.factory = Other(clock=reactor)
+        self.assertEqual(port.logPrefix(), f"{__name__}.Other")
 
 
 class PassThroughTests(SynchronousTestCase):

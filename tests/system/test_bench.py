@@ -317,3 +317,64 @@ class EncoderBenchTests(TestCase):
         ).stdout  # fmt: skip
         self.assertEqual(printed.count("1.00x"), 2)
         self.assertEqual(len(printed.splitlines()), 2 * len(expected))
+
+
+class InstructionCountTests(TestCase):
+    """
+    python -m tcplife.bench.instructions drives whole connections through a
+    server and reads callgrind's total.
+    """
+
+    @inlineCallbacks
+    def test_everyConnectionIsEchoedToItsEnd(self) -> Deferred[None]:
+        """
+        Connections made several at a time are each accepted, echoed and
+        closed, and the server sees every one of them close.
+        """
+        from tcplife.bench.instructions import connectMany
+
+        recorder = EventRecorder()
+        factory = LifecycleServerFactory(clock=reactor, events=recorder.log)
+        port = PortReactor(reactor).listenTCP(0, factory, 128, "127.0.0.1")
+        self.addCleanup(port.stopListening)
+        yield callInThread(connectMany, port.getHost().port, 12, 5)  # type: ignore[attr-defined]
+        self.assertEqual(factory.accepted, 12)
+        self.assertEqual(factory.bytesInClosed, 12 * 64)
+        self.assertEqual(sum(factory.closed.values()), 12)
+
+    def test_aConnectionThatEndsBeforeItsEchoIsAnError(self) -> None:
+        """
+        A server that closes without echoing everything makes the run fail
+        rather than count a connection that did not happen.
+        """
+        import socket
+        import threading
+
+        from tcplife.bench.instructions import connectOnce
+
+        listener = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(listener.close)
+
+        def closeAtOnce() -> None:
+            accepted, _ = listener.accept()
+            accepted.recv(1)
+            accepted.close()
+
+        thread = threading.Thread(target=closeAtOnce)
+        thread.start()
+        self.addCleanup(thread.join)
+        with self.assertRaises((RuntimeError, ConnectionResetError)):
+            connectOnce(listener.getsockname()[1])
+
+    def test_theTotalIsReadFromTheOutputsHeader(self) -> None:
+        """
+        The count is callgrind's totals line (summary in older versions),
+        and an output without one is an error, not a zero.
+        """
+        from tcplife.bench.instructions import totalInstructions
+
+        output = b"version: 1\ncreator: callgrind-3.19.0\nevents: Ir\nsummary: 1234\ntotals: 1234\n"
+        self.assertEqual(totalInstructions(output), 1234)
+        self.assertEqual(totalInstructions(b"events: Ir\nsummary: 99\n"), 99)
+        with self.assertRaises(ValueError):
+            totalInstructions(b"events: Ir\n")

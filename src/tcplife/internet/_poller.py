@@ -172,10 +172,12 @@ class BatchedPoller(ErrorAwareDispatch):
             self._epoll.modify(fd, event | anti)
         else:
             self._epoll.register(fd, event)
-            # Each time, not only for the first: idempotent and cheap, and
-            # it puts the set back if something (trial's janitor, a reactor
-            # shutdown) took it from the reactor meanwhile.
-            self.reactor.addReader(self)
+            if not self._selectables:
+                # The first one: the set joins the reactor.  Whatever takes
+                # it from the reactor (trial's janitor, a reactor shutdown,
+                # a failed doRead) empties it too (removeAll, connectionLost),
+                # so the next one puts it back.
+                self.reactor.addReader(self)
         primary.add(fd)
         self._selectables[fd] = xer
 
@@ -192,9 +194,12 @@ class BatchedPoller(ErrorAwareDispatch):
             self._epoll.modify(fd, anti)
         else:
             del self._selectables[fd]
-            # The descriptor may be closed already; the kernel dropped it then.
-            with suppress(OSError):
+            # The descriptor may be closed already; the kernel dropped it
+            # then.  (Not contextlib.suppress: this runs once per connection.)
+            try:  # noqa: SIM105
                 self._epoll.unregister(fd)
+            except OSError:
+                pass
         primary.remove(fd)
         if not self._selectables:
             self.reactor.removeReader(self)

@@ -36,6 +36,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.posixbase import PosixReactorBase
 from twisted.logger import Logger
+from twisted.python.reflect import qual
 from zope.interface import implementer
 
 from ..protocols import HalfCloseableTLSFactory, ProxyHeaderFactory
@@ -157,6 +158,21 @@ class PolicedPort(AcceptsWithoutEnums):
             self.numberAccepts = limit + 20
         else:
             self.numberAccepts = max(1, accepted)
+
+    def logPrefix(self) -> str:
+        """
+        The qualified name of the factory's class, as C{tcp.Port} gives it:
+        the reactor asks at every wake-up of the port, so it is formatted
+        once per factory class rather than each time.
+        """
+        factoryClass = self.factory.__class__
+        known, prefix = self._logPrefixOf
+        if known is not factoryClass:
+            prefix = qual(factoryClass)
+            self._logPrefixOf = (factoryClass, prefix)
+        return prefix
+
+    _logPrefixOf: tuple[type | None, str] = (None, "")
 
     def connectionLost(self, reason: Any) -> None:
         if self.acceptPolicy is not None:

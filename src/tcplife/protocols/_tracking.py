@@ -371,7 +371,7 @@ class TrackedConnection:
             self._backpressure = None
         owner = self.owner
         events = owner.events
-        if events.wants(CLOSE):
+        if events.enabled and events.wants(CLOSE):
             events.close(
                 self.connId,
                 self.role,

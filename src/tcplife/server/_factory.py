@@ -210,12 +210,16 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
         self.connections[connection.connId] = connection
         self.accepted += 1
         events = self.events
-        # peer and local cost a system call each: only for a built event.
-        if events.wants(ACCEPT):
-            events.accept(connection.connId, connection.peer, connection.local, connection.faults)
-        elif events.wants(CLOSE):
-            # The close event has it, and a closed socket no longer knows it.
-            connection.local  # noqa: B018
+        # peer and local cost a system call each: only for a built event
+        # (and with none built at all, not even the questions).
+        if events.enabled:
+            if events.wants(ACCEPT):
+                events.accept(
+                    connection.connId, connection.peer, connection.local, connection.faults
+                )
+            elif events.wants(CLOSE):
+                # The close event has it, and a closed socket no longer knows it.
+                connection.local  # noqa: B018
         # A transport of Twisted's (a plain listenTCP) is taught to keep
         # the kernel's view at close; tcplife's own keep it already.
         seeKernelAtClose(connection.transport)
