@@ -16,7 +16,7 @@ from tcplife.protocols import reflectionLine
 
 from . import test_oneshot
 from .test_client import Exchange
-from .test_load import FakeEndpoint, Run
+from .loadrun import FakeEndpoint, Run
 
 #: What a server that saw this client as itself writes first.
 SEEN = reflectionLine("web-1", "127.0.0.1:40001", "127.0.0.1:9000")
