@@ -295,3 +295,27 @@ class HAProxyTests(SynchronousTestCase):
             r"^tcpclient: answered by backend-[ab], which saw this client as "
             rf"127\.0\.0\.1:\d+ \(this client's own address\) on 127\.0\.0\.1:{frontend}$",
         )
+
+    def test_reflectOverWorkersAddsUpEveryWorkersConnections(self) -> None:
+        """
+        The same behind HAProxy with tcpclient --workers 2: the report adds
+        up both workers' reflections, both servers answering and every
+        connection seen with its own client's address.
+        """
+        names = ("backend-a", "backend-b")
+        backends = self.startBackends(options=lambda i: ("--reflect", "--name", names[i]))
+        ports = [portOf(b.waitFor(lifecycle="listen")["address"]) for b in backends]
+        frontend = self.startBalancer(ports, "send-proxy-v2")
+
+        done, _ = runClient(
+            "--port", str(frontend), "-c", "4", "--count", "200", "--workers", "2",
+            "--reflect", "--json", "-",
+        )  # fmt: skip
+        self.assertEqual(done.returncode, 0, verdict(done))
+        report = json.loads(done.stdout)
+        self.assertEqual((report["messages"], len(report["workers"])), (200, 2))
+        reflect = report["reflect"]
+        self.assertEqual(sorted(reflect["servers"]), sorted(names))
+        self.assertEqual(reflect["connections"], report["connections_opened"])
+        self.assertEqual(reflect["connections"], 4)
+        self.assertEqual(reflect["own_address"], reflect["connections"])
