@@ -15,8 +15,8 @@ from tcplife.client._reflect import LONGEST_LINE, Reflection, Reflections, Refle
 from tcplife.protocols import reflectionLine
 
 from . import test_oneshot
-from .test_client import Exchange
 from .loadrun import FakeEndpoint, Run
+from .test_client import Exchange
 
 #: What a server that saw this client as itself writes first.
 SEEN = reflectionLine("web-1", "127.0.0.1:40001", "127.0.0.1:9000")
