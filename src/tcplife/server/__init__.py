@@ -1,9 +1,9 @@
 """
 Server policy on top of the engine: the settings (L{ServerSettings}), the
 factory every connection is served by, admission on the kernel's backlog,
-idle timeouts, the graceful drain, metrics, listening (as a service, or
-L{listen}), the whole server built from its settings (L{serverService}),
-and the speed levers (L{LEVERS}).
+idle timeouts, the graceful drain, metrics, faults on purpose (L{FaultPlan}),
+listening (as a service, or L{listen}), the whole server built from its
+settings (L{serverService}), and the speed levers (L{LEVERS}).
 
 Imports L{tcplife.internet}, L{tcplife.protocols} and L{tcplife.events};
 only the C{twist} glue (L{tcplife.tap}) and the package's face import it.
@@ -12,6 +12,17 @@ only the C{twist} glue (L{tcplife.tap}) and the package's face import it.
 from ._admission import AcceptGate, GovernedPort
 from ._drain import Drainer, drainOnHangup
 from ._factory import LifecycleServerFactory
+from ._faults import (
+    KINDS,
+    LARGEST_SEED,
+    Draw,
+    Fault,
+    FaultPlan,
+    FaultSpec,
+    FaultSpecError,
+    faultPlan,
+    parseFaultSpec,
+)
 from ._idle import IdleSweeper
 from ._levers import LEVERS, LEVERS_OFF_VARIABLE, unknownLevers
 from ._listening import Listener, ListenError, describeListenFailure, listen, listeningSocket
@@ -20,10 +31,17 @@ from ._service import ServerService, serverService
 from ._settings import ServerSettings
 
 __all__ = [
+    "KINDS",
+    "LARGEST_SEED",
     "LEVERS",
     "LEVERS_OFF_VARIABLE",
     "AcceptGate",
     "Drainer",
+    "Draw",
+    "Fault",
+    "FaultPlan",
+    "FaultSpec",
+    "FaultSpecError",
     "GovernedPort",
     "IdleSweeper",
     "LifecycleServerFactory",
@@ -34,9 +52,11 @@ __all__ = [
     "ServerSettings",
     "describeListenFailure",
     "drainOnHangup",
+    "faultPlan",
     "listen",
     "listeningSocket",
     "metricsSite",
+    "parseFaultSpec",
     "serverService",
     "unknownLevers",
 ]
