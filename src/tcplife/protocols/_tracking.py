@@ -134,6 +134,12 @@ class TrackedConnection:
         reason at close.
     @ivar wrappedProtocol: The protocol; C{None} once its C{connectionLost}
         has returned, as with C{twisted.protocols.policies.ProtocolWrapper}.
+    @ivar faults: The kinds of fault the server applies to this connection
+        on purpose (C{--fault}), in the order the C{accept} event lists them;
+        empty for most.
+    @ivar fault: The kind of fault that ended this connection on purpose
+        (C{"reset-after"}, ...), which its C{close} event names; C{None}
+        when none did.
     """
 
     # Slots: a server may hold tens of thousands of these at once.  Every slot
@@ -153,6 +159,8 @@ class TrackedConnection:
         "connId",
         "connected",
         "disconnecting",
+        "fault",
+        "faults",
         "how",
         "initiator",
         "lastMoved",
@@ -184,6 +192,8 @@ class TrackedConnection:
         self.bytesOut = 0
         self.initiator: str | None = None
         self.how: str | None = None
+        self.faults: tuple[str, ...] = ()
+        self.fault: str | None = None
         self.peerFinished = False
         self._tracing: LifecycleLog | None = owner.events if owner.events.trace else None
         self._backpressure: _OutputBackpressure | None = None
@@ -367,8 +377,11 @@ class TrackedConnection:
                 self.how = ABORT
             else:
                 self.how = RESET
-        elif self.how == RESET and isinstance(reason.value, ConnectionAborted):
+        elif (
+            self.how == RESET and self.fault is None and isinstance(reason.value, ConnectionAborted)
+        ):
             # Aborted by _resetTakenForEOF: the protocol learns what happened.
+            # (A fault's reset is ours: the abort it was.)
             reason = Failure(ConnectionLost(_RESET_BY_PEER))
         if self.initiator is None:
             self.initiator = LOCAL if self.how == ABORT else PEER
@@ -389,6 +402,7 @@ class TrackedConnection:
                 self.peer,
                 self.local,
                 self.tcp,
+                self.fault,
             )
         owner.connectionClosed(self)
         try:

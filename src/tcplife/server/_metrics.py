@@ -28,6 +28,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 from ..events import ABORT, FIN, RESET, TIMEOUT, describeAddress
 from ..internet import listenDrops, readAcceptQueue
 from ._factory import LifecycleServerFactory
+from ._faults import KINDS
 from ._listening import listeningSocket
 
 
@@ -135,6 +136,16 @@ class ServerCollector(Collector):
             "that cannot be written), and so lost; 0 without --events.",
             value=0 if self.events is None else self.events.dropped,
         )
+        faults = CounterMetricFamily(
+            "tcplife_faults",
+            "Connections a fault was applied to on purpose (--fault), by its kind; "
+            "'never-accept' counts the times accepting stopped for good.",
+            labels=["kind"],
+        )
+        counts = factory.faults.counts if factory.faults is not None else None
+        for kind in KINDS:
+            faults.add_metric([kind], counts[kind] if counts is not None else 0)
+        yield faults
 
 
 def listenerFamilies(

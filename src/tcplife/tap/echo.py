@@ -20,12 +20,15 @@ from ..internet import serverEndpointKind
 from ..protocols import numberConnections
 from ..server import (
     FIRST_INHERITED,
+    LARGEST_SEED,
     LEVERS,
     LEVERS_OFF_VARIABLE,
+    FaultSpecError,
     LifecycleServerFactory,
     ServerService,
     ServerSettings,
     connectionNumbering,
+    parseFaultSpec,
     serverService,
     supervisorService,
     unknownLevers,
@@ -80,6 +83,13 @@ class Options(usage.Options):
             None,
             "Set SO_REUSEPORT on --port's socket, so several tcpecho processes "
             "share the port and the kernel spreads connections over them.",
+        ],
+        [
+            "reflect",
+            None,
+            'Start each connection with one JSON line, {"server": NAME, "client": '
+            '"HOST:PORT", "local": "HOST:PORT"} (the addresses as the server sees '
+            "them, behind a PROXY header the client's own), then echo.",
         ],
     ]
     optParameters = [
@@ -176,6 +186,15 @@ class Options(usage.Options):
             "Internal: what the supervisor of --workers starts each worker with "
             "(INDEX/COUNT/GENERATION).",
         ],
+        [
+            "seed",
+            None,
+            None,
+            "Draw which connections --fault applies to from this seed: the same "
+            "seed and order of accepts make the same choices (default: a random "
+            "seed, logged at the start).",
+        ],
+        ["name", None, None, "The server's name in --reflect's line (default HOSTNAME:PID)."],
         *EVENTS_OPTIONS,
     ]
     compData = usage.Completions(optActions={"interface": usage.CompleteNetInterfaces()})
@@ -187,6 +206,7 @@ class Options(usage.Options):
     def __init__(self) -> None:
         usage.Options.__init__(self)
         self["listen"] = []
+        self["fault"] = []
         #: What the options ask for, once they are parsed.
         self.settings = _DEFAULTS
         #: The arguments as given, which every worker of --workers gets too.
@@ -205,7 +225,24 @@ class Options(usage.Options):
         """
         self["listen"].append(description)
 
+    def opt_fault(self, spec: str) -> None:
+        self["fault"].append(spec)
+
+    # A string, not a docstring: --help would keep a docstring's
+    # indentation inside the lines it wraps.
+    opt_fault.__doc__ = (
+        "Misbehave on purpose, as SPEC says (repeatable): FAULT[=VALUE],... and "
+        "p=SHARE for a share of the connections (default: all).  The faults: "
+        "delay=MS or MS-MS before each echo; throttle=BYTES a second; "
+        "stop-reading-after=BYTES; drop-input (read, never echo); close-after=BYTES "
+        "(then FIN); reset-after=BYTES (then RST); half-close-first (FIN at once, "
+        "reading on); accept-delay=MS or MS-MS (each client waits in the kernel's "
+        "queue); never-accept (the queue fills, later connects hang).  Example: "
+        "--fault delay=50-200,p=0.1"
+    )
+
     def postOptions(self) -> None:
+        self._checkFaults()
         if self["port"] is not None:
             self["port"] = wholeNumber("--port", self["port"], 0, 65535)
         elif not self["listen"]:
@@ -268,6 +305,24 @@ class Options(usage.Options):
         checkEvents(self)
         self.settings = self._settings()
 
+    def _checkFaults(self) -> None:
+        specs = []
+        for spec in self["fault"]:
+            try:
+                specs.append(parseFaultSpec(spec))
+            except FaultSpecError as e:
+                raise usage.UsageError(f"--fault {spec!r} is not usable: {e}.") from None
+        self["fault"] = tuple(specs)
+        if self["seed"] is not None:
+            if not specs:
+                raise usage.UsageError("--seed applies to --fault; give --fault too.")
+            self["seed"] = wholeNumber("--seed", self["seed"], 0, LARGEST_SEED)
+        if self["name"] is not None:
+            if not self["reflect"]:
+                raise usage.UsageError("--name applies to --reflect; give --reflect too.")
+            if not self["name"].strip():
+                raise usage.UsageError("--name must name the server, not ''.")
+
     def _refuseWithoutPort(self) -> None:
         # Each --listen endpoint string carries its own address and backlog;
         # these options would be silently ignored.
@@ -297,6 +352,8 @@ class Options(usage.Options):
         given["trace"] = bool(self["trace"])
         given["reusePort"] = bool(self["reuse-port"])
         given["leversOff"] = self._leversOff()
+        given["fault"] = self["fault"]
+        given["reflect"] = bool(self["reflect"])
         factoryClass: type[LifecycleServerFactory] = self["factory"] or LifecycleServerFactory
         return factoryClass.defaultSettings().evolve(**given)
 
@@ -326,6 +383,8 @@ _SETTINGS_OPTIONS = (
     "workers",
     "worker-restart-limit",
     "worker-restart-window",
+    "seed",
+    "name",
     "events",
     "events-only",
 )
