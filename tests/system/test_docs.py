@@ -451,6 +451,7 @@ PARSED_EXAMPLES = (
     "tcpclient-commands",
     "tcpclient-load-commands",
     "reuse-port-loop",
+    "workers-commands",
     "fault-commands",
 )
 
@@ -1172,16 +1173,16 @@ class DeploymentExampleTests(SynchronousTestCase):
     The systemd and many-core examples name what the project ships, and run.
     """
 
-    @checks("systemd-install", "systemd-template")
+    @checks("systemd-install")
     def test_installCommandsCopyUnitsThatShipAndEnableThem(self) -> None:
         """
-        Every file the install examples copy is in C{contrib/}, every unit
-        they enable is one of those (or an instance of its template), and
-        the twist they install is the one the service runs.
+        Every file the install example copies is in C{contrib/}, every unit
+        it enables is one of those (or an instance of its template), and
+        the twist it installs is the one the service runs.
         """
         copied: set[str] = set()
         enabled: list[str] = []
-        for name in ("systemd-install", "systemd-template"):
+        for name in ("systemd-install",):
             for line in logicalLines(exampleCode(name)):
                 for command in " ".join(shellWords(line)).split(" && "):
                     words = command.split()

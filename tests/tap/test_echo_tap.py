@@ -381,15 +381,28 @@ class SettingsTests(SynchronousTestCase):
             "--events": (events, events),
             "--events-only": ("close,accept", frozenset({"close", "accept"})),
         }
-        argv = [word for option, (text, _) in given.items() for word in (option, text) if word]
-        settings = parse(*argv).settings
-        expected = {camelCase(option[2:]): value for option, (_, value) in given.items()}
-        self.assertEqual({name: getattr(settings, name) for name in expected}, expected)
+        # --workers and --reuse-port exclude each other.
+        givenApart = {
+            "--workers": ("3", 3),
+            "--worker-restart-limit": ("7", 7),
+            "--worker-restart-window": ("2.5", 2.5),
+        }
+        expected = {}
+        for options in (given, givenApart):
+            argv = [word for option, (text, _) in options.items() for word in (option, text)]
+            settings = parse(*[word for word in argv if word]).settings
+            fields = {camelCase(option[2:]): value for option, (_, value) in options.items()}
+            self.assertEqual({name: getattr(settings, name) for name in fields}, fields)
+            expected.update(fields)
+        given.update(givenApart)
         self.assertEqual(
             parse("--protocol", "tests.protocols.test_connection.Upper").settings.protocol, Upper
         )
         everyOption = {f"--{name}" for name in Options().synonyms.values()}
-        self.assertEqual(everyOption - set(given), {"--protocol", "--help", "--version"})
+        # --worker-of says which process this is, not how to serve.
+        self.assertEqual(
+            everyOption - set(given), {"--protocol", "--help", "--version", "--worker-of"}
+        )
         self.assertEqual(
             set(attrs.fields_dict(ServerSettings)) - set(expected), {"protocol", "leversOff"}
         )

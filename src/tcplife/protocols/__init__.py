@@ -3,7 +3,8 @@ Between a transport and the user's protocol: the wrappers that see a
 connection's whole lifecycle and keep its half-closes.
 
   - L{TrackedConnection} and L{ConnectionTracking}: the lifecycle events,
-    byte counts and backpressure of any protocol a factory builds;
+    byte counts and backpressure of any protocol a factory builds (their
+    ids: L{numberConnections});
   - L{EchoProtocol}: RFC 862;
   - L{ProxyHeaderFactory} and L{ProxyServerEndpoint}: the PROXY protocol
     header, read before the protocol is connected;
@@ -40,7 +41,7 @@ from ._halfclose import passReadConnectionLost, passWriteConnectionLost
 from ._proxy import HeaderAdmission, ProxyHeaderFactory, ProxyHeaderProtocol, ProxyServerEndpoint
 from ._reflect import Reflect, reflectionLine
 from ._tls import HalfCloseableTLS, HalfCloseableTLSFactory
-from ._tracking import ConnectionTracking, TrackedConnection
+from ._tracking import ConnectionTracking, TrackedConnection, numberConnections
 from ._wrapper import ConnectionWrapper
 
 __all__ = [
@@ -70,6 +71,7 @@ __all__ = [
     "StopReadingAfter",
     "Throttle",
     "TrackedConnection",
+    "numberConnections",
     "passReadConnectionLost",
     "passWriteConnectionLost",
     "reflectionLine",

@@ -59,6 +59,19 @@ if TYPE_CHECKING:
 _connectionIds = itertools.count(1)
 
 
+def numberConnections(first: int, step: int = 1) -> None:
+    """
+    Number the connections made from now on C{first}, C{first + step},
+    C{first + 2 * step}, ...: several processes whose events go to one log
+    each take a different C{first} below a common C{step}, and their
+    C{conn_id}s never clash (what C{twist tcpecho --workers} does).
+    """
+    global _connectionIds
+    if first < 1 or step < 1:
+        raise ValueError(f"connection ids start at 1 and grow; not {first} by {step}")
+    _connectionIds = itertools.count(first, step)
+
+
 @implementer(IPushProducer)
 class _OutputBackpressure:
     """
