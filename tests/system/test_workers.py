@@ -379,7 +379,8 @@ class EventsFileTests(SynchronousTestCase):
         and both write their events to the one file, as the supervisor
         does its own (worker 0), every line with its worker and pid and
         every conn_id unique; after a rename and SIGUSR1 to the supervisor,
-        every worker writes to the new file, where both drains end.
+        every worker writes to the new file, where both drains end: the
+        last line is a worker's C{drained}.
         """
         directory = temporaryDirectory(self)
         path = directory / "events.jsonl"
@@ -417,6 +418,7 @@ class EventsFileTests(SynchronousTestCase):
         self.assertEqual(
             sorted(line["worker"] for line in new if line["lifecycle"] == "drained"), [1, 2]
         )
+        self.assertEqual(new[-1]["lifecycle"], "drained", new[-3:])
         ids = [line["conn_id"] for line in old + new if line["lifecycle"] == "accept"]
         self.assertEqual(len(set(ids)), 4)
 

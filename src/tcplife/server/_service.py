@@ -132,6 +132,10 @@ class ServerService(Service):
         )
         if self.factory is not None:
             self.factory.gate.stop()
+        if self.eventFile is not None:
+            # What is logged so far goes before the drain's lines: a
+            # supervisor's own stop-listening before its workers' drained.
+            self.eventFile.flush()
         if self.drainer is not None:
             yield self.drainer.drain()
         if self.metrics is not None:
