@@ -76,6 +76,11 @@ class DirectServer(KernelViewAtClose, tcp.Server):
       - L{batchedPoller}: the connection registers with the reactor's
         L{BatchedPoller <tcplife.internet.BatchedPoller>}, which dispatches
         its events without C{callWithLogger};
+      - L{asksForBackpressure}: a protocol that paces its reading by its
+        output (a L{TrackedConnection <tcplife.protocols.TrackedConnection>})
+        registers its producer only once output first waits in the buffer,
+        when the transport asks it (C{backpressureProducer}), not at every
+        connection;
       - C{readsKernelAtClose}: the kernel's view of the connection is read
         just before the socket closes (L{KernelViewAtClose}:
         C{tcpInfoAtClose}); with nothing left to flush, from the same
@@ -111,6 +116,14 @@ class DirectServer(KernelViewAtClose, tcp.Server):
     #: C{callWithLogger} and takes an C{EPOLLERR} for an end of input.  Read
     #: once per connection.
     batchedPoller = True
+
+    #: Before output first waits in Twisted's buffer with no producer
+    #: registered, ask the protocol for one (its C{backpressureProducer},
+    #: where it has one), so that a connection whose writes all go out at
+    #: once registers none.  C{False}: the protocol registers its producer
+    #: when it is connected, as with any transport.  Read by the protocol
+    #: once per connection, and by every write that buffers.
+    asksForBackpressure = True
 
     # close() alone sends the FIN: the descriptor is close-on-exec, so no
     # other process holds the socket open, and shutdown() would be one more
@@ -286,6 +299,8 @@ class DirectServer(KernelViewAtClose, tcp.Server):
             or not data
         ):
             # Twisted's checks, TLS routing and buffering, as always.
+            if self.producer is None:
+                self._askForBackpressure()
             super().write(data)  # type: ignore[no-untyped-call]
             return
         try:
@@ -299,6 +314,8 @@ class DirectServer(KernelViewAtClose, tcp.Server):
                 return
             sent = 0
         if sent < len(data):
+            if self.producer is None:
+                self._askForBackpressure()
             _bufferWrite(self, data[sent:] if sent else data)
 
     def writeSequence(self, iovec: Iterable[bytes]) -> None:
@@ -309,6 +326,8 @@ class DirectServer(KernelViewAtClose, tcp.Server):
             or self._mustBuffer()
             or any(type(chunk) is not bytes for chunk in chunks)
         ):
+            if self.producer is None:
+                self._askForBackpressure()
             super().writeSequence(chunks)  # type: ignore[no-untyped-call]
             return
         try:
@@ -325,9 +344,25 @@ class DirectServer(KernelViewAtClose, tcp.Server):
                 rest = chunks[index:]
                 if sent:
                     rest[0] = chunk[sent:]
+                if self.producer is None:
+                    self._askForBackpressure()
                 _bufferWriteSequence(self, rest)
                 return
             sent -= len(chunk)
+
+    def _askForBackpressure(self) -> None:
+        """
+        Output is about to wait in the buffer, and no producer is registered:
+        register the protocol's, if it wants one (L{asksForBackpressure}),
+        so the buffer's high-water mark pauses it as it would have had it
+        been registered from the start.
+        """
+        if not self.asksForBackpressure or not self.connected:
+            return
+        ask = getattr(self.protocol, "backpressureProducer", None)
+        producer = ask() if ask is not None else None
+        if producer is not None:
+            self.registerProducer(producer, True)
 
     def loseConnection(self) -> None:
         if (
