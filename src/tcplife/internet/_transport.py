@@ -218,7 +218,19 @@ class DirectServer(KernelViewAtClose, tcp.Server):
         # connection fileno that this class does not have.
         if not hasattr(self, "socket"):
             return
-        abstract.FileDescriptor.connectionLost(self, reason)
+        poller = self._poller
+        if isinstance(poller, ErrorAwareDispatch):
+            # FileDescriptor.connectionLost, whose stopReading and
+            # stopWriting are one call here.
+            self.disconnected = 1
+            self.connected = 0
+            producer = self.producer
+            if producer is not None:
+                producer.stopProducing()
+                self.producer = None
+            poller.stopWatching(self, self.socket.fileno())
+        else:
+            abstract.FileDescriptor.connectionLost(self, reason)
         self._closeSocket(not isinstance(reason.value, ConnectionAborted))
         protocol = self.protocol
         del self.protocol
@@ -382,7 +394,11 @@ class DirectServer(KernelViewAtClose, tcp.Server):
         # writing only to learn that on the next wake-up (two epoll_ctl calls
         # and an event); close once the batch of events being dispatched is
         # done, or else on the reactor's next pass: never inside the caller.
-        self.stopReading()
+        # After an end of input (the usual way here) the poller has stopped
+        # reading already: no calls to learn that.
+        poller = self._poller
+        if not isinstance(poller, ErrorAwareDispatch) or self.socket.fileno() in poller._reads:
+            self.stopReading()
         self.disconnecting = 1
         view, self._viewAtLoseConnection = self._viewAtLoseConnection, None
         closeAfterDispatch = getattr(self._poller, "closeAfterDispatch", None)
