@@ -76,7 +76,8 @@ format: $(DEV_STAMP)
 	$(BIN)/ruff format src tests twisted
 	$(BIN)/ruff check --fix src tests twisted
 
-# tcplife against asyncio, uvloop and bare Twisted (about 2.5 minutes).
+# tcplife against asyncio, uvloop and bare Twisted, then tcpclient against a
+# C epoll client and uvloop (about 4 minutes).
 # More options: make bench BENCH_ARGS="--json bench.json --chart bench.png"
 BENCH_ARGS ?=
 bench: $(DEV_STAMP)

@@ -30,10 +30,12 @@ class AsyncioEchoServer:
     a server tcplife had no hand in.
     """
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host = host
-        self.port = 0
+        self.port = port
         self.connections = 0
+        #: The address of each client, as it connected.
+        self.peers: list[str] = []
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -43,6 +45,7 @@ class AsyncioEchoServer:
 
     async def _echo(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self.peers.append(writer.get_extra_info("peername")[0])
         try:
             while data := await reader.read(1 << 16):
                 writer.write(data)
@@ -54,7 +57,9 @@ class AsyncioEchoServer:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(asyncio.start_server(self._echo, self.host, 0))
+        server = self._loop.run_until_complete(
+            asyncio.start_server(self._echo, self.host, self.port)
+        )
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
         self._loop.run_forever()

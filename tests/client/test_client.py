@@ -12,6 +12,7 @@ from typing import Any
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint
 from twisted.internet.error import (
+    ConnectBindError,
     ConnectError,
     ConnectionDone,
     ConnectionLost,
@@ -39,7 +40,7 @@ from tcplife import (
     LifecycleClientFactory,
     TrackedConnection,
 )
-from tcplife.client._failures import connectFailureKind
+from tcplife.client._failures import connectFailure, connectFailureKind
 from tcplife.testing import EventRecorder
 
 from ..helpers import pattern
@@ -522,10 +523,27 @@ class FailureKindTests(SynchronousTestCase):
         self.assertEqual(
             self.kind(ConnectError(errno.EHOSTUNREACH, "x")), ("unreachable", "no route to host")
         )
+        self.assertEqual(self.kind(ConnectError(errno.EACCES, "x")), ("other", "permission denied"))
+
+    def test_noLocalPortIsAKindOfItsOwn(self) -> None:
+        """
+        EADDRNOTAVAIL from connect, and EADDRINUSE from binding to a local
+        address's port 0, mean no local port was left: a kind of their own,
+        whose hint names TIME_WAIT and what to do.
+        """
+        for e in (
+            ConnectError(errno.EADDRNOTAVAIL, "x"),
+            ConnectBindError(errno.EADDRINUSE, "Address already in use"),
+        ):
+            kind, reason = self.kind(e)
+            self.assertEqual(kind, "no-local-port")
+            self.assertTrue(reason.startswith("no local port left ("), reason)
         self.assertEqual(
-            self.kind(ConnectError(errno.EADDRNOTAVAIL, "x")),
-            ("other", "cannot assign requested address"),
+            self.kind(ConnectError(errno.EADDRINUSE, "x")), ("other", "address already in use")
         )
+        error = connectFailure("127.0.0.1:9", Failure(ConnectError(errno.EADDRNOTAVAIL, "x")))
+        self.assertIn("TIME_WAIT", str(error))
+        self.assertIn("--bind", str(error))
 
 
 class QuietEventsTests(SynchronousTestCase):

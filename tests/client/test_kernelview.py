@@ -15,7 +15,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.trial.unittest import TestCase
 
 from tcplife import LifecycleServerFactory, LoadReport, LoadRun, LoadSettings
-from tcplife.internet import PortReactor
+from tcplife.internet import ClientReactor, PortReactor
 from tcplife.testing import EventRecorder
 
 
@@ -32,12 +32,15 @@ class KernelSectionTests(TestCase):
         number: int = port.getHost().port
         return number
 
+    #: What the client connects through: Twisted's own tcp.Client here.
+    clientReactor: Any = reactor
+
     @inlineCallbacks
     def runLoad(self, **settings: Any) -> Generator[Deferred[Any], Any, LoadReport]:
         port = self.serve()
         run = LoadRun(
             LoadSettings(target=f"127.0.0.1:{port}", **settings),
-            TCP4ClientEndpoint(reactor, "127.0.0.1", port),
+            TCP4ClientEndpoint(self.clientReactor, "127.0.0.1", port),
             reactor,  # type: ignore[arg-type]
         )
         run.start()
@@ -85,3 +88,12 @@ class KernelSectionTests(TestCase):
             set(document["kernel"]["rtt_us"]), {"count", "p50", "p90", "p99", "p99.9", "max"}
         )
         self.assertEqual(document["kernel"]["retransmits"], 0)
+
+
+class KernelSectionOverDirectClientTests(KernelSectionTests):
+    """
+    The same, with tcplife's own client transport, as C{twist tcpclient}
+    connects (L{ClientReactor}).
+    """
+
+    clientReactor = ClientReactor(reactor)

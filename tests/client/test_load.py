@@ -7,108 +7,21 @@ from __future__ import annotations
 
 import errno
 import json
-from io import StringIO
 from typing import Any
 
-from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import (
     ConnectError,
     ConnectionDone,
     ConnectionLost,
-    ConnectionRefusedError,
 )
-from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
-from twisted.internet.protocol import Protocol
-from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 
-from tcplife import LoadReport, LoadRun, LoadSettings, TrackedConnection
+from tcplife import LoadReport
+from tcplife.client import IntervalReport
 from tcplife.client._load import Messages
-from tcplife.testing import EventRecorder
 
-SERVER = IPv4Address("TCP", "127.0.0.1", 9000)
-
-
-@implementer(IStreamClientEndpoint)
-class FakeEndpoint:
-    """
-    Connects at once to a StringTransport, or refuses while C{refusing}, or
-    fails with C{failure} while it is set.
-    """
-
-    def __init__(self) -> None:
-        self.refusing = False
-        self.failure: Exception | None = None
-        self.connections: list[tuple[TrackedConnection, StringTransport]] = []
-
-    def connect(self, factory: IProtocolFactory) -> Deferred[Protocol]:
-        if self.refusing:
-            return fail(ConnectionRefusedError())
-        if self.failure is not None:
-            return fail(self.failure)
-        connection = factory.buildProtocol(SERVER)
-        assert isinstance(connection, TrackedConnection)
-        port = 40000 + len(self.connections)
-        transport = StringTransport(
-            hostAddress=IPv4Address("TCP", "127.0.0.1", port), peerAddress=SERVER
-        )
-        connection.makeConnection(transport)
-        self.connections.append((connection, transport))
-        return succeed(connection)  # type: ignore[arg-type]
-
-
-class Run:
-    """
-    A load run against the fake endpoint, with helpers that echo like a
-    server.
-    """
-
-    def __init__(self, **settings: Any) -> None:
-        self.clock = MemoryReactorClock()
-        self.endpoint = FakeEndpoint()
-        self.recorded = EventRecorder()
-        self.progress = StringIO()
-        self.run = LoadRun(
-            LoadSettings(target="127.0.0.1:9000", **settings),
-            self.endpoint,
-            self.clock,
-            events=self.recorded.log,
-            progress=self.progress,
-        )
-        self.reports: list[LoadReport] = []
-        self.run.finished.addCallback(self.reports.append)
-
-    def open(self) -> list[tuple[TrackedConnection, StringTransport]]:
-        return [(c, t) for c, t in self.endpoint.connections if c.connected]
-
-    def echo(self, connection: TrackedConnection, transport: StringTransport) -> int:
-        """
-        Echo whatever the connection has sent; returns how many bytes.
-        """
-        data = transport.value()
-        transport.clear()
-        if data:
-            connection.dataReceived(data)
-        return len(data)
-
-    def echoAll(self) -> int:
-        return sum(self.echo(c, t) for c, t in self.open())
-
-    def closeLost(self) -> None:
-        """
-        Deliver connectionLost to every connection whose transport was
-        closed, as the reactor would.
-        """
-        for connection, transport in self.endpoint.connections:
-            if connection.connected and transport.disconnecting:
-                connection.connectionLost(Failure(ConnectionDone()))
-
-    def report(self) -> LoadReport:
-        [report] = self.reports
-        return report
+from .loadrun import Run, assertMicroseconds
 
 
 class MessagesTests(SynchronousTestCase):
@@ -143,7 +56,7 @@ class MessagesTests(SynchronousTestCase):
         and chunks longer than that are checked piecewise.
         """
         messages = Messages(1 << 20)
-        self.assertEqual(len(messages._ring), 3 * (1 << 20) + (1 << 16))
+        self.assertEqual(len(messages.ring), 3 * (1 << 20) + (1 << 16))
         stream = b"".join(messages.variants)
         self.assertTrue(messages.matches(stream[5:], 5))
         self.assertTrue(messages.matches(stream[-1000:] + stream[:300_000], len(stream) - 1000))
@@ -473,6 +386,7 @@ class ProgressTests(SynchronousTestCase):
         self.assertTrue(r.progress.getvalue().endswith("\x1b[K\r"))
         self.assertIn(" 8 msg/s", lines[0])
         self.assertIn("0.008 MB/s", lines[0])
+        self.assertIn("p99   125.055 ms", lines[0])
         r.clock.advance(2.0)
         self.assertTrue(r.progress.getvalue().endswith("\r\x1b[K"))
 
@@ -523,6 +437,293 @@ class ReportTests(SynchronousTestCase):
                 "  throughput   0.001 MB/s echoed",
                 "  connections  2 opened",
                 "  errors       refused 0, reset 0, timeout 0, mismatch 0",
-                "  latency ms   p50 500.223  p90 500.223  p99 500.223  p99.9 500.223  max 500.223",
+                "  latency ms   p50 500.223  p90 500.223  p99 500.223  p99.9 500.223  max 500.223"
+                "  (closed loop: from each send)",
             ],
         )
+
+    def test_closedLoopSaysSoAndServiceTimeIsTheLatency(self) -> None:
+        """
+        Without a rate the JSON says the loop is closed, the service time is
+        the latency itself, and nothing can be late.
+        """
+        document = self.report().toJSON()
+        self.assertEqual(document["loop"], "closed")
+        self.assertEqual(document["service_time_us"], document["latency_us"])
+        self.assertIsNone(document["late"])
+
+
+class OpenLoopTests(SynchronousTestCase):
+    """
+    With a rate, messages follow a timetable and round trips run from the
+    time each message was due (coordinated omission corrected).
+    """
+
+    def test_messagesLeaveAtTheirTimeNotBefore(self) -> None:
+        """
+        At 8 msg/s an instantly echoed connection still sends one message
+        each eighth of a second, when it is due, and none is late.
+        """
+        r = Run(connections=1, size=8, duration=10.0, rate=8.0)
+        r.run.start()
+        [(connection, transport)] = r.open()
+        sentAt = []
+        # Steps of 1/64 s add up exactly, as tenths would not.
+        for step in range(64):
+            # What the connection wrote by now (the timetable's call fires
+            # as the clock reaches it), echoed at once.
+            if r.echo(connection, transport):
+                sentAt.append(step / 64)
+            r.clock.advance(1 / 64)
+        self.assertEqual(sentAt, [k / 8 for k in range(8)])
+        r.run.stop()
+        self.assertEqual(r.report().late, 0)
+
+    def stalledRun(self, **settings: Any) -> LoadReport:
+        """
+        One connection at 10 msg/s whose second echo the server holds back
+        for half a second (from 0.1 s to 0.6 s), every other echoed at once.
+        """
+        r = Run(connections=1, size=8, count=8, rate=10.0, **settings)
+        r.run.start()
+        [(connection, transport)] = r.open()
+        r.echo(connection, transport)
+        r.clock.advance(0.1)
+        self.assertEqual(len(transport.value()), 8)  # message 1, due at 0.1
+        r.clock.advance(0.5)
+        # Messages 2 to 6 fell due meanwhile: each leaves as soon as the
+        # echo before it is back, then message 7 at its time.
+        for _ in range(3):
+            while r.echo(connection, transport):
+                pass
+            r.clock.advance(0.1)
+        return r.report()
+
+    def test_aStallShowsInTheLatencyNotInTheServiceTime(self) -> None:
+        """
+        A server that stalls for half a second: the messages due meanwhile
+        went out late, their latency runs from their due time (up to the
+        stall's 500 ms), their service time from their late send (0 ms); and
+        the late messages are counted.
+        """
+        report = self.stalledRun()
+        self.assertEqual((report.messages, report.late), (8, 4))
+        # Message 1 waited 0.5 s for its echo; 2 to 6 were due 0.1 s apart
+        # until 0.6 s, when they left (6 on time) and came back at once: of
+        # the eight round trips, 0.5, 0.4, 0.3, 0.2 and 0.1 s, and three 0.
+        assertMicroseconds(self, report.latency.max, 0.5)
+        assertMicroseconds(self, report.latency.p50, 0.1)
+        self.assertEqual(report.serviceTime.p50, 0)
+        assertMicroseconds(self, report.serviceTime.max, 0.5)
+
+    def test_openLoopReportNamesBothTimes(self) -> None:
+        """
+        The report of an open loop shows latency and service time, and the
+        late messages; the JSON has latency_us, service_time_us and late.
+        """
+        report = self.stalledRun()
+        rows = report.render().splitlines()
+        self.assertIn("10 msg/s on a timetable", rows[0])
+        self.assertTrue(rows[5].startswith("  latency ms   p50 100.0"), rows[5])
+        self.assertTrue(rows[5].endswith("(from the intended send time)"), rows[5])
+        self.assertTrue(rows[6].startswith("  service ms   p50 0.000"), rows[6])
+        self.assertTrue(rows[6].endswith("(from the actual send)"), rows[6])
+        self.assertEqual(rows[7], "  late         4 of 8 messages sent over 1 ms after their time")
+        document = json.loads(json.dumps(report.toJSON()))
+        self.assertEqual((document["loop"], document["late"]), ("open", 4))
+        self.assertEqual(document["latency_us"]["count"], 8)
+        self.assertEqual(document["service_time_us"]["p50"], 0)
+        self.assertGreater(document["latency_us"]["p50"], 99_000)
+
+    def test_connectionsAreMessagesOnTheTimetable(self) -> None:
+        """
+        connect at 10 msg/s with one connection at a time, against a server
+        that takes 0.25 s to echo: each connection opens as soon as the one
+        before it is gone, late, and its latency runs from when it was due.
+        """
+        r = Run(connections=1, size=6, count=3, pattern="connect", rate=10.0)
+        r.run.start()
+        for _ in range(3):
+            r.clock.advance(0.25)
+            r.echoAll()
+            r.closeLost()
+        report = r.report()
+        self.assertEqual((report.messages, report.connectionsOpened, report.late), (3, 3, 2))
+        # Due at 0, 0.1 and 0.2; connected at 0, 0.25 and 0.5; echoed 0.25 s
+        # after each connect.
+        assertMicroseconds(self, report.latency.max, 0.55)
+        assertMicroseconds(self, report.serviceTime.max, 0.25)
+
+
+class IntervalTests(SynchronousTestCase):
+    """
+    Every --interval, what the run did in that interval alone.
+    """
+
+    def test_eachIntervalHasItsOwnFigures(self) -> None:
+        """
+        Each interval reports its own messages, rate, errors, latency
+        percentiles, open connections and CPU time, not the run's so far;
+        the rest of the last interval is reported when the run stops.
+        """
+        r = Run(connections=2, size=10, duration=1.25, interval=0.5)
+        r.run.start()
+        # First interval: 2 messages echoed after 0.1 s, then 8 at once.
+        r.clock.advance(0.1)
+        r.echoAll()
+        for _ in range(4):
+            r.echoAll()
+        r.cpu = 0.3
+        r.clock.advance(0.4)
+        # Second: one connection resets, the other echoes the message it
+        # sent at 0.1 s, at 0.7 s.
+        [(lost, _), (kept, keptTransport)] = r.open()
+        lost.connectionLost(Failure(ConnectionLost()))
+        r.clock.advance(0.2)
+        r.echo(kept, keptTransport)
+        r.cpu = 0.4
+        r.clock.advance(0.3)
+        # Third: the rest of the run, to its end at 1.25 s.
+        r.clock.advance(0.25)
+        first, second, last = r.intervals
+        self.assertEqual([i.index for i in r.intervals], [1, 2, 3])
+        spans = [(i.start, i.end) for i in r.intervals]
+        self.assertEqual(spans, [(0, 0.5), (0.5, 1.0), (1.0, 1.25)])
+        self.assertEqual((first.messages, first.errorCount, first.open), (10, 0, 2))
+        self.assertEqual(first.messagesPerSecond, 20.0)
+        assertMicroseconds(self, first.latency.max, 0.1)
+        self.assertEqual(first.latency.p50, 0)
+        self.assertAlmostEqual(first.cpu, 0.3)
+        self.assertEqual(dict(second.errors)["reset"], 1)
+        self.assertEqual(second.messages, 1)
+        assertMicroseconds(self, second.latency.p50, 0.6)
+        self.assertAlmostEqual(second.cpu, 0.1)
+        self.assertEqual((last.messages, last.errorCount), (0, 0))
+        self.assertIsNone(first.late)
+
+    def test_intervalAsJSON(self) -> None:
+        """
+        An interval's JSON object has its event type, its span, rate, errors,
+        late messages, open connections, CPU time and latency percentiles.
+        """
+        r = Run(connections=1, size=10, count=4, rate=10.0, interval=0.5)
+        r.run.start()
+        for _ in range(4):
+            r.echoAll()
+            r.clock.advance(0.1)
+        [interval] = r.intervals
+        document = json.loads(json.dumps(interval.toJSON()))
+        self.assertEqual(
+            set(document),
+            {
+                "event",
+                "interval",
+                "start_s",
+                "end_s",
+                "messages",
+                "messages_per_s",
+                "mb_per_s",
+                "errors",
+                "late",
+                "open",
+                "cpu_s",
+                "latency_us",
+            },
+        )
+        self.assertEqual((document["event"], document["interval"]), ("interval", 1))
+        self.assertEqual((document["messages"], document["late"]), (4, 0))
+        self.assertEqual(document["errors"]["mismatch"], 0)
+        self.assertEqual(document["latency_us"]["count"], 4)
+
+    def test_mergedIntervalsAddUp(self) -> None:
+        """
+        The same interval of several workers, merged: counts summed,
+        latencies of all of them in one histogram.
+        """
+        parts = []
+        for delay in (0.1, 0.3):
+            r = Run(connections=1, size=10, count=1, interval=0.5)
+            r.run.start()
+            r.clock.advance(delay)
+            r.echoAll()
+            parts.extend(r.intervals)
+        merged = IntervalReport.merged(parts)
+        self.assertEqual((merged.messages, merged.latency.count), (2, 2))
+        assertMicroseconds(self, merged.latency.max, 0.3)
+        self.assertEqual((merged.start, merged.end), (0.0, 0.3))
+
+
+class SeveralTargetsTests(SynchronousTestCase):
+    """
+    Several targets: connections spread over them in turn, a report per
+    target.
+    """
+
+    def test_connectionsAreSpreadInTurnAndStayWithTheirTarget(self) -> None:
+        """
+        rr with 5 connections over 2 targets: 3 and 2; a connection that
+        fails is replaced by one to the same target.
+        """
+        r = Run(targets=2, connections=5, size=8, duration=10.0)
+        r.run.start()
+        self.assertEqual([len(e.connections) for e in r.endpoints.values()], [3, 2])
+        [(lost, _), *_] = r.endpoints["server2"].connections
+        lost.connectionLost(Failure(ConnectionLost()))
+        r.clock.advance(0.05)
+        self.assertEqual([len(e.connections) for e in r.endpoints.values()], [3, 3])
+
+    def test_reportPerTarget(self) -> None:
+        """
+        Each target's messages, connections, errors and latency, beside the
+        totals.
+        """
+        r = Run(targets=2, connections=2, size=8, duration=10.0)
+        r.run.start()
+        [(one, oneTransport)] = r.endpoints["server1"].connections
+        [(two, _)] = r.endpoints["server2"].connections
+        r.clock.advance(0.25)
+        r.echo(one, oneTransport)
+        r.echo(one, oneTransport)
+        two.connectionLost(Failure(ConnectionLost()))
+        r.run.stop()
+        report = r.report()
+        first, second = report.targets
+        self.assertEqual((first.target, first.messages, first.errorCount), ("server1", 2, 0))
+        self.assertEqual((second.target, second.messages, second.errorCount), ("server2", 0, 1))
+        assertMicroseconds(self, first.latency.max, 0.25)
+        self.assertEqual(second.latency.count, 0)
+        self.assertEqual((report.messages, report.errorCount), (2, 1))
+        rows = report.render().splitlines()
+        self.assertEqual(
+            rows[-2:],
+            [
+                "  per target   server1  2 messages, 1 opened, 0 errors, p99 250.111 ms",
+                "               server2  0 messages, 1 opened, 1 errors, p99 0.000 ms",
+            ],
+        )
+        document = report.toJSON()
+        self.assertEqual([t["target"] for t in document["targets"]], ["server1", "server2"])
+        self.assertEqual(document["targets"][1]["errors"]["reset"], 1)
+
+    def test_churnGoesToEachTargetInTurn(self) -> None:
+        """
+        connect: each new connection goes to the next target.
+        """
+        r = Run(targets=3, connections=1, size=6, count=6, pattern="connect")
+        r.run.start()
+        for _ in range(6):
+            r.echoAll()
+            r.closeLost()
+        self.assertEqual([len(e.connections) for e in r.endpoints.values()], [2, 2, 2])
+        self.assertEqual([t.messages for t in r.report().targets], [2, 2, 2])
+
+    def test_aTargetThatNeverConnectsIsFatal(self) -> None:
+        """
+        One target refusing from the start ends the run with its failure,
+        even while another works: a wrong target is said at once.
+        """
+        r = Run(targets=2, connections=2, size=8, duration=10.0)
+        r.endpoints["server2"].refusing = True
+        r.run.start()
+        assert r.run.fatal is not None
+        self.assertEqual((r.run.fatal.target, r.run.fatal.kind), ("server2", "refused"))

@@ -19,7 +19,7 @@ from tcplife import LifecycleClientFactory
 from tcplife.client._oneshot import OneShot
 from tcplife.testing import EventRecorder
 
-from .test_load import FakeEndpoint
+from .loadrun import FakeEndpoint
 
 
 @implementer(IStreamClientEndpoint)

@@ -20,6 +20,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from tcplife import LifecycleClientFactory, LifecycleServerFactory, serverFromString
 from tcplife.internet import (
     TCP_INFO_FIELDS,
+    ClientReactor,
+    DirectClient,
     PortReactor,
     clientFromString,
     parseTcpInfo,
@@ -451,6 +453,26 @@ class ClientCloseTests(CloseEventTestCase):
         self.assertEqual(close["peer"], f"127.0.0.1:{port}")
         [connected] = clientEvents.of("connected")
         self.assertEqual(close["local"], connected["local"])
+        self.assertLoopbackView(close)
+        self.assertGreaterEqual(close["tcp"]["bytes_received"], len(b"hello\n"))
+
+    @inlineCallbacks
+    def test_directClientCloseHasTheView(self) -> Generator[Deferred[Any], Any, None]:
+        """
+        Through tcplife's own client transport (L{ClientReactor}'s
+        L{DirectClient}, as C{twist tcpclient} connects), the close carries
+        the view too, read by the transport itself.
+        """
+        port = self.listen()
+        clientEvents = EventRecorder()
+        factory = LifecycleClientFactory(b"hello\n", clock=reactor, events=clientEvents.log)
+        endpoint = TCP4ClientEndpoint(ClientReactor(reactor), "127.0.0.1", port)
+        protocol = yield factory.connect(endpoint, f"127.0.0.1:{port}")
+        self.assertIsInstance(protocol.transport.transport, DirectClient)
+        outcome = yield protocol.finished  # type: ignore[attr-defined]
+        self.assertTrue(outcome.ok)
+        close = yield clientEvents.when(lifecycle="close")
+        self.assertEqual(close["peer"], f"127.0.0.1:{port}")
         self.assertLoopbackView(close)
         self.assertGreaterEqual(close["tcp"]["bytes_received"], len(b"hello\n"))
 

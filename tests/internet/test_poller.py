@@ -166,6 +166,27 @@ class ReactorFDSetTests(SynchronousTestCase):
         self.assertEqual(writers, [writing])
         self.assertNotIn(self.poller, readers)
 
+    def test_readInsteadOfWritingIsOneChangeOfTheEpollSet(self) -> None:
+        """
+        A writer made a reader in one step (a client whose connect is done)
+        is among the readers and not the writers, its epoll entry now waits
+        for input, and the poller stays registered with the reactor: on the
+        batched poller and on tcplife's reactor alike.
+        """
+        from tcplife.internet.directreactor import DirectEPollReactor
+
+        direct = DirectEPollReactor()  # type: ignore[no-untyped-call]
+        self.addCleanup(direct._poller.close)
+        for poller in (self.poller, direct):
+            connecting = self.descriptor()
+            poller.addWriter(connecting)
+            poller.readInsteadOfWriting(connecting)
+            self.assertIn(connecting, poller.getReaders())
+            self.assertNotIn(connecting, poller.getWriters())
+            # A socket pair's end is writable at once, never readable here.
+            self.assertEqual(poller._epollSet().poll(0), [])
+        self.assertIn(self.poller, self.reactor._selectables.values())
+
     def test_removeAllRemovesAndReturnsHeldConnections(self) -> None:
         """
         C{reactor.removeAll()} returns the held connections (not the poller)

@@ -18,7 +18,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
+from zope.interface import directlyProvidedBy, implementer
 
 from tcplife import EchoProtocol, LifecycleServerFactory, TrackedConnection
 from tcplife.testing import LOCAL, PEER, EventRecorder, ServedConnection
@@ -337,6 +337,23 @@ class TransportPassThroughTests(SynchronousTestCase):
         h = Harness(transport=TCPStringTransport(hostAddress=LOCAL, peerAddress=PEER))
         self.assertTrue(ITCPTransport.providedBy(h.connection))
         self.assertTrue(h.connection.getTcpNoDelay())
+
+    def test_beforeConnectingItProvidesItsOwnInterfacesOnly(self) -> None:
+        """
+        Built but not yet connected, a tracked connection provides what its
+        class declares (as a protocol) and nothing directly; once connected,
+        its transport's interfaces too.
+        """
+        factory = LifecycleServerFactory(clock=MemoryReactorClock(), events=EventRecorder().log)
+        factory.protocol = EchoProtocol
+        connection = factory.buildProtocol(PEER)
+        assert connection is not None
+        self.assertTrue(IHalfCloseableProtocol.providedBy(connection))
+        self.assertFalse(ITCPTransport.providedBy(connection))
+        self.assertEqual(list(directlyProvidedBy(connection)), [])
+        connection.makeConnection(TCPStringTransport(hostAddress=LOCAL, peerAddress=PEER))
+        self.assertTrue(ITCPTransport.providedBy(connection))
+        self.assertTrue(IHalfCloseableProtocol.providedBy(connection))
 
     def test_addressesPassThrough(self) -> None:
         """

@@ -9,17 +9,20 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Generator
 from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.protocol import Protocol
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
-from tcplife import LifecycleServerFactory
+from tcplife import EchoProtocol, LifecycleServerFactory
+from tcplife.bench._clients import CLIENTS, ClientResults, ClientRun, _parsed, summarizeClient
 from tcplife.bench._levers import LEVERS, launchedWithout
 from tcplife.bench._load import LoadResult
-from tcplife.bench._report import asJSON, markdown, table
+from tcplife.bench._native import CompileError, compiled
+from tcplife.bench._report import asJSON, clientMarkdown, clientTable, markdown, table
 from tcplife.bench._run import BenchResults, summarize
 from tcplife.internet import PortReactor, pollerFor
 from tcplife.testing import EventRecorder
@@ -33,6 +36,7 @@ from ..helpers import (
     startTcpecho,
 )
 from ..leverprobe import LeverProbe
+from ..servers import temporaryDirectory
 
 
 class Corrupting(Protocol):
@@ -141,6 +145,110 @@ class LoadClientTests(TestCase):
         )
         self.assertEqual(status, 1)
         self.assertIn("echo differs", result["errors"][0])
+
+
+class NativeClientTests(TestCase):
+    """
+    The client section's reference C client, compiled at bench time, counts
+    verified messages in its window and fails a server that alters a byte.
+    """
+
+    def setUp(self) -> None:
+        self.workdir = temporaryDirectory(self)
+        try:
+            self.program = compiled("epoll_client", self.workdir)
+        except CompileError as e:
+            raise SkipTest(str(e)) from None
+
+    def listen(self, protocol: type[Protocol]) -> int:
+        factory = LifecycleServerFactory(clock=reactor, events=EventRecorder().log)
+        factory.protocol = protocol
+        port = PortReactor(reactor).listenTCP(0, factory, 128, "127.0.0.1")
+        self.addCleanup(port.stopListening)
+        number: int = port.getHost().port  # type: ignore[attr-defined]
+        return number
+
+    def runC(self, port: int, mode: str) -> Deferred[dict[str, Any]]:
+        def run() -> dict[str, Any]:
+            done = subprocess.run(
+                [str(self.program), mode, str(port), "4", "1024", "0.3", "0.1"],
+                capture_output=True,
+                timeout=WAIT,
+            )
+            self.assertEqual(done.returncode, 0, done.stderr)
+            result: dict[str, Any] = json.loads(done.stdout)
+            return result
+
+        return callInThread(run)
+
+    @inlineCallbacks
+    def test_requestResponseAndChurnCountVerifiedMessages(self) -> Generator[Any, Any, None]:
+        """
+        rr and connect complete messages against an exact echo, with no
+        error, and report their window and their own CPU time.
+        """
+        port = self.listen(EchoProtocol)
+        for mode in ("rr", "connect"):
+            result = yield self.runC(port, mode)
+            self.assertGreater(result["messages"], 0, mode)
+            self.assertEqual(result["errors"], 0, mode)
+            self.assertGreater(result["cpu_s"], 0, mode)
+            self.assertGreater(result["seconds"], 0.25, mode)
+
+    @inlineCallbacks
+    def test_alteredEchoIsAnError(self) -> Generator[Any, Any, None]:
+        """
+        A server that changes a byte of every chunk: nothing counts as
+        done, every exchange is an error.
+        """
+        result = yield self.runC(self.listen(Corrupting), "rr")
+        self.assertEqual(result["messages"], 0)
+        self.assertGreater(result["errors"], 0)
+
+
+class ClientSectionTests(SynchronousTestCase):
+    """
+    The client section reads each client's own window, and shows ratios to
+    the C client and to uvloop.
+    """
+
+    def test_tcpclientIsMeasuredFromItsIntervalsAfterTheWarmUp(self) -> None:
+        """
+        twist tcpclient's JSON stream: only intervals that start after the
+        warm-up count, with their messages, length and CPU time.
+        """
+        stream = "\n".join(
+            json.dumps(d)
+            for d in [
+                {"event": "interval", "start_s": 0.0, "end_s": 0.2, "messages": 999, "cpu_s": 9},
+                {"event": "interval", "start_s": 0.4, "end_s": 0.5, "messages": 10, "cpu_s": 0.1},
+                {"event": "interval", "start_s": 0.5, "end_s": 0.7, "messages": 30, "cpu_s": 0.2},
+                {"event": "end", "errors": {"refused": 0, "reset": 2}},
+            ]
+        )
+        run = _parsed(CLIENTS[2], "rr", stream)
+        self.assertEqual((run.messages, run.cpuSeconds), (40, 0.1 + 0.2))
+        self.assertAlmostEqual(run.seconds, 0.3)
+        self.assertEqual(run.errors, ["errors: {'reset': 2}"])
+
+    def test_tableShowsRatiosToTheReferences(self) -> None:
+        """
+        A client that does half the C client's messages per CPU second shows
+        0.50x of it per core, in the table and the Markdown.
+        """
+        c = summarizeClient([ClientRun("C epoll", "rr", 1000, 1.0, 0.5)])
+        uv = summarizeClient([ClientRun("uvloop", "rr", 800, 1.0, 0.5)])
+        mine = summarizeClient([ClientRun("tcplife", "rr", 500, 1.0, 0.5)])
+        for summary in (c, uv, mine):
+            for name, reference in (("C epoll", c), ("uvloop", uv)):
+                summary.rateRatios[name] = summary.messagesPerSecond / reference.messagesPerSecond
+                summary.perCoreRatios[name] = summary.perCore / reference.perCore
+        results = ClientResults(summaries={"rr": {"C epoll": c, "uvloop": uv, "tcplife": mine}})
+        row = next(line for line in clientTable(results).splitlines() if "tcplife" in line)
+        self.assertIn("0.50x", row)
+        self.assertIn("0.62x", row)
+        self.assertIn("| rr | tcplife | 500 | 1000.00 | 1,000 | 0.50x | 0.50x | 0.62x | 0.62x |",
+                      clientMarkdown(results))  # fmt: skip
 
 
 class ReportTests(SynchronousTestCase):

@@ -999,6 +999,29 @@ class ClientExampleTests(SynchronousTestCase):
         self.assertEqual(report["messages"], sample["messages"] // 10)
         self.assertEqual(report["bytes"], report["messages"] * report["size"])
 
+    @checks("load-json-stream")
+    def test_jsonStreamHasTheFieldsShown(self) -> None:
+        """
+        A run with --interval and --json-stream - writes interval objects
+        with the fields shown, in order, then the report as an end object.
+        """
+        [sample] = [json.loads(line) for line in exampleCode("load-json-stream").splitlines()]
+        port = self.serve()
+        done = self.runTwist(
+            ["twist", "--log-file=+", "tcpclient", "--port", str(port), "-c", "2",
+             "-d", "1", "--interval", "0.25", "--json-stream", "-"]
+        )  # fmt: skip
+        self.assertEqual(done.returncode, 0, done.stderr)
+        *intervals, end = [json.loads(line) for line in done.stdout.splitlines()]
+        self.assertGreaterEqual(len(intervals), 3)
+        self.assertEqual([i["interval"] for i in intervals], list(range(1, len(intervals) + 1)))
+        for interval in intervals:
+            self.assertEqual(sorted(interval), sorted(sample))
+            for nested in ("errors", "latency_us"):
+                self.assertEqual(sorted(interval[nested]), sorted(sample[nested]))
+        self.assertEqual(end["event"], "end")
+        self.assertEqual(sum(i["messages"] for i in intervals), end["messages"])
+
     @checks("upper_client.py", "upper-client-commands")
     def test_upperClientCommandsAgainstUpperEcho(self) -> None:
         """

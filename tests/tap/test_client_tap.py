@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import resource
+import sys
 from io import BytesIO, StringIO
 from typing import Any
 
@@ -15,9 +16,19 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
+from tcplife.client import WORKER_VARIABLE, Thresholds, WorkerPool, WorkerService
 from tcplife.client._loadservice import LoadService
 from tcplife.client._oneshot import OneShot
-from tcplife.tap.client import _FILE_CHUNK, LONGEST_FILE, Options, makeEndpoint, makeService
+from tcplife.tap._loadoptions import cpus
+from tcplife.tap._worker import LAUNCH
+from tcplife.tap.client import (
+    _FILE_CHUNK,
+    LONGEST_FILE,
+    Options,
+    _workerCommand,
+    makeEndpoint,
+    makeService,
+)
 
 from ..certs import TLSMistakes
 from ..helpers import assertRejected
@@ -243,8 +254,28 @@ class OneShotOptionTests(SynchronousTestCase):
         Load-mode options without load mode are refused, naming how to get
         load mode.
         """
-        for option, value in [("--size", "10"), ("--rate", "5"), ("--json", "-")]:
+        for option, value in [
+            ("--size", "10"),
+            ("--rate", "5"),
+            ("--json", "-"),
+            ("--json-stream", "-"),
+            ("--interval", "2"),
+            ("--max-p99", "10"),
+            ("--max-errors", "0"),
+            ("--min-rate", "100"),
+            ("--workers", "2"),
+        ]:
             self.assertRejected([option, value, "-m", "x"], option, "--connections")
+
+    def test_oneShotConnectsToOneTarget(self) -> None:
+        """
+        Several --connect are for load mode; one-shot mode refuses them.
+        """
+        self.assertRejected(
+            ["--connect", "tcp:a:1", "--connect", "tcp:b:2", "-m", "x"],
+            "One-shot mode connects to one --connect",
+            "load mode",
+        )
 
 
 class LoadOptionTests(SynchronousTestCase):
@@ -304,6 +335,94 @@ class LoadOptionTests(SynchronousTestCase):
         self.assertRejected(["-c", "1", "-m", "x"], "--message", "one-shot")
         self.assertRejected(["-c", "1", "--json", "/nonexistent/r.json"], "--json")
 
+    def test_newLoadOptionsAndTheirDefaults(self) -> None:
+        """
+        --interval defaults to a second; thresholds to none; --json-stream to
+        nothing; each is read as given.
+        """
+        options = parse("-c", "1")
+        self.assertEqual(options["interval"], 1.0)
+        self.assertEqual(options["thresholds"], Thresholds())
+        self.assertIsNone(options["json-stream"])
+        options = parse(
+            "-c", "1", "--interval", "0.25", "--max-p99", "2.5", "--max-errors", "3",
+            "--min-rate", "1e4", "--json-stream", "-",
+        )  # fmt: skip
+        self.assertEqual(options["interval"], 0.25)
+        self.assertEqual(options["thresholds"], Thresholds(maxP99=2.5, maxErrors=3, minRate=1e4))
+        self.assertEqual(options["json-stream"], "-")
+
+    def test_badNewLoadValues(self) -> None:
+        """
+        Each bad value of the interval, stream and threshold options is one
+        sentence naming the option and the value.
+        """
+        self.assertRejected(["-c", "1", "--interval", "0"], "--interval", "'0'")
+        self.assertRejected(["-c", "1", "--interval", "0.001"], "--interval", "0.01", "'0.001'")
+        self.assertRejected(["-c", "1", "--max-p99", "fast"], "--max-p99", "milliseconds")
+        self.assertRejected(["-c", "1", "--max-errors", "-1"], "--max-errors", "'-1'")
+        self.assertRejected(["-c", "1", "--max-errors", "few"], "--max-errors", "'few'")
+        self.assertRejected(["-c", "1", "--min-rate", "0"], "--min-rate", "'0'")
+        self.assertRejected(["-c", "1", "--min-rate", "inf"], "--min-rate", "'inf'")
+        self.assertRejected(["-c", "1", "--json-stream", ""], "--json-stream needs a file name")
+        self.assertRejected(
+            ["-c", "1", "--json-stream", "/nonexistent/s.jsonl"], "--json-stream", "no such"
+        )
+        self.assertRejected(
+            ["-c", "1", "--json", "-", "--json-stream", "-"], "--json and --json-stream", "'-'"
+        )
+
+    def test_connectIsRepeatableInLoadMode(self) -> None:
+        """
+        Several --connect in load mode: every one is kept, in order; the
+        same one twice is refused.
+        """
+        options = parse("-c", "2", "--connect", "tcp:a:1", "--connect", "unix:/tmp/b.sock")
+        self.assertEqual(options["connects"], ["tcp:a:1", "unix:/tmp/b.sock"])
+        self.assertRejected(
+            ["-c", "2", "--connect", "tcp:a:1", "--connect", "tcp:a:1"],
+            "--connect 'tcp:a:1' is given twice",
+        )
+
+    def test_bindNeedsAnAddressOfThisHost(self) -> None:
+        """
+        --bind takes an IP address of this host, of the targets' family, and
+        no UNIX target.
+        """
+        self.assertEqual(parse("-c", "1", "--bind", "127.0.0.2")["bind"], "127.0.0.2")
+        self.assertEqual(parse("-c", "1", "--host", "::1", "--bind", "[::1]")["bind"], "::1")
+        self.assertRejected(
+            ["-c", "1", "--bind", "localhost"], "--bind", "IPv4 or IPv6", "'localhost'"
+        )
+        # 192.0.2.0/24 is for documentation: no host has it.
+        self.assertRejected(
+            ["-c", "1", "--bind", "192.0.2.7"], "--bind 192.0.2.7 is not an address of this host"
+        )
+        self.assertRejected(
+            ["-c", "1", "--connect", "unix:/tmp/e.sock", "--bind", "127.0.0.1"],
+            "--bind applies to TCP", "'unix:/tmp/e.sock'",
+        )  # fmt: skip
+        self.assertRejected(
+            ["-c", "1", "--host", "::1", "--bind", "127.0.0.1"], "--bind 127.0.0.1", "one family"
+        )
+
+    def test_workersAreAWholeNumberOrAuto(self) -> None:
+        """
+        --workers N, or auto (one per CPU, no more than connections or
+        messages); each bad value is one sentence naming the option.
+        """
+        self.assertEqual(parse("-c", "4")["workers"], 1)
+        self.assertEqual(parse("-c", "4", "--workers", "2")["workers"], 2)
+        self.assertEqual(parse("-c", "1", "--workers", "auto")["workers"], 1)
+        self.assertEqual(parse("-c", "1000", "--workers", "auto")["workers"], cpus())
+        self.assertEqual(parse("-c", "1000", "-n", "1", "--workers", "auto")["workers"], 1)
+        self.assertRejected(["-c", "4", "--workers", "0"], "--workers", "or auto", "'0'")
+        self.assertRejected(["-c", "4", "--workers", "many"], "--workers", "'many'")
+        self.assertRejected(
+            ["-c", "2", "--workers", "3"], "--workers 3 needs at least 3 --connections"
+        )
+        self.assertRejected(["-c", "4", "-n", "2", "--workers", "3"], "--workers 3 needs --count")
+
     def test_connectionsBeyondTheOpenFileLimitAreRefused(self) -> None:
         """
         More connections than the process may open files is refused up
@@ -341,6 +460,70 @@ class ServiceTests(SynchronousTestCase):
             (settings.connections, settings.count, settings.pattern, settings.size),
             (3, 7, "connect", 9),
         )
+
+    def test_loadServiceStreamsAndHoldsTheThresholds(self) -> None:
+        """
+        --json-stream, --interval and the thresholds reach the service and
+        its run.
+        """
+        service = self.build("-c", "1", "--json-stream", "-", "--interval", "2", "--min-rate", "5")
+        self.assertEqual((service.stream, service.run.interval), ("-", 2.0))
+        self.assertEqual(service.thresholds, Thresholds(minRate=5.0))
+
+    def test_workersShareTheRunInProcessesOfTheirOwn(self) -> None:
+        """
+        --workers 2: the service runs a pool of two workers, each started as
+        twist tcpclient in a process group of its own, with the same
+        options but --workers.
+        """
+        service = self.build("-c", "4", "-n", "100", "--workers", "2", "--json", "-")
+        self.assertIsInstance(service.run, WorkerPool)
+        self.assertEqual((service.run.count, service.run.settings.connections), (2, 4))
+        options = parse("-c", "4", "-n", "100", "--workers", "2", "--json", "-")
+        command = _workerCommand(options)(1)
+        self.assertEqual(command[:3], [sys.executable, "-c", LAUNCH])
+        self.assertEqual(
+            command[command.index("tcpclient") :],
+            ["tcpclient", "-c", "4", "-n", "100", "--json", "-"],
+        )
+
+    def test_aWorkerRunsItsShare(self) -> None:
+        """
+        Started as worker 2 of 2 (its environment says so), tcpclient runs
+        its share of the connections and the count, and reports to its
+        parent.
+        """
+        self.patch(os, "environ", {**os.environ, WORKER_VARIABLE: "1/2"})
+        service = self.build("-c", "5", "-n", "101", "--workers", "2")
+        self.assertIsInstance(service, WorkerService)
+        settings = service.run.settings
+        self.assertEqual((settings.connections, settings.count), (2, 50))
+
+    def test_severalTargetsOneRun(self) -> None:
+        """
+        Several --connect: one run over all of them, named together in the
+        report, each by its description.
+        """
+        service = self.build("-c", "4", "--connect", "tcp:127.0.0.1:1", "--connect", "unix:/x")
+        self.assertEqual([t.name for t in service.run.targets], ["tcp:127.0.0.1:1", "unix:/x"])
+        self.assertEqual(service.run.settings.target, "tcp:127.0.0.1:1, unix:/x")
+
+    def test_bindAddressReachesConnectTCP(self) -> None:
+        """
+        --bind is the local address of every TCP connection, through
+        --host/--port, tcp: and tls: endpoints alike; a description's own
+        bindAddress= wins.
+        """
+        reactor = MemoryReactorClock()
+        for argv, bound in [
+            (["--port", "7"], ("127.0.0.2", 0)),
+            (["--connect", "tcp:127.0.0.1:7"], ("127.0.0.2", 0)),
+            (["--connect", "tcp:127.0.0.1:7:bindAddress=127.0.0.3"], ("127.0.0.3", 0)),
+            (["--connect", "tls:127.0.0.1:7"], ("127.0.0.2", 0)),
+        ]:
+            endpoint, _ = makeEndpoint(parse(*argv, "--bind", "127.0.0.2", "-m", "x"), reactor)
+            endpoint.connect(Factory.forProtocol(Protocol))
+            self.assertEqual(reactor.tcpClients[-1][4], bound, argv)
 
     def test_endpointsByTarget(self) -> None:
         """

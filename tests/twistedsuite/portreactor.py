@@ -1,7 +1,7 @@
 """
-Test-only reactors whose listening calls build tcplife's ports, so that
-Twisted's own tests exercise them: the stock epoll reactor's and
-tcplife-direct's.
+Test-only reactors whose listening calls build tcplife's ports and whose
+TCP connects build tcplife's client connections, so that Twisted's own tests
+exercise both: the stock epoll reactor's and tcplife-direct's.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Any
 
 from twisted.internet.epollreactor import EPollReactor
 
+from tcplife.internet import ClientReactor
 from tcplife.internet._port import PortReactor
 from tcplife.internet.directreactor import DirectEPollReactor
 
@@ -24,6 +25,7 @@ class ListensThroughPorts:
     def __init__(self) -> None:
         super().__init__()
         self._ports = PortReactor(self)
+        self._clients = ClientReactor(self)
 
     def listenTCP(self, *args: Any, **kwargs: Any) -> Any:
         return self._ports.listenTCP(*args, **kwargs)
@@ -36,6 +38,14 @@ class ListensThroughPorts:
 
     def adoptStreamPort(self, *args: Any, **kwargs: Any) -> Any:
         return self._ports.adoptStreamPort(*args, **kwargs)
+
+    # And C{connectTCP} and C{connectSSL} through L{ClientReactor}, so that
+    # C{DirectClient} makes every connection a test makes.
+    def connectTCP(self, *args: Any, **kwargs: Any) -> Any:
+        return self._clients.connectTCP(*args, **kwargs)
+
+    def connectSSL(self, *args: Any, **kwargs: Any) -> Any:
+        return self._clients.connectSSL(*args, **kwargs)
 
 
 class PortEPollReactor(ListensThroughPorts, EPollReactor):

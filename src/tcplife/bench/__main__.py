@@ -10,7 +10,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from ._report import markdown, table, writeChart, writeJSON
+from ._clients import CLIENT_SCENARIOS, CLIENTS, ClientResults, runClientBench
+from ._native import CompileError
+from ._report import clientJSON, clientMarkdown, clientTable, markdown, table, writeChart, writeJSON
 from ._run import SERVERS, runBench
 
 SCENARIO_NAMES = ["rr", "stream", "connect", "idle"]
@@ -40,6 +42,17 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated subset of: " + ", ".join(s.name for s in SERVERS),
     )
     parser.add_argument("--idle-connections", type=int, default=2000)
+    parser.add_argument(
+        "--client-scenarios",
+        default=",".join(CLIENT_SCENARIOS),
+        help="the client section's scenarios, comma-separated ('' for none): "
+        + ", ".join(CLIENT_SCENARIOS),
+    )
+    parser.add_argument(
+        "--clients",
+        default=",".join(c.name for c in CLIENTS),
+        help="comma-separated subset of: " + ", ".join(c.name for c in CLIENTS),
+    )
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--chart", type=Path, help="also draw the table as a PNG here")
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
@@ -51,6 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     servers = [s for s in SERVERS if s.name in wanted]
     if unknown or len(servers) != len(wanted):
         parser.error(f"unknown scenario or server in {args.scenarios!r} / {args.servers!r}")
+    clientScenarios = [s for s in args.client_scenarios.split(",") if s]
+    wantedClients = [n.strip() for n in args.clients.split(",") if n.strip()]
+    clients = [c for c in CLIENTS if c.name in wantedClients]
+    if set(clientScenarios) - set(CLIENT_SCENARIOS) or len(clients) != len(wantedClients):
+        parser.error(
+            f"unknown client scenario or client in {args.client_scenarios!r} / {args.clients!r}"
+        )
 
     started = time.monotonic()
     loadBefore = _loadAverage()
@@ -64,19 +84,37 @@ def main(argv: list[str] | None = None) -> int:
             Path(workdir),
             sys.stderr,
         )
+        clientResults = ClientResults()
+        if clientScenarios and clients:
+            try:
+                clientResults = runClientBench(
+                    clientScenarios, clients, args.duration, args.repeats, Path(workdir), sys.stderr
+                )
+            except CompileError as e:
+                clientResults.problem = str(e)
     results.settings["wall_s"] = round(time.monotonic() - started, 1)
     results.settings["loadavg"] = [loadBefore, _loadAverage()]
-    print(table(results))
+    if results.summaries or results.idle:
+        print(table(results))
+        print()
+    if clientResults.summaries:
+        print(clientTable(clientResults))
+    elif clientResults.problem:
+        print(f"no client section: {clientResults.problem}")
     print(
         f"\n({results.settings['wall_s']} s; medians of {args.repeats} interleaved runs; "
         f"load average {loadBefore} before, {_loadAverage()} after: other work on the "
         "machine shows here)"
     )
     if args.markdown:
-        print()
-        print(markdown(results))
+        if results.summaries or results.idle:
+            print()
+            print(markdown(results))
+        if clientResults.summaries:
+            print()
+            print(clientMarkdown(clientResults))
     if args.json:
-        writeJSON(results, args.json)
+        writeJSON(results, args.json, clients=clientJSON(clientResults))
     if args.chart:
         writeChart(results, args.chart)
     return 0

@@ -58,6 +58,8 @@ class LoadResult:
     connections: int = 0
     rssPerConnection: float = 0.0
     errors: list[str] = field(default_factory=list)
+    #: This client's own CPU time over the measurement window.
+    clientCpuSeconds: float = 0.0
 
 
 class Window:
@@ -76,15 +78,19 @@ class Window:
         self.ended = 0.0
         self.cpuStart = 0.0
         self.cpuEnd = 0.0
+        self.ownCpuStart = 0.0
+        self.ownCpuEnd = 0.0
 
     def start(self) -> None:
         self.cpuStart = cpuSeconds(self.serverPID)
+        self.ownCpuStart = time.process_time()
         self.started = time.perf_counter()
         self.open = True
 
     def stop(self) -> None:
         self.open = False
         self.ended = time.perf_counter()
+        self.ownCpuEnd = time.process_time()
         self.cpuEnd = cpuSeconds(self.serverPID)
 
     def done(self, nbytes: int, latency: int) -> None:
@@ -117,6 +123,7 @@ class Window:
             p99=percentile(0.99),
             connections=connections,
             errors=self.errors,
+            clientCpuSeconds=self.ownCpuEnd - self.ownCpuStart,
         )
 
 

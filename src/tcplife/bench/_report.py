@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ._clients import REFERENCES, ClientResults
 from ._run import PEERS, BenchResults
 
 _HEADER = (
@@ -73,8 +74,11 @@ def asJSON(results: BenchResults) -> dict[str, Any]:
     }
 
 
-def writeJSON(results: BenchResults, path: Path) -> None:
-    path.write_text(json.dumps(asJSON(results), indent=2) + "\n")
+def writeJSON(results: BenchResults, path: Path, clients: dict[str, Any] | None = None) -> None:
+    document = asJSON(results)
+    if clients is not None:
+        document["clients"] = clients
+    path.write_text(json.dumps(document, indent=2) + "\n")
 
 
 def writeChart(results: BenchResults, path: Path) -> None:
@@ -142,3 +146,72 @@ def markdown(results: BenchResults) -> str:
         )
         lines.append(f"| idle | {name} | | | | | {perConnection / 1024:.2f} KiB/conn | {ratios} |")
     return "\n".join(lines)
+
+
+_CLIENT_HEADER = (
+    f"{'scenario':<9} {'client':<16} {'msgs/s':>9} {'CPU us/msg':>10} {'msgs/CPU-s':>10}"
+    + "".join(f" {'rate/' + ref:>13} {'core/' + ref:>13}" for ref in REFERENCES)
+)
+
+
+def clientTable(results: ClientResults) -> str:
+    """
+    Scenario x client: rate, the client's own CPU per message and messages
+    per CPU second, and both as ratios to each reference client (above
+    1.00x: more than that reference).
+    """
+    lines = [
+        "clients, against the C epoll echo server (server on CPU 0, client on CPU 1):",
+        _CLIENT_HEADER,
+        "-" * len(_CLIENT_HEADER),
+    ]
+    for scenario, summaries in results.summaries.items():
+        for name, s in summaries.items():
+            ratios = "".join(
+                f" {s.rateRatios[ref]:>12.2f}x {s.perCoreRatios[ref]:>12.2f}x"
+                if ref in s.rateRatios
+                else f" {'-':>13} {'-':>13}"
+                for ref in REFERENCES
+            )
+            lines.append(
+                f"{scenario:<9} {name:<16} {s.messagesPerSecond:>9,.0f} "
+                f"{s.cpuPerMessage:>10.2f} {s.perCore:>10,.0f}"
+                + ratios
+                + (f"  ERRORS: {s.errors[:2]}" if s.errors else "")
+            )
+    return "\n".join(lines)
+
+
+def clientMarkdown(results: ClientResults) -> str:
+    refs = " | ".join(f"rate / {ref} | per core / {ref}" for ref in REFERENCES)
+    lines = [
+        f"| scenario | client | msgs/s | CPU µs/msg | msgs per CPU-s | {refs} |",
+        "|---|---|---:|---:|---:|" + "---:|" * (2 * len(REFERENCES)),
+    ]
+    for scenario, summaries in results.summaries.items():
+        for name, s in summaries.items():
+            ratios = " | ".join(
+                f"{s.rateRatios[ref]:.2f}x | {s.perCoreRatios[ref]:.2f}x"
+                if ref in s.rateRatios
+                else " | "
+                for ref in REFERENCES
+            )
+            lines.append(
+                f"| {scenario} | {name} | {s.messagesPerSecond:,.0f} | {s.cpuPerMessage:.2f} | "
+                f"{s.perCore:,.0f} | {ratios} |"
+            )
+    return "\n".join(lines)
+
+
+def clientJSON(results: ClientResults) -> dict[str, Any]:
+    return {
+        "summaries": {
+            scenario: {name: asdict(s) for name, s in summaries.items()}
+            for scenario, summaries in results.summaries.items()
+        },
+        "runs": {
+            scenario: {name: [asdict(r) for r in runs] for name, runs in byClient.items()}
+            for scenario, byClient in results.runs.items()
+        },
+        "problem": results.problem,
+    }

@@ -15,7 +15,8 @@ from ._factory import (
     EchoOutcome,
     LifecycleClientFactory,
 )
-from ._failures import EXIT_STATUS, ConnectFailedError
+from ._failures import EXIT_STATUS, NO_LOCAL_PORT, ConnectFailedError
+from ._intervals import IntervalReport
 from ._load import (
     CONNECT,
     DEFAULT_DURATION,
@@ -29,8 +30,10 @@ from ._load import (
 )
 from ._loadservice import LoadService
 from ._oneshot import OneShot
-from ._report import Latency, LoadReport
+from ._report import Latency, LoadReport, TargetReport
 from ._sinks import ByteSink, TextSink
+from ._thresholds import Thresholds
+from ._workers import WORKER_VARIABLE, WorkerPool, WorkerService, workerShare
 
 __all__ = [
     "CONNECT",
@@ -41,13 +44,16 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "DEFAULT_WINDOW",
     "EXIT_STATUS",
+    "NO_LOCAL_PORT",
     "PATTERNS",
     "RR",
     "STREAM",
+    "WORKER_VARIABLE",
     "ByteSink",
     "ConnectFailedError",
     "EchoClient",
     "EchoOutcome",
+    "IntervalReport",
     "Latency",
     "LifecycleClientFactory",
     "LoadReport",
@@ -55,5 +61,10 @@ __all__ = [
     "LoadService",
     "LoadSettings",
     "OneShot",
+    "TargetReport",
     "TextSink",
+    "Thresholds",
+    "WorkerPool",
+    "WorkerService",
+    "workerShare",
 ]

@@ -23,6 +23,9 @@ RESET: Final = "reset"
 CLOSED_EARLY: Final = "closed-early"
 MISMATCH: Final = "mismatch"
 OTHER: Final = "other"
+#: No local port left to connect from (EADDRNOTAVAIL): connection churn on a
+#: real network leaves each closed connection's port in TIME_WAIT.
+NO_LOCAL_PORT: Final = "no-local-port"
 #: We gave up on purpose (Ctrl-C, the end of a load run): not an error.
 CANCELLED: Final = "cancelled"
 
@@ -39,6 +42,11 @@ HINTS: Final = {
     UNREACHABLE: "check the address and the route to it",
     DNS: "check the host name",
     TIMEOUT: "nothing answered; is the host up, or a firewall dropping packets?",
+    NO_LOCAL_PORT: (
+        "the local ports are used up: each connection this host closed holds its port "
+        "in TIME_WAIT for a minute; open fewer per second (--rate), connect from another "
+        "local address (--bind), or widen net.ipv4.ip_local_port_range"
+    ),
 }
 
 #: What to try next when the time ran out in the name lookup.
@@ -51,6 +59,7 @@ EXIT_STATUS: Final = {
     UNREACHABLE: os.EX_UNAVAILABLE,
     DNS: os.EX_NOHOST,
     TIMEOUT: os.EX_TEMPFAIL,
+    NO_LOCAL_PORT: os.EX_TEMPFAIL,
     MISMATCH: os.EX_DATAERR,
     CLOSED_EARLY: os.EX_PROTOCOL,
     RESET: os.EX_PROTOCOL,
@@ -126,6 +135,11 @@ def connectFailureKind(failure: Failure) -> tuple[str, str]:
         if number == errno.ECONNRESET:
             # Twisted has no ConnectError subclass for it.
             return RESET, os.strerror(number).lower()
+        if number == errno.EADDRNOTAVAIL or (
+            # Binding to a local address, port 0, when none is left.
+            isinstance(e, error.ConnectBindError) and number == errno.EADDRINUSE
+        ):
+            return NO_LOCAL_PORT, "no local port left (" + os.strerror(number).lower() + ")"
         if number is not None:
             return OTHER, os.strerror(number).lower()
         return OTHER, str(e.args[0] if e.args and e.args[0] else e).strip().rstrip(".")

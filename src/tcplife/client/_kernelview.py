@@ -6,6 +6,7 @@ long-lived connections) and the segments it retransmitted.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,6 +16,7 @@ from hdrh.histogram import HdrHistogram
 from ..internet import tcpInfoNow
 from ..protocols import TrackedConnection
 from ._report import Latency
+from ._tally import bucketed
 
 #: Seconds between samples of the open connections' TCP_INFO: a timer, not
 #: a read per message.
@@ -52,13 +54,27 @@ class KernelTally:
     """
 
     def __init__(self) -> None:
-        self.rtt = HdrHistogram(1, _LONGEST_RTT_US, 3)
+        self._rtt = HdrHistogram(1, _LONGEST_RTT_US, 3)
+        # Counted by bucket as each connection closes (the histogram's
+        # record_value is about ten dict increments), recorded when read.
+        self._pending: defaultdict[int, int] = defaultdict(int)
         self.retransmits = 0
+
+    @property
+    def rtt(self) -> HdrHistogram:
+        """
+        The round-trip times so far.
+        """
+        record = self._rtt.record_value
+        for value, count in self._pending.items():
+            record(value, count)
+        self._pending.clear()
+        return self._rtt
 
     def _record(self, tcp: dict[str, int]) -> None:
         rtt = tcp.get("rtt_us")
         if rtt is not None:
-            self.rtt.record_value(min(max(rtt, 1), _LONGEST_RTT_US))
+            self._pending[bucketed(min(max(rtt, 1), _LONGEST_RTT_US))] += 1
 
     def closed(self, connection: TrackedConnection) -> None:
         """
@@ -78,7 +94,14 @@ class KernelTally:
             if tcp is not None:
                 self._record(tcp)
 
-    def report(self, openConnections: Iterable[TrackedConnection]) -> KernelReport | None:
+    def add(self, rtt: HdrHistogram, retransmits: int) -> None:
+        """
+        Add another tally's figures (a worker's, for the whole run's).
+        """
+        self.rtt.add(rtt)
+        self.retransmits += retransmits
+
+    def report(self, openConnections: Iterable[TrackedConnection] = ()) -> KernelReport | None:
         """
         The view so far, with the open connections' retransmissions; C{None}
         if the kernel said nothing (UNIX sockets).

@@ -1,46 +1,72 @@
 """
 The load generator: many connections, every echoed byte verified, round
-trips timed into an HDR histogram.
+trips timed into HDR histograms.
 
-The per-message path (L{_Pipelined.fill}, L{_Pipelined.dataReceived}) is
-kept flat: no logging, no string formatting, no allocation beyond the slice
-a comparison needs.  Everything else (timeouts, progress, the rate cap) runs
-on timers, over all connections at once.
+Without a rate the loop is closed: each connection sends its next message
+as soon as it may, and a round trip runs from the actual send.  With a rate
+the loop is open: messages follow a timetable (message M of the run is due
+at M / rate seconds), a round trip runs from the time its message was due,
+and a server that stalls shows in the latencies even though the client
+could only send later (coordinated omission, corrected as wrk2 does).
+
+The per-message path (the connections' protocols, in
+L{tcplife.client._connections}, and L{LoadRun.take}) is kept flat: no
+logging, no string formatting, no allocation beyond what a message needs.
+Everything else (timeouts, progress, folding round trips into histograms)
+runs on timers, over all connections at once.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
 import attrs
-from hdrh.histogram import HdrHistogram
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IDelayedCall,
-    IPushProducer,
     IReactorTime,
     IStreamClientEndpoint,
 )
-from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import LogLevel
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from ..events import LifecycleLog
 from ..protocols import TrackedConnection
-from ._factory import DEFAULT_TIMEOUT, LifecycleClientFactory
-from ._failures import CANCELLED, MISMATCH, TIMEOUT, ConnectFailedError, lostConnectionKind
+from ._connections import (
+    VARIANTS,
+    Messages,
+    Timetable,
+    _LoadFactory,
+    _LoadProtocol,
+    _OneMessage,
+    _Pipelined,
+    _Target,
+)
+from ._factory import DEFAULT_TIMEOUT
+from ._failures import CANCELLED, TIMEOUT, ConnectFailedError
+from ._intervals import IntervalReport, ProgressLine
 from ._kernelview import SAMPLE_INTERVAL as KERNEL_SAMPLE_INTERVAL
 from ._kernelview import KernelTally
-from ._report import Latency, LoadReport
+from ._report import LoadReport, TargetReport, countErrors
 from ._sinks import TextSink
+from ._tally import Tally, newHistogram
 
 RR: Final = "rr"
 STREAM: Final = "stream"
 CONNECT: Final = "connect"
 PATTERNS: Final = (RR, STREAM, CONNECT)
+
+#: A message sent more than this many seconds after its intended time is
+#: late.  The reactor's timers wake it up to a millisecond after they are
+#: due (epoll waits in whole milliseconds), so later than that, the message
+#: waited for a connection, or for the client itself.
+LATE_AFTER: Final = 0.001
 
 #: What a run does unless told: messages of this many bytes, this many bytes
 #: in flight per connection (C{stream}), for this many seconds (when no
@@ -49,21 +75,13 @@ DEFAULT_SIZE = 64
 DEFAULT_WINDOW = 1 << 16
 DEFAULT_DURATION = 10.0
 
-#: Distinct messages each connection cycles through, so that a server that
-#: replays an earlier reply is caught.
-_VARIANTS = 3
-#: The longest chunk checked with one slice; Twisted's TCP reads are at
-#: most 64 KiB (C{bufferSize}), and longer chunks are checked in pieces.
-_LONGEST_CHECK = 1 << 16
-#: Round trips are recorded in microseconds, up to an hour.
-_LONGEST_LATENCY_US = 3_600_000_000
-#: How often the rate cap hands out messages.
-_PACE_INTERVAL = 0.01
 #: After the end of a run, how long closing connections may take before
 #: they are aborted.
 _CLOSE_GRACE = 1.0
 #: The longest pause before reconnecting after consecutive errors.
 _LONGEST_RETRY = 1.0
+#: What L{LoadRun.take} returns when no message may be sent now.
+_NOT_NOW = -1.0
 
 
 @attrs.frozen
@@ -71,12 +89,16 @@ class LoadSettings:
     """
     What a load run does.
 
+    @ivar target: How the report names what the run connects to (with
+        several targets, all of their names).
     @ivar window: Bytes each connection keeps in flight (C{stream}); C{rr}
         and C{connect} keep exactly one message in flight.
     @ivar duration: Seconds to run, unless C{count} ends it first.
     @ivar count: Messages to complete in all, unless C{duration} ends it
         first.
-    @ivar rate: The most messages per second, over all connections.
+    @ivar rate: Messages per second, over all connections, on a timetable
+        (an open loop); C{None}: as fast as the connections go (a closed
+        loop).
     @ivar timeout: Seconds allowed to connect, and for each wait for more of
         an echo.
     """
@@ -99,274 +121,74 @@ class LoadSettings:
         return max(self.window, self.size) if self.pattern == STREAM else self.size
 
 
-class Messages:
-    """
-    The bytes every connection sends: message C{k} is C{variants[k % 3]},
-    so the whole stream repeats every three messages and any byte of it can
-    be checked with one slice of a precomputed ring.
-    """
-
-    def __init__(self, size: int) -> None:
-        block = bytes(range(251))  # a prime length: no alignment with sizes
-        base = (block * ((size + _VARIANTS) // len(block) + 1))[: size + _VARIANTS]
-        self.size = size
-        self.variants = tuple(base[j : j + size] for j in range(_VARIANTS))
-        self.period = _VARIANTS * size
-        # The stream, and enough of its start again that a slice of up to
-        # _LONGEST_CHECK bytes from any offset in the period fits.
-        repeats = _LONGEST_CHECK // self.period + 2
-        self._ring = (b"".join(self.variants) * repeats)[: self.period + _LONGEST_CHECK]
-        self._span = _LONGEST_CHECK
-
-    def matches(self, data: bytes, offset: int) -> bool:
-        """
-        Whether C{data} is what the stream holds from C{offset} on.
-        """
-        start = offset % self.period
-        span = self._span
-        if len(data) <= span:
-            return self._ring[start : start + len(data)] == data
-        return all(self.matches(data[i : i + span], offset + i) for i in range(0, len(data), span))
-
-
-class _LoadFactory(LifecycleClientFactory):
-    """
-    The client factory of one run; its protocols find the run through it.
-    """
-
-    def __init__(self, run: LoadRun, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.run = run
-
-    def connectionClosed(self, connection: TrackedConnection) -> None:
-        self.run.kernel.closed(connection)
-        super().connectionClosed(connection)
-
-
-class _LoadProtocol(Protocol):
-    """
-    What the run needs of each connection's protocol.
-
-    @ivar sent: Bytes written.
-    @ivar received: Bytes echoed and verified.
-    @ivar since: When the current wait for the echo began, or when the echo
-        last progressed.
-    """
-
-    factory: _LoadFactory
-    run: LoadRun
-    sent = 0
-    received = 0
-    since = 0.0
-    completed = 0
-    failure: str | None = None
-
-    def inFlight(self) -> int:
-        """
-        Messages sent whose echo is not complete.
-        """
-        raise NotImplementedError
-
-    def fail(self, kind: str) -> None:
-        """
-        End this connection because of C{kind}; the first kind is counted.
-        """
-        if self.failure is None:
-            self.failure = kind
-        transport = self.transport
-        if kind == TIMEOUT and isinstance(transport, TrackedConnection):
-            transport.timedOut()
-        elif transport is not None:
-            transport.abortConnection()  # type: ignore[attr-defined]
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.run.ended(self, self._endedBecause(reason))
-
-    def _endedBecause(self, reason: Failure) -> str | None:
-        if self.failure is not None:
-            return self.failure
-        return lostConnectionKind(reason)
-
-
-@implementer(IPushProducer)
-class _Pipelined(_LoadProtocol):
-    """
-    C{rr} and C{stream}: keep up to a window of messages in flight, and send
-    the next as soon as the echo of an earlier one is complete.
-
-    It is the transport's producer, so a full write buffer pauses sending,
-    never reading: an echo client that stops reading deadlocks the server.
-    """
-
-    def connectionMade(self) -> None:
-        run = self.run = self.factory.run
-        self.seconds = run.clock.seconds
-        self.messages = run.messages
-        self.size = run.messages.size
-        self.variants = run.messages.variants
-        self.slack = run.settings.inFlight - self.size
-        self.slots = run.settings.inFlight // self.size + 1
-        self.sentAt = [0.0] * self.slots
-        self.nextMessage = 0
-        self.paused = False
-        assert self.transport is not None
-        self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
-        run.opened(self)
-        self.fill()
-
-    def inFlight(self) -> int:
-        return self.nextMessage - self.completed
-
-    def fill(self) -> None:
-        """
-        Send messages while the window, the rate and the count allow.
-        """
-        if self.paused or self.sent - self.received > self.slack:
-            return
-        run = self.run
-        assert self.transport is not None
-        write = self.transport.write
-        variants = self.variants
-        sentAt = self.sentAt
-        slots = self.slots
-        size = self.size
-        k = self.nextMessage
-        now = self.seconds()
-        if self.sent == self.received:
-            # Nothing was in flight: the wait for an echo starts now.
-            self.since = now
-        while self.sent - self.received <= self.slack and run.take(self):
-            sentAt[k % slots] = now
-            k += 1
-            self.sent += size
-            write(variants[(k - 1) % _VARIANTS])
-            if self.paused:
-                break
-        self.nextMessage = k
-
-    def dataReceived(self, data: bytes) -> None:
-        start = self.received
-        end = start + len(data)
-        if end > self.sent or not self.messages.matches(data, start):
-            self.run.mismatched(self, start)
-            self.fail(MISMATCH)
-            return
-        self.received = end
-        now = self.since = self.seconds()
-        done = end // self.size
-        k = self.completed
-        if done > k:
-            latencies = self.run.latencies
-            sentAt = self.sentAt
-            slots = self.slots
-            while k < done:
-                latencies[int((now - sentAt[k % slots]) * 1e6)] += 1
-                k += 1
-            self.run.completedMessages(done - self.completed)
-            self.completed = done
-            self.fill()
-
-    def pauseProducing(self) -> None:
-        self.paused = True
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        self.fill()
-
-    def stopProducing(self) -> None:
-        self.paused = True
-
-
-class _OneMessage(_LoadProtocol):
-    """
-    C{connect}: the whole client lifecycle per message: connect, send one
-    message, read it back, close.
-    """
-
-    def connectionMade(self) -> None:
-        run = self.run = self.factory.run
-        self.seconds = run.clock.seconds
-        self.messages = run.messages
-        self.size = size = run.messages.size
-        variant = run.nextVariant()
-        self.offset = variant * size
-        self.sent = size
-        self.since = self.sentAt = self.seconds()
-        run.opened(self)
-        if not run.stopping:
-            assert self.transport is not None
-            self.transport.write(run.messages.variants[variant])
-
-    def inFlight(self) -> int:
-        return 1 - self.completed
-
-    def dataReceived(self, data: bytes) -> None:
-        start = self.received
-        end = start + len(data)
-        if end > self.size or not self.messages.matches(data, self.offset + start):
-            self.run.mismatched(self, start)
-            self.fail(MISMATCH)
-            return
-        self.received = end
-        now = self.since = self.seconds()
-        if end == self.size:
-            self.completed = 1
-            self.run.latencies[int((now - self.sentAt) * 1e6)] += 1
-            self.run.completedMessages(1)
-            assert self.transport is not None
-            self.transport.loseConnection()
-
-    def _endedBecause(self, reason: Failure) -> str | None:
-        if self.completed and self.failure is None:
-            return None
-        return super()._endedBecause(reason)
-
-
 class LoadRun:
     """
     One load run: keeps C{connections} connections busy until the duration
     or the count is reached, or L{stop} is called.
 
+    @param endpoint: What to connect to, named C{settings.target}; or
+        several endpoints by their names, which connections are spread over
+        in turn.
+    @param progress: Where to show a progress line after every interval
+        (a terminal).
+    @param interval: Seconds between interval reports.
+    @param cpuSeconds: The CPU time this process has used so far.
+    @param firstSlot: Where this run's connections start in the turn of the
+        targets (a worker's first connection among all workers').
+    @ivar intervalObservers: Called with each L{IntervalReport}, at the end
+        of every interval, and for the rest of the last one when the run
+        stops (add to it before L{start}).
     @ivar finished: Fires with the L{LoadReport} when the run stops.
     @ivar closed: Fires once every connection is gone after the stop.
     @ivar fatal: Set when the run ended because no connection could be made
-        at all.
+        at all to one of its targets.
     """
 
     def __init__(
         self,
         settings: LoadSettings,
-        endpoint: IStreamClientEndpoint,
+        endpoint: IStreamClientEndpoint | Mapping[str, IStreamClientEndpoint],
         clock: IReactorTime,
         *,
         events: LifecycleLog | None = None,
         progress: TextSink | None = None,
+        interval: float = 1.0,
+        cpuSeconds: Callable[[], float] = time.process_time,
+        firstSlot: int = 0,
     ) -> None:
         self.settings = settings
-        self.endpoint = endpoint
         self.clock = clock
         self.messages = Messages(settings.size)
+        self.openLoop = settings.rate is not None
         if events is None:
             events = LifecycleLog(level=LogLevel.debug)
-        self.factory = _LoadFactory(self, timeout=settings.timeout, clock=clock, events=events)
-        self.factory.protocol = _OneMessage if settings.pattern == CONNECT else _Pipelined
+        self.events = events
+        endpoints = dict(endpoint) if isinstance(endpoint, Mapping) else {settings.target: endpoint}
+        self.targets = [self._newTarget(name, each) for name, each in endpoints.items()]
+        self._firstSlot = firstSlot
+        first = firstSlot % len(self.targets)
+        self._turns: Iterator[_Target] = itertools.cycle(
+            self.targets[first:] + self.targets[:first]
+        )
         self.finished: Deferred[LoadReport] = Deferred()
         self.closed: Deferred[None] = Deferred()
         self.fatal: ConnectFailedError | None = None
         self.stopping = False
         self.active: set[_LoadProtocol] = set()
-        # Round trips by microsecond, folded into the histogram every
-        # timer tick: a dict increment costs a tenth of a histogram record.
-        self.latencies: defaultdict[int, int] = defaultdict(int)
-        self.histogram = HdrHistogram(1, _LONGEST_LATENCY_US, 3)
         self.kernel = KernelTally()
         self.done = 0
         self.issued = 0
-        self.errors: defaultdict[str, int] = defaultdict(int)
         self.startedAt = self.stoppedAt = 0.0
-        self._progress = progress
-        self._progressShown = False
-        self._lastTick = (0.0, 0)
+        self.interval = interval
+        self.intervalObservers: list[Callable[[IntervalReport], object]] = []
+        self._progress = ProgressLine(progress) if progress is not None else None
+        if self._progress is not None:
+            self.intervalObservers.append(self._progress.show)
+        self._cpuSeconds = cpuSeconds
+        self._intervalHistogram = newHistogram()
+        self._intervalIndex = 0
+        self._intervalStart = 0.0
+        self._intervalFrom: tuple[int, dict[str, int], int, float] = (0, {}, 0, 0.0)
         self._variant = 0
         self._connecting: set[Deferred[Protocol]] = set()
         self._retries: set[IDelayedCall] = set()
@@ -374,36 +196,66 @@ class LoadRun:
         self._deadline: IDelayedCall | None = None
         self._grace: IDelayedCall | None = None
         self._loops: list[LoopingCall] = []
-        self._rate = settings.rate
-        self._tokens = 1.0
-        self._burst = max(1.0, (settings.rate or 0) * _PACE_INTERVAL * 2)
-        self._lastRefill = 0.0
-        self._parkedSlots = 0
+        self._timetable = Timetable(settings.rate) if settings.rate is not None else None
+        self._pacer: IDelayedCall | None = None
+        self._parkedSlots: deque[_Target] = deque()
         self._waiting: dict[_LoadProtocol, None] = {}
         self._doneAtSweep = 0
         self._lastCompletion = 0.0
         self.stalled = False
         self._mismatchLogged = False
 
+    def _newTarget(self, name: str, endpoint: IStreamClientEndpoint) -> _Target:
+        settings = self.settings
+        factory = _LoadFactory(
+            self,
+            Tally(name, openLoop=self.openLoop),
+            timeout=settings.timeout,
+            clock=self.clock,
+            events=self.events,
+        )
+        factory.protocol = _OneMessage if settings.pattern == CONNECT else _Pipelined
+        target = factory.target = _Target(name, endpoint, factory)
+        return target
+
+    @property
+    def errors(self) -> dict[str, int]:
+        """
+        Errors so far by kind, over every target.
+        """
+        counts: dict[str, int] = {}
+        for target in self.targets:
+            for kind, count in target.tally.errors.items():
+                counts[kind] = counts.get(kind, 0) + count
+        return counts
+
+    @property
+    def late(self) -> int:
+        """
+        Messages sent late so far, over every target.
+        """
+        return sum(target.tally.late for target in self.targets)
+
     # -- running ----------------------------------------------------------
 
     def start(self) -> None:
         settings = self.settings
-        self.startedAt = self._lastRefill = self._lastCompletion = self.clock.seconds()
-        self._lastTick = (self.startedAt, 0)
-        for _ in range(settings.connections):
-            self._openSlot()
+        self.startedAt = self._lastCompletion = self.clock.seconds()
+        self._intervalFrom = (0, {}, 0, self._cpuSeconds())
+        if self._timetable is not None and settings.pattern == CONNECT:
+            # Each message is a connection: the first is due now.
+            self._timetable.start = self.startedAt
+        for slot in range(self._firstSlot, self._firstSlot + settings.connections):
+            self._openSlot(self.targets[slot % len(self.targets)])
         if settings.duration is not None and not self.stopping:
             self._deadline = self.clock.callLater(settings.duration, self.stop)
         sweep = min(1.0, max(settings.timeout / 4, 0.01))
         self._every(sweep, self._sweep)
-        if self._progress is not None:
-            self._every(1.0, self._showProgress)
+        if self.intervalObservers:
+            self._every(self.interval, self._intervalEnded)
         # Long-lived connections (rr, stream) are seen now and then, not only
         # at their close.
         self._every(KERNEL_SAMPLE_INTERVAL, self._sampleKernel)
-        if self._rate is not None:
-            self._every(_PACE_INTERVAL, self._refill)
 
     def _every(self, interval: float, f: Any) -> None:
         if self.stopping:
@@ -413,26 +265,38 @@ class LoadRun:
         loop.start(interval, now=False)
         self._loops.append(loop)
 
-    def _openSlot(self) -> None:
+    def _openSlot(self, target: _Target) -> None:
         """
-        Open one connection (for C{connect}, one message's connection).
+        Open one connection to C{target} (for C{connect}, one message's
+        connection: then to the next target in turn).
         """
         if self.stopping:
             return
-        if self.settings.pattern == CONNECT and not self.take(None):
-            return
-        connecting = self.factory.connect(self.endpoint, self.settings.target)
+        due = _NOT_NOW
+        if self.settings.pattern == CONNECT:
+            target = next(self._turns)
+            due = self.take(None, target, self.clock.seconds())
+            if due < 0.0:
+                return
+        connecting = target.factory.connect(target.endpoint, target.name)
         self._connecting.add(connecting)
-        connecting.addBoth(self._connectDone, connecting)
+        connecting.addBoth(self._connectDone, connecting, target, due)
 
-    def _connectDone(self, result: object, connecting: Deferred[Protocol]) -> None:
+    def _connectDone(
+        self, result: object, connecting: Deferred[Protocol], target: _Target, due: float
+    ) -> None:
         self._connecting.discard(connecting)
         if isinstance(result, Failure):
-            self._connectFailed(result)
-        elif self.stopping:
+            self._connectFailed(result, target)
+            return
+        if self.openLoop and isinstance(result, _OneMessage):
+            # Its echo cannot have come yet: the round trip is from the time
+            # its connection was due.
+            result.dueAt = due
+        if self.stopping:
             self._checkClosed()
 
-    def _connectFailed(self, failure: Failure) -> None:
+    def _connectFailed(self, failure: Failure, target: _Target) -> None:
         failure.trap(ConnectFailedError)
         error: ConnectFailedError = failure.value  # type: ignore[assignment]
         if error.kind == CANCELLED or self.stopping:
@@ -440,52 +304,92 @@ class LoadRun:
             return
         if self.settings.pattern == CONNECT:
             self.issued -= 1
-        self.errors[error.kind] += 1
-        if self.factory.opened == 0:
-            # Nothing has ever connected: the target is wrong or down, and
-            # retrying would only count the same error thousands of times.
+        target.tally.errors[error.kind] += 1
+        if target.factory.opened == 0:
+            # Nothing has ever connected there: the target is wrong or down,
+            # and retrying would only count the same error thousands of times.
             self.fatal = error
             self.stop()
             return
-        self._retry()
+        self._retry(target)
 
-    def _retry(self) -> None:
+    def _retry(self, target: _Target) -> None:
         self._retryDelay = min(max(self._retryDelay * 2, 0.01), _LONGEST_RETRY)
 
         def reopen() -> None:
             self._retries.discard(call)
-            self._openSlot()
+            self._openSlot(target)
 
         call = self.clock.callLater(self._retryDelay, reopen)
         self._retries.add(call)
 
     def nextVariant(self) -> int:
-        self._variant = variant = (self._variant + 1) % _VARIANTS
+        self._variant = variant = (self._variant + 1) % VARIANTS
         return variant
 
-    def take(self, waiter: _LoadProtocol | None) -> bool:
+    def take(self, waiter: _LoadProtocol | None, target: _Target, now: float) -> float:
         """
-        Whether one more message may be sent now.  When the rate cap says
-        not yet, C{waiter} (or, for C{None}, a connection slot) is resumed
-        when it allows.
+        May one more message be sent now to C{target} (by C{waiter}, or for
+        C{None}, by a new connection of C{connect})?
+
+        @return: When it was due (in a closed loop, C{now}); or a negative
+            number for no, and if the timetable says not yet, C{waiter} (or
+            a connection to that target) is resumed once it allows.
         """
         if self.stopping:
-            return False
+            return _NOT_NOW
         count = self.settings.count
         if count is not None and self.issued >= count:
-            return False
-        if self._rate is not None:
-            if self._tokens < 1.0:
-                if waiter is None:
-                    self._parkedSlots += 1
-                else:
-                    self._waiting[waiter] = None
-                return False
-            self._tokens -= 1.0
+            return _NOT_NOW
+        timetable = self._timetable
+        if timetable is None:
+            self.issued += 1
+            return now
+        if timetable.start is None:
+            timetable.start = now
+        due = timetable.start + timetable.index / timetable.rate
+        if due > now:
+            self._waitFor(waiter, target, due - now)
+            return _NOT_NOW
+        timetable.index += 1
         self.issued += 1
-        return True
+        if now - due > LATE_AFTER:
+            target.tally.late += 1
+        return due
 
-    def completedMessages(self, n: int) -> None:
+    def _waitFor(self, waiter: _LoadProtocol | None, target: _Target, delay: float) -> None:
+        if waiter is None:
+            self._parkedSlots.append(target)
+        else:
+            self._waiting[waiter] = None
+        if self._pacer is None:
+            self._pacer = self.clock.callLater(delay, self._pace)
+
+    def _pace(self) -> None:
+        """
+        Messages are due: hand them to the connections waiting to send, in
+        the order they began to wait.
+        """
+        self._pacer = None
+        timetable = self._timetable
+        assert timetable is not None
+        now = self.clock.seconds()
+        while (self._parkedSlots or self._waiting) and not self.stopping and timetable.due <= now:
+            if self._parkedSlots:
+                self._openSlot(self._parkedSlots.popleft())
+                continue
+            waiter = next(iter(self._waiting))
+            del self._waiting[waiter]
+            if isinstance(waiter, _Pipelined) and waiter in self.active:
+                waiter.fill()
+        if (self._parkedSlots or self._waiting) and not self.stopping and self._pacer is None:
+            self._pacer = self.clock.callLater(max(0.0, timetable.due - now), self._pace)
+
+    def completed(self, tally: Tally, n: int) -> None:
+        """
+        C{n} more messages came back whole from C{tally}'s target.
+        """
+        tally.done += n
         self.done += n
         count = self.settings.count
         if count is not None and self.done >= count:
@@ -511,18 +415,19 @@ class LoadRun:
         self.issued -= protocol.inFlight()
         if protocol.completed:
             self._retryDelay = 0.0
+        target = protocol.factory.target
         if kind is None:
-            self._openSlot()
+            self._openSlot(target)
         else:
-            self.errors[kind] += 1
-            self._retry()
+            protocol.tally.errors[kind] += 1
+            self._retry(target)
 
     def mismatched(self, protocol: _LoadProtocol, offset: int) -> None:
         if not self._mismatchLogged:
             self._mismatchLogged = True
             transport = protocol.transport
             connId = transport.connId if isinstance(transport, TrackedConnection) else None
-            self.factory.events.logger.warn(
+            self.events.logger.warn(
                 "echo differs from what was sent on #{conn_id}, "
                 "in the read from offset {offset} (further mismatches are only counted)",
                 conn_id=connId,
@@ -532,7 +437,7 @@ class LoadRun:
     # -- timers -----------------------------------------------------------
 
     def _sweep(self) -> None:
-        self._foldLatencies()
+        self._fold()
         now = self.clock.seconds()
         limit = now - self.settings.timeout
         for protocol in list(self.active):
@@ -548,49 +453,49 @@ class LoadRun:
             self.stop()
 
     def _stallLimit(self) -> float:
-        pace = 1 / self._rate if self._rate is not None else 0.0
-        return self.settings.timeout + pace
+        rate = self.settings.rate
+        return self.settings.timeout + (1 / rate if rate is not None else 0.0)
 
-    def _refill(self) -> None:
-        now = self.clock.seconds()
-        assert self._rate is not None
-        self._tokens = min(self._tokens + (now - self._lastRefill) * self._rate, self._burst)
-        self._lastRefill = now
-        while self._tokens >= 1.0 and self._parkedSlots and not self.stopping:
-            self._parkedSlots -= 1
-            self._openSlot()
-        while self._tokens >= 1.0 and self._waiting and not self.stopping:
-            waiter = next(iter(self._waiting))
-            del self._waiting[waiter]
-            if isinstance(waiter, _Pipelined) and waiter in self.active:
-                waiter.fill()
+    def _fold(self) -> None:
+        for target in self.targets:
+            target.tally.fold(self._intervalHistogram)
 
-    def _foldLatencies(self) -> None:
-        record = self.histogram.record_value
-        for value, count in self.latencies.items():
-            record(value, count)
-        self.latencies.clear()
+    def _openConnections(self) -> list[TrackedConnection]:
+        return [c for target in self.targets for c in target.factory.connections.values()]
 
     def _sampleKernel(self) -> None:
-        self.kernel.sample(self.factory.connections.values())
+        self.kernel.sample(self._openConnections())
 
-    def _showProgress(self) -> None:
-        assert self._progress is not None
-        now = self.clock.seconds()
-        then, doneThen = self._lastTick
-        self._lastTick = (now, self.done)
-        elapsed = max(now - then, 1e-9)
-        perSecond = (self.done - doneThen) / elapsed
-        errors = sum(self.errors.values())
-        self._progress.write(
-            f"\r{now - self.startedAt:7.1f} s {perSecond:12,.0f} msg/s "
-            f"{perSecond * self.settings.size / 1e6:10.3f} MB/s "
-            # Back to the line's start: a log line written meanwhile (twist's
-            # log may share the terminal) overwrites it instead of trailing it.
-            f"{len(self.active):7,} open {errors:8,} errors\x1b[K\r"
+    def _intervalEnded(self) -> None:
+        """
+        Tell the observers what the run did since the last interval ended.
+        """
+        self._fold()
+        end = self.clock.seconds() - self.startedAt
+        done, errors, late, cpu = self._intervalFrom
+        errorsNow = self.errors
+        lateNow = self.late
+        cpuNow = self._cpuSeconds()
+        self._intervalIndex += 1
+        interval = IntervalReport(
+            index=self._intervalIndex,
+            start=self._intervalStart,
+            end=end,
+            messages=self.done - done,
+            size=self.settings.size,
+            errors=countErrors(
+                {kind: count - errors.get(kind, 0) for kind, count in errorsNow.items()}
+            ),
+            late=lateNow - late if self.openLoop else None,
+            open=len(self.active),
+            cpu=cpuNow - cpu,
+            histogram=self._intervalHistogram,
         )
-        self._progress.flush()
-        self._progressShown = True
+        self._intervalHistogram = newHistogram()
+        self._intervalStart = end
+        self._intervalFrom = (self.done, errorsNow, lateNow, cpuNow)
+        for observer in self.intervalObservers:
+            observer(interval)
 
     # -- stopping ---------------------------------------------------------
 
@@ -606,17 +511,21 @@ class LoadRun:
         for loop in self._loops:
             if loop.running:
                 loop.stop()
-        pending = [self._deadline, *self._retries]
+        pending = [self._deadline, self._pacer, *self._retries]
         for call in pending:
             if call is not None and call.active():
                 call.cancel()
+        self._pacer = None
         self._retries.clear()
         for connecting in list(self._connecting):
             connecting.cancel()
-        self._foldLatencies()
-        if self._progressShown and self._progress is not None:
-            self._progress.write("\r\x1b[K")
-            self._progress.flush()
+        rest = self.stoppedAt - self.startedAt > self._intervalStart
+        if self.intervalObservers and (rest or self.done > self._intervalFrom[0]):
+            # The rest of the last interval.
+            self._intervalEnded()
+        self._fold()
+        if self._progress is not None:
+            self._progress.clear()
         for protocol in list(self.active):
             assert protocol.transport is not None
             protocol.transport.loseConnection()
@@ -640,7 +549,11 @@ class LoadRun:
 
     def report(self, interrupted: bool = False) -> LoadReport:
         settings = self.settings
-        return LoadReport(
+        return LoadReport.fromTargets(
+            tuple(
+                TargetReport.fromTally(target.tally, target.factory.opened)
+                for target in self.targets
+            ),
             pattern=settings.pattern,
             target=settings.target,
             connections=settings.connections,
@@ -649,10 +562,5 @@ class LoadRun:
             rate=settings.rate,
             duration=self.stoppedAt - self.startedAt,
             interrupted=interrupted,
-            messages=self.done,
-            bytes=self.done * settings.size,
-            connectionsOpened=self.factory.opened,
-            errors=LoadReport.countErrors(self.errors),
-            latency=Latency.fromHistogram(self.histogram),
-            kernel=self.kernel.report(self.factory.connections.values()),
+            kernel=self.kernel.report(self._openConnections()),
         )

@@ -9,6 +9,9 @@ policy.
     through which endpoints build them;
   - L{BatchedPoller} and L{tcplife.internet.directreactor}: events dispatched
     in batches, with C{EPOLLERR} read;
+  - L{DirectClient} and L{ClientReactor}: outgoing connections with the
+    same transport, and the reactor adapter through which client endpoints
+    make them (from a chosen local address);
   - L{ReusePortEndpoint}: C{SO_REUSEPORT};
   - L{serverFromString} and L{clientFromString}: endpoint descriptions,
     checked in the user's terms (L{EndpointError});
@@ -20,6 +23,7 @@ Imports L{tcplife.protocols} (the TLS and PROXY wrappers a port puts under
 a factory) and L{tcplife.events}; the server and client rooms import it.
 """
 
+from ._client import ClientReactor, DirectClient
 from ._closeview import KernelViewAtClose, seeKernelAtClose, tcpInfoNow
 from ._dispatch import ErrorAwareDispatch
 from ._endpointcheck import EndpointError
@@ -44,7 +48,7 @@ from ._port import (
     acceptPolicyOf,
 )
 from ._reuseport import ReusePortEndpoint
-from ._transport import DirectServer
+from ._transport import DirectConnection, DirectServer
 from ._unixpath import listenerAt, lockHolder
 
 __all__ = [
@@ -53,6 +57,9 @@ __all__ = [
     "AcceptPolicy",
     "AcceptQueue",
     "BatchedPoller",
+    "ClientReactor",
+    "DirectClient",
+    "DirectConnection",
     "DirectServer",
     "EndpointError",
     "ErrorAwareDispatch",

@@ -54,6 +54,28 @@ class ErrorAwareDispatch:
     #: is done (see L{closeAfterDispatch}).
     _closing: list[Any] | None = None
 
+    def _epollSet(self) -> Any:
+        """
+        The epoll object the descriptors are registered with.
+        """
+        raise NotImplementedError
+
+    def readInsteadOfWriting(self, selectable: Any) -> None:
+        """
+        Watch C{selectable} for reading instead of writing (a client whose
+        connect is complete): one C{epoll_ctl}, where C{addReader} and
+        C{removeWriter} would make two.
+        """
+        fd = selectable.fileno()
+        writes = self._writes
+        if fd in writes and fd not in self._reads:
+            self._epollSet().modify(fd, EPOLLIN)
+            writes.remove(fd)
+            self._reads.add(fd)
+            return
+        self.addReader(selectable)  # type: ignore[attr-defined]
+        self.removeWriter(selectable)
+
     def closeAfterDispatch(self, connection: Any) -> bool:
         """
         Call C{connection._closeFlushed()} once the batch being dispatched is

@@ -68,6 +68,9 @@ class BatchedPoller(ErrorAwareDispatch):
     def fileno(self) -> int:
         return self._epoll.fileno()
 
+    def _epollSet(self) -> Any:
+        return self._epoll
+
     def logPrefix(self) -> str:
         return "tcplife-poller"
 

@@ -1,6 +1,6 @@
 """
-The server-side TCP transport of tcplife's ports: Twisted's, with a direct
-write path.
+tcplife's TCP transport (on the server side, for its ports): Twisted's,
+with a direct write path.
 
 Twisted's C{tcp.Server.write} only appends to a buffer and asks the reactor
 for a writable event, so every echoed message costs two C{epoll_ctl} calls
@@ -50,15 +50,14 @@ _bufferWrite = abstract.FileDescriptor.write
 _bufferWriteSequence = abstract.FileDescriptor.writeSequence
 
 
-class DirectServer(KernelViewAtClose, tcp.Server):
+class DirectConnection(KernelViewAtClose):
     """
-    An accepted TCP connection that writes at once when it can.
-
-    Differences from C{tcp.Server}, none visible through C{ITransport}, each
-    a speed lever with a flag of its own (a class attribute: set it in a
-    subclass, and give that to L{PortReactor <tcplife.internet.PortReactor>}
-    as its C{transport}); with the flag off, the connection does it
-    Twisted's way:
+    What tcplife's TCP transports (L{DirectServer}, and the client's
+    L{tcplife.internet.DirectClient}) do differently from Twisted's, none of
+    it visible through C{ITransport}, each a speed lever with a flag of its
+    own (a class attribute: set it in a subclass, and give that to
+    L{PortReactor <tcplife.internet.PortReactor>} as its C{transport}); with
+    the flag off, the connection does it Twisted's way:
 
       - L{writeAtOnce}: C{write} and C{writeSequence} call C{send}/C{sendmsg}
         right away when nothing is buffered; whatever the kernel does not
@@ -76,11 +75,11 @@ class DirectServer(KernelViewAtClose, tcp.Server):
       - L{batchedPoller}: the connection registers with the reactor's
         L{BatchedPoller <tcplife.internet.BatchedPoller>}, which dispatches
         its events without C{callWithLogger};
-      - L{asksForBackpressure}: a protocol that paces its reading by its
-        output (a L{TrackedConnection <tcplife.protocols.TrackedConnection>})
-        registers its producer only once output first waits in the buffer,
-        when the transport asks it (C{backpressureProducer}), not at every
-        connection;
+      - L{asksForBackpressure} (L{DirectServer}'s): a protocol that paces
+        its reading by its output (a L{TrackedConnection
+        <tcplife.protocols.TrackedConnection>}) registers its producer only
+        once output first waits in the buffer, when the transport asks it
+        (C{backpressureProducer}), not at every connection;
       - C{readsKernelAtClose}: the kernel's view of the connection is read
         just before the socket closes (L{KernelViewAtClose}:
         C{tcpInfoAtClose}); with nothing left to flush, from the same
@@ -89,7 +88,29 @@ class DirectServer(KernelViewAtClose, tcp.Server):
     Errors from an immediate send are not raised to the writer: the bytes are
     buffered and the next writable event meets the error and disconnects, as
     it would have with Twisted's buffered write.
+
+    Mix in before a C{tcp.Connection} subclass whose initialiser sets
+    C{_poller}.
     """
+
+    if TYPE_CHECKING:
+        # Provided by tcp.Connection and the class this is mixed into.
+        socket: Any
+        protocol: Any
+        reactor: Any
+        connected: int
+        disconnecting: int
+        dataBuffer: bytes
+        producer: Any
+        streamingProducer: bool
+        TLS: bool
+        _poller: Any
+        bufferSize: int
+        producerPaused: bool
+        _tempDataLen: int
+        _aborting: bool
+        _writeDisconnecting: bool
+        _writeDisconnected: bool
 
     #: Send at once whenever nothing is buffered ahead.  C{False}: every
     #: write waits in Twisted's buffer for the next writable event (two
@@ -99,7 +120,7 @@ class DirectServer(KernelViewAtClose, tcp.Server):
     #: Bytes asked of each C{recv}; Twisted asks C{bufferSize}, 64 KiB.
     readSize = 256 * 1024
 
-    #: C{TCP_NODELAY}'s setting on every accepted socket; C{False} (Twisted's
+    #: C{TCP_NODELAY}'s setting on every socket; C{False} (Twisted's
     #: default) leaves Nagle's algorithm on, which a protocol that writes
     #: many small pieces per message may want.  Read once per connection.
     noDelay = True
@@ -123,12 +144,293 @@ class DirectServer(KernelViewAtClose, tcp.Server):
     #: once registers none.  C{False}: the protocol registers its producer
     #: when it is connected, as with any transport.  Read by the protocol
     #: once per connection, and by every write that buffers.
-    asksForBackpressure = True
+    asksForBackpressure = False
 
     # close() alone sends the FIN: the descriptor is close-on-exec, so no
     # other process holds the socket open, and shutdown() would be one more
     # system call per connection.  (With closeAtOnce off, Twisted's way.)
     _shouldShutdown = False
+
+    @property
+    def readsSocketErrors(self) -> bool:
+        """
+        Whether an C{EPOLLERR} on this connection reaches L{doRead}, so that a
+        reset is never taken for an end of input (see
+        L{tcplife.internet.ErrorAwareDispatch}).
+        """
+        return isinstance(self._poller, ErrorAwareDispatch)
+
+    # FileDescriptor's four, with the poller in place of the reactor.
+    def startReading(self) -> None:
+        self._poller.addReader(self)
+
+    def stopReading(self) -> None:
+        self._poller.removeReader(self)
+
+    def startWriting(self) -> None:
+        self._poller.addWriter(self)
+
+    def stopWriting(self) -> None:
+        self._poller.removeWriter(self)
+
+    def fileno(self) -> int:
+        # A method, where Twisted stores the socket's bound method on each
+        # connection (72 bytes of every idle connection's memory).
+        try:
+            return self.socket.fileno()  # type: ignore[no-any-return]
+        except AttributeError:
+            # After connectionLost, as FileDescriptor.fileno says.
+            return -1
+
+    def connectionLost(self, reason: Failure) -> None:
+        # tcp.Connection.connectionLost, less the deletion of the per-
+        # connection fileno that this class does not have.
+        if not hasattr(self, "socket"):
+            return
+        poller = self._poller
+        if isinstance(poller, ErrorAwareDispatch):
+            # FileDescriptor.connectionLost, whose stopReading and
+            # stopWriting are one call here.
+            self.disconnected = 1
+            self.connected = 0
+            producer = self.producer
+            if producer is not None:
+                producer.stopProducing()
+                self.producer = None
+            poller.stopWatching(self, self.socket.fileno())
+        else:
+            abstract.FileDescriptor.connectionLost(self, reason)  # type: ignore[arg-type]
+        self._closeSocket(not isinstance(reason.value, ConnectionAborted))
+        protocol = self.protocol
+        del self.protocol
+        del self.socket
+        protocol.connectionLost(reason)
+
+    def doRead(self) -> Any:
+        try:
+            data = self.socket.recv(self.readSize)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return _CONNECTION_LOST
+        if data:
+            self.protocol.dataReceived(data)
+            return None
+        # An immediate send that met the peer's reset took the socket's
+        # error with it, and recv then reads an end of input.
+        return _CONNECTION_LOST if self._sendFailed else _CONNECTION_DONE
+
+    #: Whether an immediate send failed for good (see L{doRead}).
+    _sendFailed = False
+
+    def _mustBuffer(self) -> bool:
+        """
+        Whether a write must go through Twisted's buffer: something is queued
+        ahead of it, a pull producer is registered (only C{doWrite} asks it
+        for more), TLS was started on this transport, a close or half-close
+        is under way, or the connection is not (or no longer) up.
+        """
+        return bool(
+            self._tempDataLen
+            or self.dataBuffer
+            or (not self.streamingProducer and self.producer is not None)
+            or self.TLS
+            or self._aborting
+            or self._writeDisconnecting
+            or not self.connected
+            or not self.writeAtOnce
+        )
+
+    def write(self, data: bytes) -> None:
+        # _mustBuffer, spelled out: this runs once per message.
+        if (
+            self._tempDataLen
+            or self.dataBuffer
+            or (not self.streamingProducer and self.producer is not None)
+            or self.TLS
+            or self._aborting
+            or self._writeDisconnecting
+            or not self.connected
+            or not self.writeAtOnce
+            or type(data) is not bytes
+            or not data
+        ):
+            # Twisted's checks, TLS routing and buffering, as always.
+            if self.producer is None:
+                self._askForBackpressure()
+            super().write(data)  # type: ignore[misc]
+            return
+        try:
+            sent = self.socket.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as e:
+            if e.errno not in (EAGAIN, ENOBUFS):
+                # The next writable event disconnects, as Twisted's write
+                # would have found this error there.
+                self._sendFailed = True
+                _bufferWrite(self, data)  # type: ignore[arg-type]
+                return
+            sent = 0
+        if sent < len(data):
+            if self.producer is None:
+                self._askForBackpressure()
+            _bufferWrite(self, data[sent:] if sent else data)  # type: ignore[arg-type]
+        elif self.pausesOnLargeWrites and len(data) > self.bufferSize:
+            self._pauseAsIfBuffered()
+
+    #: Whether one write larger than C{bufferSize} pauses a streaming producer
+    #: until the next writable event, as it would have in Twisted's buffer
+    #: although the kernel took it: Twisted's producer contract, kept by the
+    #: client.  The server's echo relies on the kernel's buffer instead.
+    pausesOnLargeWrites = False
+
+    def _pauseAsIfBuffered(self) -> None:
+        producer = self.producer
+        if producer is not None and self.streamingProducer and not self.producerPaused:
+            self.producerPaused = True
+            producer.pauseProducing()
+            # doWrite finds the buffer empty and resumes the producer.
+            self.startWriting()
+
+    def writeSequence(self, iovec: Iterable[bytes]) -> None:
+        chunks = iovec if isinstance(iovec, list) else list(iovec)
+        if (
+            not chunks
+            or len(chunks) > IOV_MAX
+            or self._mustBuffer()
+            or any(type(chunk) is not bytes for chunk in chunks)
+        ):
+            if self.producer is None:
+                self._askForBackpressure()
+            super().writeSequence(chunks)  # type: ignore[misc]
+            return
+        try:
+            sent = self.socket.sendmsg(chunks)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as e:
+            if e.errno not in (EAGAIN, ENOBUFS):
+                self._sendFailed = True
+                _bufferWriteSequence(self, chunks)  # type: ignore[arg-type]
+                return
+            sent = 0
+        total = sent
+        for index, chunk in enumerate(chunks):
+            if sent < len(chunk):
+                rest = chunks[index:]
+                if sent:
+                    rest[0] = chunk[sent:]
+                if self.producer is None:
+                    self._askForBackpressure()
+                _bufferWriteSequence(self, rest)  # type: ignore[arg-type]
+                return
+            sent -= len(chunk)
+        if self.pausesOnLargeWrites and total > self.bufferSize:
+            self._pauseAsIfBuffered()
+
+    def _askForBackpressure(self) -> None:
+        """
+        Output is about to wait in the buffer, and no producer is registered:
+        register the protocol's, if it wants one (L{asksForBackpressure}),
+        so the buffer's high-water mark pauses it as it would have had it
+        been registered from the start.
+        """
+        if not self.asksForBackpressure or not self.connected:
+            return
+        ask = getattr(self.protocol, "backpressureProducer", None)
+        producer = ask() if ask is not None else None
+        if producer is not None:
+            self.registerProducer(producer, True)
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        super().registerProducer(producer, streaming)  # type: ignore[misc]
+        if not streaming and self.connected and self.producer is producer:
+            # Twisted's buffer would still hold the writes made so far, and
+            # its writable event, having sent them, would ask a pull producer
+            # for more; the writes went out at once, so ask for that event.
+            self.startWriting()
+
+    def loseConnection(self) -> None:
+        if (
+            self._tempDataLen
+            or self.dataBuffer
+            or self.producer is not None
+            or self.TLS
+            or self._writeDisconnected
+            or self.disconnecting
+            or not self.connected
+            or not self.closeAtOnce
+            or self._kernelUnsent()
+        ):
+            super().loseConnection()  # type: ignore[misc]
+            return
+        # Nothing to flush, here or in the kernel: Twisted would start
+        # writing only to learn that on the next wake-up (two epoll_ctl calls
+        # and an event); close once the batch of events being dispatched is
+        # done, or else on the reactor's next pass: never inside the caller.
+        # After an end of input (the usual way here) the poller has stopped
+        # reading already: no calls to learn that.
+        poller = self._poller
+        if not isinstance(poller, ErrorAwareDispatch) or self.socket.fileno() in poller._reads:
+            self.stopReading()
+        self.disconnecting = 1
+        view, self._viewAtLoseConnection = self._viewAtLoseConnection, None
+        closeAfterDispatch = getattr(self._poller, "closeAfterDispatch", None)
+        if closeAfterDispatch is not None and closeAfterDispatch(self):
+            # Closed before anything else happens on this connection: the
+            # kernel's view read just now is its view at close.
+            self._tcpInfoRaw = view
+        else:
+            self.reactor.callLater(0, self._closeFlushed)
+
+    _viewAtLoseConnection: bytes | None = None
+
+    def _kernelUnsent(self) -> int:
+        """
+        Bytes the kernel still holds to send, or has sent without the peer
+        acknowledging them (non-zero: some).  While there are any, closing
+        waits for a writable event as Twisted's does, so a peer that stopped
+        reading is still caught by whatever times the close out.
+
+        Read from C{TCP_INFO} where the kernel's view is read at close anyway
+        (one system call for both, when the close follows at once), else
+        with C{SIOCOUTQ}.
+        """
+        if self.readsKernelAtClose:
+            raw = readTcpInfoBytes(self.socket)
+            held = None if raw is None else heldInTcpInfo(raw)
+            if held is not None:
+                if not held:
+                    self._viewAtLoseConnection = raw
+                return held
+        return unsentBytes(self.socket)
+
+    def _closeFlushed(self) -> None:
+        if not self.connected or self._aborting:
+            # Lost or aborted meanwhile; that path reports it.
+            return
+        if self._tempDataLen or self.dataBuffer or self.producer is not None:
+            # Written to (or given a producer) after loseConnection: flush
+            # first, and doWrite closes once the buffer is empty (and reads
+            # the kernel's view afresh then).
+            self._tcpInfoRaw = None
+            self.startWriting()
+            return
+        self.connectionLost(_DONE)
+
+
+class DirectServer(DirectConnection, tcp.Server):
+    """
+    An accepted TCP connection that writes at once when it can (see
+    L{DirectConnection}), with C{TCP_NODELAY} on: each write is one complete
+    message or the echo of one, and Nagle's algorithm would hold it back
+    for an ACK.
+    """
+
+    # Its protocol is a TrackedConnection, as a rule: most connections
+    # never buffer a byte.
+    asksForBackpressure = True
 
     def __init__(
         self,
@@ -183,61 +485,6 @@ class DirectServer(KernelViewAtClose, tcp.Server):
         return host  # type: ignore[no-any-return]
 
     @property
-    def readsSocketErrors(self) -> bool:
-        """
-        Whether an C{EPOLLERR} on this connection reaches L{doRead}, so that a
-        reset is never taken for an end of input (see
-        L{tcplife.internet.ErrorAwareDispatch}).
-        """
-        return isinstance(self._poller, ErrorAwareDispatch)
-
-    # FileDescriptor's four, with the poller in place of the reactor.
-    def startReading(self) -> None:
-        self._poller.addReader(self)
-
-    def stopReading(self) -> None:
-        self._poller.removeReader(self)
-
-    def startWriting(self) -> None:
-        self._poller.addWriter(self)
-
-    def stopWriting(self) -> None:
-        self._poller.removeWriter(self)
-
-    def fileno(self) -> int:
-        # A method, where Twisted stores the socket's bound method on each
-        # connection (72 bytes of every idle connection's memory).
-        try:
-            return self.socket.fileno()
-        except AttributeError:
-            # After connectionLost, as FileDescriptor.fileno says.
-            return -1
-
-    def connectionLost(self, reason: Failure) -> None:
-        # tcp.Connection.connectionLost, less the deletion of the per-
-        # connection fileno that this class does not have.
-        if not hasattr(self, "socket"):
-            return
-        poller = self._poller
-        if isinstance(poller, ErrorAwareDispatch):
-            # FileDescriptor.connectionLost, whose stopReading and
-            # stopWriting are one call here.
-            self.disconnected = 1
-            self.connected = 0
-            producer = self.producer
-            if producer is not None:
-                producer.stopProducing()
-                self.producer = None
-            poller.stopWatching(self, self.socket.fileno())
-        else:
-            abstract.FileDescriptor.connectionLost(self, reason)
-        self._closeSocket(not isinstance(reason.value, ConnectionAborted))
-        protocol = self.protocol
-        del self.protocol
-        del self.socket
-        protocol.connectionLost(reason)
-
-    @property
     def logstr(self) -> str:
         """
         C{tcp.Server}'s log prefix, C{"Protocol,sessionno,host"}: built when
@@ -265,184 +512,6 @@ class DirectServer(KernelViewAtClose, tcp.Server):
         port = self.server._realPortNumber if self.server is not None else None
         protocol = getattr(self, "protocol", None)
         return f"<{protocol.__class__.__name__} #{self.sessionno} on {port}>"
-
-    def doRead(self) -> Any:
-        try:
-            data = self.socket.recv(self.readSize)
-        except BlockingIOError:
-            return None
-        except OSError:
-            return _CONNECTION_LOST
-        if data:
-            self.protocol.dataReceived(data)
-            return None
-        return _CONNECTION_DONE
-
-    def _mustBuffer(self) -> bool:
-        """
-        Whether a write must go through Twisted's buffer: something is queued
-        ahead of it, a pull producer is registered (only C{doWrite} asks it
-        for more), TLS was started on this transport, a close or half-close
-        is under way, or the connection is not (or no longer) up.
-        """
-        return bool(
-            self._tempDataLen
-            or self.dataBuffer
-            or (not self.streamingProducer and self.producer is not None)
-            or self.TLS
-            or self._aborting
-            or self._writeDisconnecting
-            or not self.connected
-            or not self.writeAtOnce
-        )
-
-    def write(self, data: bytes) -> None:
-        # _mustBuffer, spelled out: this runs once per message.
-        if (
-            self._tempDataLen
-            or self.dataBuffer
-            or (not self.streamingProducer and self.producer is not None)
-            or self.TLS
-            or self._aborting
-            or self._writeDisconnecting
-            or not self.connected
-            or not self.writeAtOnce
-            or type(data) is not bytes
-            or not data
-        ):
-            # Twisted's checks, TLS routing and buffering, as always.
-            if self.producer is None:
-                self._askForBackpressure()
-            super().write(data)  # type: ignore[no-untyped-call]
-            return
-        try:
-            sent = self.socket.send(data)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError as e:
-            if e.errno not in (EAGAIN, ENOBUFS):
-                # The next writable event meets this error and disconnects.
-                _bufferWrite(self, data)
-                return
-            sent = 0
-        if sent < len(data):
-            if self.producer is None:
-                self._askForBackpressure()
-            _bufferWrite(self, data[sent:] if sent else data)
-
-    def writeSequence(self, iovec: Iterable[bytes]) -> None:
-        chunks = iovec if isinstance(iovec, list) else list(iovec)
-        if (
-            not chunks
-            or len(chunks) > IOV_MAX
-            or self._mustBuffer()
-            or any(type(chunk) is not bytes for chunk in chunks)
-        ):
-            if self.producer is None:
-                self._askForBackpressure()
-            super().writeSequence(chunks)  # type: ignore[no-untyped-call]
-            return
-        try:
-            sent = self.socket.sendmsg(chunks)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError as e:
-            if e.errno not in (EAGAIN, ENOBUFS):
-                _bufferWriteSequence(self, chunks)
-                return
-            sent = 0
-        for index, chunk in enumerate(chunks):
-            if sent < len(chunk):
-                rest = chunks[index:]
-                if sent:
-                    rest[0] = chunk[sent:]
-                if self.producer is None:
-                    self._askForBackpressure()
-                _bufferWriteSequence(self, rest)
-                return
-            sent -= len(chunk)
-
-    def _askForBackpressure(self) -> None:
-        """
-        Output is about to wait in the buffer, and no producer is registered:
-        register the protocol's, if it wants one (L{asksForBackpressure}),
-        so the buffer's high-water mark pauses it as it would have had it
-        been registered from the start.
-        """
-        if not self.asksForBackpressure or not self.connected:
-            return
-        ask = getattr(self.protocol, "backpressureProducer", None)
-        producer = ask() if ask is not None else None
-        if producer is not None:
-            self.registerProducer(producer, True)
-
-    def loseConnection(self) -> None:
-        if (
-            self._tempDataLen
-            or self.dataBuffer
-            or self.producer is not None
-            or self.TLS
-            or self._writeDisconnected
-            or self.disconnecting
-            or not self.connected
-            or not self.closeAtOnce
-            or self._kernelUnsent()
-        ):
-            super().loseConnection()  # type: ignore[no-untyped-call]
-            return
-        # Nothing to flush, here or in the kernel: Twisted would start
-        # writing only to learn that on the next wake-up (two epoll_ctl calls
-        # and an event); close once the batch of events being dispatched is
-        # done, or else on the reactor's next pass: never inside the caller.
-        # After an end of input (the usual way here) the poller has stopped
-        # reading already: no calls to learn that.
-        poller = self._poller
-        if not isinstance(poller, ErrorAwareDispatch) or self.socket.fileno() in poller._reads:
-            self.stopReading()
-        self.disconnecting = 1
-        view, self._viewAtLoseConnection = self._viewAtLoseConnection, None
-        closeAfterDispatch = getattr(self._poller, "closeAfterDispatch", None)
-        if closeAfterDispatch is not None and closeAfterDispatch(self):
-            # Closed before anything else happens on this connection: the
-            # kernel's view read just now is its view at close.
-            self._tcpInfoRaw = view
-        else:
-            self.reactor.callLater(0, self._closeFlushed)  # type: ignore[attr-defined]
-
-    _viewAtLoseConnection: bytes | None = None
-
-    def _kernelUnsent(self) -> int:
-        """
-        Bytes the kernel still holds to send, or has sent without the peer
-        acknowledging them (non-zero: some).  While there are any, closing
-        waits for a writable event as Twisted's does, so a peer that stopped
-        reading is still caught by whatever times the close out.
-
-        Read from C{TCP_INFO} where the kernel's view is read at close anyway
-        (one system call for both, when the close follows at once), else
-        with C{SIOCOUTQ}.
-        """
-        if self.readsKernelAtClose:
-            raw = readTcpInfoBytes(self.socket)
-            held = None if raw is None else heldInTcpInfo(raw)
-            if held is not None:
-                if not held:
-                    self._viewAtLoseConnection = raw
-                return held
-        return unsentBytes(self.socket)
-
-    def _closeFlushed(self) -> None:
-        if not self.connected or self._aborting:
-            # Lost or aborted meanwhile; that path reports it.
-            return
-        if self._tempDataLen or self.dataBuffer or self.producer is not None:
-            # Written to (or given a producer) after loseConnection: flush
-            # first, and doWrite closes once the buffer is empty (and reads
-            # the kernel's view afresh then).
-            self._tcpInfoRaw = None
-            self.startWriting()
-            return
-        self.connectionLost(_DONE)
 
 
 def acceptSocket(listener: socket.socket, family: int) -> tuple[socket.socket, Any]:

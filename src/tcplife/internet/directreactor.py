@@ -19,6 +19,7 @@ imports C{twisted.internet.reactor}.
 from __future__ import annotations
 
 import errno
+from typing import Any
 
 from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.main import installReactor
@@ -32,6 +33,9 @@ class DirectEPollReactor(ErrorAwareDispatch, EPollReactor):
     C{EPOLLERR} read rather than taken for an end of input (see
     L{ErrorAwareDispatch}).
     """
+
+    def _epollSet(self) -> Any:
+        return self._poller
 
     def doPoll(self, timeout: float | None) -> None:
         try:

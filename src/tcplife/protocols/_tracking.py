@@ -31,7 +31,7 @@ from twisted.internet.interfaces import (
     ITransport,
 )
 from twisted.python.failure import Failure
-from zope.interface import directlyProvides, implementer, providedBy
+from zope.interface import directlyProvides, implementedBy, implementer, providedBy
 
 from ..events import ABORT, CLOSE, FIN, LOCAL, PEER, RESET, TIMEOUT, LifecycleLog, describeAddress
 from ._halfclose import passReadConnectionLost, passWriteConnectionLost
@@ -154,6 +154,12 @@ class TrackedConnection:
     )
 
     def __init__(self, owner: ConnectionOwner, wrapped: IProtocol, role: str) -> None:
+        # What zope finds for an instance without a declaration of its own
+        # (the class's), set: with the slot empty, every providedBy before
+        # the connection is made (Twisted's endpoints ask three times per
+        # connect) would raise AttributeError twice, once in the slot and
+        # once in __getattr__'s pass-through.
+        self.__provides__ = _trackedInterfaces
         self.owner = owner
         self.wrappedProtocol = wrapped
         self.role = role
@@ -247,7 +253,7 @@ class TrackedConnection:
         provides = _providesFor.get(spec)
         if provides is None:
             directlyProvides(self, spec)
-            _providesFor[spec] = self.__provides__  # type: ignore[has-type]
+            _providesFor[spec] = self.__provides__
         else:
             # What directlyProvides would build: zope caches its
             # declarations too, but normalising the arguments to find the
@@ -582,6 +588,10 @@ class TrackedConnection:
         if self._outputBlocked:
             self._outputBlocked = False
             self._updateReading()
+
+
+#: What a TrackedConnection provides before it is connected.
+_trackedInterfaces = implementedBy(TrackedConnection)
 
 
 class ConnectionTracking:

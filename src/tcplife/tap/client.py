@@ -10,7 +10,7 @@ import os
 import resource
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import IO, Any, cast
 
 from twisted.application.service import IService
@@ -33,15 +33,21 @@ from ..client import (
     DEFAULT_WINDOW,
     PATTERNS,
     STREAM,
+    WORKER_VARIABLE,
     EchoClient,
     LifecycleClientFactory,
     LoadRun,
     LoadService,
     LoadSettings,
     OneShot,
+    WorkerPool,
+    WorkerService,
+    workerShare,
 )
 from ..eventlog import ClosingAfter, EventFile, batchJSONLog
 from ..events import LifecycleLog
+from ..internet import ClientReactor
+from . import _loadoptions
 from ._options import (
     EVENTS_OPTIONS,
     checkEvents,
@@ -52,6 +58,7 @@ from ._options import (
     wholeNumber,
 )
 from ._process import stopAndExit
+from ._worker import LAUNCH
 
 LONGEST_MESSAGE = 1 << 24
 #: The largest --file one-shot mode sends: it keeps the whole request in
@@ -66,7 +73,19 @@ MOST_IN_FLIGHT = 1 << 16
 _SPARE_FILES = 32
 
 _LOAD_OPTIONS = ("connections", "duration", "count")
-_LOAD_ONLY = ("size", "rate", "pattern", "window", "json")
+_LOAD_ONLY = (
+    "size",
+    "rate",
+    "pattern",
+    "window",
+    "json",
+    "json-stream",
+    "interval",
+    "max-p99",
+    "max-errors",
+    "min-rate",
+    "workers",
+)
 
 
 def _positiveNumber(option: str, text: str) -> float:
@@ -86,7 +105,7 @@ def _openFilesAllowed() -> int:
 
 class Options(usage.Options):
     synopsis = (
-        "[--connect ENDPOINT | --host H --port P] "
+        "[--connect ENDPOINT ... | --host H --port P] "
         "(--message TEXT ... | --file PATH | --connections N [load options])"
     )
     longdesc = (
@@ -104,12 +123,6 @@ class Options(usage.Options):
         ["trace", None, "Also log every read and write (bytes per call)."],
     ]
     optParameters = [
-        [
-            "connect",
-            None,
-            None,
-            "Connect to this Twisted client endpoint: tcp:HOST:PORT, unix:PATH, ...",
-        ],
         ["host", None, None, f"Host name or address to connect to (default {DEFAULT_HOST})."],
         ["port", "p", None, f"TCP port to connect to (default {DEFAULT_PORT})."],
         ["file", "f", None, "Send this file ('-': standard input) and check its echo."],
@@ -145,10 +158,44 @@ class Options(usage.Options):
             f"Load mode, stream: bytes in flight per connection (default {DEFAULT_WINDOW}).",
         ],
         ["json", None, None, "Load mode: also write the report as JSON here ('-': stdout)."],
+        [
+            "interval",
+            None,
+            None,
+            "Load mode: seconds between interval reports (the progress line, --json-stream; "
+            "default 1).",
+        ],
+        [
+            "json-stream",
+            None,
+            None,
+            "Load mode: write one JSON object per interval here, and the report at the end "
+            "('-': stdout).",
+        ],
+        ["max-p99", None, None, "Load mode: fail (exit 1) if the p99 latency is over MS ms."],
+        [
+            "max-errors",
+            None,
+            None,
+            "Load mode: fail (exit 1) with more than N errors (default: any error fails).",
+        ],
+        ["min-rate", None, None, "Load mode: fail (exit 1) below R messages per second."],
+        ["bind", None, None, "Connect from this local IP address (TCP only)."],
+        [
+            "workers",
+            None,
+            None,
+            "Load mode: share the run among N processes, each with its own reactor "
+            "('auto': one per CPU).",
+        ],
         *EVENTS_OPTIONS,
     ]
     compData = usage.Completions(
-        optActions={"file": usage.CompleteFiles(), "json": usage.CompleteFiles()}
+        optActions={
+            "file": usage.CompleteFiles(),
+            "json": usage.CompleteFiles(),
+            "json-stream": usage.CompleteFiles(),
+        }
     )
 
     #: Where C{--file -} reads from (tests give their own).
@@ -157,6 +204,22 @@ class Options(usage.Options):
     def __init__(self) -> None:
         usage.Options.__init__(self)
         self["messages"] = []
+        self["connects"] = []
+        self["connect"] = None
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        # Kept as given: workers run tcpclient again with the same options.
+        self.argv = list(sys.argv[1:] if options is None else options)
+        usage.Options.parseOptions(self, options)
+
+    def opt_connect(self, description: str) -> None:
+        """
+        Connect to this client endpoint: tcp:HOST:PORT, unix:PATH, ... (load mode: repeatable).
+        """
+        if description in self["connects"]:
+            raise usage.UsageError(f"--connect {description!r} is given twice.")
+        self["connects"].append(description)
+        self["connect"] = self["connects"][0]
 
     def opt_message(self, text: str) -> None:
         """
@@ -168,6 +231,9 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         self._checkTarget()
+        if self["bind"] is not None:
+            host = self["host"] if not self["connects"] else None
+            self["bind"] = _loadoptions.bindAddress(self["bind"], self["connects"], host)
         self["timeout"] = _positiveNumber("--timeout", self["timeout"])
         self["load"] = any(self[name] is not None for name in _LOAD_OPTIONS)
         if self["load"]:
@@ -177,10 +243,11 @@ class Options(usage.Options):
         checkEvents(self)
 
     def _checkTarget(self) -> None:
-        if self["connect"] is not None:
+        if self["connects"]:
             if self["host"] is not None or self["port"] is not None:
                 raise usage.UsageError("Give --connect or --host/--port, not both.")
-            _parseEndpoint(globalReactor(), self["connect"])
+            for description in self["connects"]:
+                _parseEndpoint(globalReactor(), description)
             return
         host = self["host"] if self["host"] is not None else DEFAULT_HOST
         if not host.strip():
@@ -202,6 +269,11 @@ class Options(usage.Options):
                 )
         if self["messages"] and self["file"] is not None:
             raise usage.UsageError("Give --message or --file, not both.")
+        if len(self["connects"]) > 1:
+            raise usage.UsageError(
+                "One-shot mode connects to one --connect; several are for load mode "
+                "(add --connections, --duration or --count)."
+            )
         if self["file"] is not None:
             self["request"] = self._read(self["file"])
         elif self["messages"]:
@@ -281,7 +353,12 @@ class Options(usage.Options):
             raise usage.UsageError(f"--pattern must be rr, stream or connect, not {pattern!r}.")
         self["pattern"] = pattern
         self._checkWindow()
-        self._checkJSON()
+        _loadoptions.outputs(self["json"], self["json-stream"])
+        self["interval"] = _loadoptions.interval(self["interval"])
+        self["thresholds"] = _loadoptions.thresholds(
+            self["max-p99"], self["max-errors"], self["min-rate"]
+        )
+        self["workers"] = _loadoptions.workers(self["workers"], self["connections"], self["count"])
 
     def _checkWindow(self) -> None:
         window = self["window"]
@@ -296,30 +373,6 @@ class Options(usage.Options):
                 f"--window {self['window']} holds more than {MOST_IN_FLIGHT} messages of "
                 f"{self['size']} bytes; raise --size or lower --window."
             )
-
-    def _checkJSON(self) -> None:
-        path = self["json"]
-        if path is None or path == "-":
-            return
-        # The report is written when the run is over: a path that cannot
-        # take it must fail now, not after the whole run.
-        if not path:
-            raise usage.UsageError("--json needs a file name ('-': standard output), not ''.")
-        try:
-            os.stat(path)
-        except FileNotFoundError:
-            pass
-        except OSError as e:  # a name too long, a loop of links, ...
-            raise usage.UsageError(f"--json {path!r} cannot be written: {e.strerror}.") from None
-        directory = os.path.dirname(path) or "."
-        if os.path.isdir(path) or not os.path.isdir(directory):
-            raise usage.UsageError(
-                f"--json {path!r} cannot be written: no such directory, or it is one."
-            )
-        if not os.access(directory, os.W_OK) or (
-            os.path.exists(path) and not os.access(path, os.W_OK)
-        ):
-            raise usage.UsageError(f"--json {path!r} cannot be written: permission denied.")
 
 
 def _readAtMost(stream: IO[bytes], limit: int) -> bytes | None:
@@ -348,25 +401,38 @@ def describeTarget(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def makeEndpoint(options: Options, reactor: IReactorCore) -> tuple[IStreamClientEndpoint, str]:
+def makeEndpoints(options: Options, reactor: IReactorCore) -> dict[str, IStreamClientEndpoint]:
     """
-    The endpoint the options name, and how the events name it.
+    Every endpoint the options name, by how the events and the report name
+    them; each connects through L{ClientReactor} (from C{--bind}, if given).
     """
-    if options["connect"] is not None:
-        return _parseEndpoint(reactor, options["connect"]), options["connect"]
+    connecting = ClientReactor(reactor, bindAddress=options["bind"])
+    if options["connects"]:
+        return {
+            description: _parseEndpoint(connecting, description)
+            for description in options["connects"]
+        }
     host, port = options["host"], options["port"]
     # The endpoint's own timeout is a backstop: the factory's, the same
     # number of seconds, fires first and says so.
     backstop = options["timeout"] + 1
     endpoint: IStreamClientEndpoint
     if isIPAddress(host):
-        endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=backstop)
+        endpoint = TCP4ClientEndpoint(connecting, host, port, timeout=backstop)
     elif isIPv6Address(host):
-        endpoint = TCP6ClientEndpoint(reactor, host, port, timeout=backstop)
+        endpoint = TCP6ClientEndpoint(connecting, host, port, timeout=backstop)
     else:
         # Every address the name has, IPv6 and IPv4, tried as RFC 8305 says.
-        endpoint = HostnameEndpoint(reactor, host, port, timeout=backstop)
-    return endpoint, describeTarget(host, port)
+        endpoint = HostnameEndpoint(connecting, host, port, timeout=backstop)
+    return {describeTarget(host, port): endpoint}
+
+
+def makeEndpoint(options: Options, reactor: IReactorCore) -> tuple[IStreamClientEndpoint, str]:
+    """
+    The (first) endpoint the options name, and how the events name it.
+    """
+    [(target, endpoint), *_] = makeEndpoints(options, reactor).items()
+    return endpoint, target
 
 
 def makeService(
@@ -393,14 +459,13 @@ def makeService(
         stdout = _realStream(sys.__stdout__).buffer
     if stderr is None:
         stderr = _realStream(sys.__stderr__)
-    endpoint, target = makeEndpoint(options, reactor)
 
     def done(status: int) -> None:
         stopAndExit(realReactor, status)
 
     clock = cast(IReactorTime, reactor)
     eventFile = EventFile(options["events"], clock) if options["events"] is not None else None
-    service = _makeClient(options, reactor, endpoint, target, stdout, stderr, done, eventFile)
+    service = _makeClient(options, reactor, stdout, stderr, done, eventFile)
     if eventFile is not None:
         return ClosingAfter(service, eventFile, reactor)
     return service
@@ -409,8 +474,6 @@ def makeService(
 def _makeClient(
     options: Options,
     reactor: IReactorCore,
-    endpoint: IStreamClientEndpoint,
-    target: str,
     stdout: IO[bytes],
     stderr: IO[str],
     done: Callable[[int], None],
@@ -418,6 +481,7 @@ def _makeClient(
 ) -> IService:
     clock = cast(IReactorTime, reactor)
     if not options["load"]:
+        endpoint, target = makeEndpoint(options, reactor)
         output = _Output(stdout)
         factory = LifecycleClientFactory(
             options["request"],
@@ -436,7 +500,59 @@ def _makeClient(
         oneShot = OneShot(factory, endpoint, target, reactor, errors=stderr, done=done)
         output.failed = oneShot.outputFailed
         return oneShot
-    settings = LoadSettings(
+    endpoints = makeEndpoints(options, reactor)
+    settings = loadSettings(options, ", ".join(endpoints))
+    # Per-connection events at debug level, and not even built when twist's
+    # --log-level filters them out (the default, info), unless --events asks
+    # for them.
+    events = LifecycleLog(
+        trace=bool(options["trace"]),
+        level=LogLevel.debug,
+        threshold=twistLogLevel(options),
+        sink=eventFile,
+        phases=options["events-only"],
+    )
+    worker = os.environ.get(WORKER_VARIABLE)
+    if worker is not None:
+        return _workerService(options, worker, settings, endpoints, reactor, events, done)
+    progress = stderr if stderr.isatty() else None
+    run: LoadRun | WorkerPool
+    if options["workers"] > 1:
+        run = WorkerPool(
+            settings,
+            options["workers"],
+            _workerCommand(options),
+            # IReactorProcess, looked up once the run starts.
+            lambda *args, **kwargs: cast(Any, reactor).spawnProcess(*args, **kwargs),
+            events=events,
+            progress=progress,
+        )
+    else:
+        run = LoadRun(
+            settings,
+            endpoints,
+            clock,
+            events=events,
+            progress=progress,
+            interval=options["interval"],
+        )
+    return LoadService(
+        run,
+        reactor,
+        output=_TextOutput(stdout),
+        errors=stderr,
+        json=options["json"],
+        stream=options["json-stream"],
+        thresholds=options["thresholds"],
+        done=done,
+    )
+
+
+def loadSettings(options: Options, target: str) -> LoadSettings:
+    """
+    The load run the options ask for, against C{target} (the targets' names).
+    """
+    return LoadSettings(
         target=target,
         pattern=options["pattern"],
         connections=options["connections"],
@@ -447,24 +563,79 @@ def _makeClient(
         rate=options["rate"],
         timeout=options["timeout"],
     )
+
+
+def _workerService(
+    options: Options,
+    worker: str,
+    settings: LoadSettings,
+    endpoints: dict[str, IStreamClientEndpoint],
+    reactor: IReactorCore,
+    events: LifecycleLog,
+    done: Callable[[int], None],
+) -> IService:
+    """
+    This process is worker INDEX of COUNT (L{WORKER_VARIABLE}): its share of
+    the run, reported to the parent.
+    """
+    index, count = (int(part) for part in worker.split("/"))
+    share, firstSlot = workerShare(settings, index, count)
     run = LoadRun(
-        settings,
-        endpoint,
-        clock,
-        # Per-connection events at debug level, and not even built when
-        # twist's --log-level filters them out (the default, info), unless
-        # --events asks for them.
-        events=LifecycleLog(
-            trace=bool(options["trace"]),
-            level=LogLevel.debug,
-            threshold=twistLogLevel(options),
-            sink=eventFile,
-            phases=options["events-only"],
-        ),
-        progress=stderr if stderr.isatty() else None,
+        share,
+        endpoints,
+        cast(IReactorTime, reactor),
+        events=events,
+        interval=options["interval"],
+        firstSlot=firstSlot,
     )
-    text = _TextOutput(stdout)
-    return LoadService(run, reactor, output=text, errors=stderr, json=options["json"], done=done)
+    return WorkerService(run, reactor, done=done)
+
+
+def _workerCommand(options: Options) -> Callable[[int], list[str]]:
+    """
+    The command line of each worker: twist in a process group of its own
+    (L{tcplife.tap._worker}), with this one's reactor and log level (the
+    log on standard error), and these tcpclient options, but for
+    --workers.
+    """
+    twistArguments = ["--log-file", _workersLogFile(getattr(options, "parent", None))]
+    parent = getattr(options, "parent", None)
+    if isinstance(parent, usage.Options):
+        twistArguments += ["--reactor", parent.get("reactorName", "default")]
+        level = parent.get("logLevel")
+        if isinstance(level, LogLevel):
+            twistArguments += ["--log-level", level.name]
+        if parent.get("logFormat"):
+            twistArguments += ["--log-format", parent["logFormat"]]
+    arguments = _withoutWorkers(getattr(options, "argv", []))
+    command = [sys.executable, "-c", LAUNCH, *twistArguments, "tcpclient", *arguments]
+    return lambda index: command
+
+
+def _workersLogFile(twistOptions: Any) -> str:
+    """
+    Where the workers log: to the file twist logs to (appending, as twist
+    opens it), or else to standard error (standard output stays the
+    report's).
+    """
+    logFile = twistOptions.get("logFile") if isinstance(twistOptions, usage.Options) else None
+    name = getattr(logFile, "name", None)
+    if isinstance(name, str) and name and not name.startswith("<"):
+        return name
+    return "+"
+
+
+def _withoutWorkers(arguments: list[str]) -> list[str]:
+    kept: list[str] = []
+    skipNext = False
+    for argument in arguments:
+        if skipNext:
+            skipNext = False
+        elif argument == "--workers":
+            skipNext = True
+        elif not argument.startswith("--workers="):
+            kept.append(argument)
+    return kept
 
 
 def _realStream(stream: Any) -> Any:
