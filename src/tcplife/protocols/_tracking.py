@@ -195,7 +195,12 @@ class TrackedConnection:
         transport = self.transport
         if transport is None:
             return describeAddress(None)
+        # Looked up on the class: a wrapper's __getattr__ (PROXY, TLS) would
+        # hand out the socket's peer where its own getPeer says another.
+        describePeer = getattr(type(transport), "describePeer", None)
         try:
+            if describePeer is not None:
+                return describePeer(transport)  # type: ignore[no-any-return]
             return describeAddress(transport.getPeer())
         except (AttributeError, OSError):
             return describeAddress(None)
