@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import subprocess
 from typing import Any
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
@@ -24,7 +25,33 @@ CONGESTED = (
     'exec "$@"'
 )
 
+#: Plain loopback, in a namespace of the test's own so that the namespace's
+#: counters are this echo's alone.
+LOOPBACK = 'ip link set lo up && exec "$@"'
+
 SIZE = 8 << 20
+
+
+def retransmittedSegments(pid: int) -> int:
+    """
+    The segments the kernel retransmitted in the network namespace of
+    process C{pid}, as C{/proc/net/snmp}'s C{Tcp: RetransSegs} counts them.
+    """
+    snmp = subprocess.run(
+        ["nsenter", "-t", str(pid), "-n", "--", "cat", "/proc/net/snmp"],
+        capture_output=True, text=True, check=True, timeout=10,
+    ).stdout  # fmt: skip
+    names, values = [line.split()[1:] for line in snmp.splitlines() if line.startswith("Tcp:")]
+    return int(values[names.index("RetransSegs")])
+
+
+def requireNamespaces() -> None:
+    """
+    Skip a test that needs a network namespace of its own where the tools
+    for one are missing.
+    """
+    if not all(shutil.which(tool) for tool in ("unshare", "nsenter", "tc")):
+        raise SkipTest("needs unshare, nsenter and tc (util-linux, iproute2)")
 
 
 def closeOf(events: list[dict[str, Any]], role: str) -> dict[str, Any]:
@@ -38,22 +65,21 @@ class KernelViewTests(SynchronousTestCase):
     measured on the path.
     """
 
-    def echo(
-        self, *, within: tuple[str, ...] = (), launcher: list[str] | None = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    def echo(self, launcher: list[str]) -> tuple[dict[str, Any], dict[str, Any], int]:
         """
-        Serve, echo 8 MiB with the one-shot client, stop the server: the
-        server's close event and the client's.
+        Serve in a network namespace of the test's own (C{launcher}), echo
+        8 MiB with the one-shot client, stop the server: the server's close
+        event, the client's, and the segments the namespace retransmitted.
         """
         directory = temporaryDirectory(self)
         payload = directory / "payload"
         payload.write_bytes(pattern(SIZE))
         server = TwistProcess(
-            "tcpecho", "--port", "0", "--interface", "127.0.0.1", launcher=launcher or []
+            "tcpecho", "--port", "0", "--interface", "127.0.0.1", launcher=launcher
         )
         self.addCleanup(server.kill)
         port = portOf(server.waitFor(lifecycle="listen")["address"])
-        nsenter = ("nsenter", "-t", str(server.process.pid), "-n", "--") if launcher else ()
+        nsenter = ("nsenter", "-t", str(server.process.pid), "-n", "--")
         echoed = directory / "echoed"
         with echoed.open("wb") as out:
             done, _ = runClient(
@@ -63,32 +89,51 @@ class KernelViewTests(SynchronousTestCase):
         self.assertEqual(done.returncode, 0, done.stderr[-2000:])
         self.assertTrue(echoed.read_bytes() == payload.read_bytes(), "the echo differs")
         serverClose = server.waitFor(lifecycle="close")
+        retransmitted = retransmittedSegments(server.process.pid)
         self.assertEqual(server.signal(), -signal.SIGTERM)
-        return serverClose, closeOf(list(parseJSONRecords(done.stderr)), "client")
+        return serverClose, closeOf(list(parseJSONRecords(done.stderr)), "client"), retransmitted
 
     def test_loopbackIsFastAndLossless(self) -> None:
         """
         On plain loopback the round trip is under a millisecond and nothing
-        is retransmitted, on either side.  (The smallest round trip: the
-        smoothed one also holds the time a busy machine took to answer, and
-        the queue in the socket buffers of an 8 MiB transfer.)
+        is retransmitted, on either side.  (The smallest round
+        trip: the smoothed one also holds the time a busy machine took to
+        answer, and the queue in the socket buffers of an 8 MiB transfer.
+        A machine busy enough to hold the kernel's acknowledgement past the
+        tail-loss probe's few milliseconds makes loopback retransmit now and
+        then, so the lossless echo is one of up to three, and no close may
+        report more than the namespace's own count.)
         """
-        server, client = self.echo()
-        for close in (server, client):
-            self.assertLess(close["tcp"]["min_rtt_us"], 1000, close)
-            self.assertEqual(close["tcp"]["retransmits"], 0, close)
-            self.assertGreaterEqual(close["tcp"]["bytes_received"], SIZE)
+        requireNamespaces()
+        launcher = ["unshare", "-n", "--", "sh", "-c", LOOPBACK, "sh"]
+        counts: list[int] = []
+        for _ in range(3):
+            server, client, retransmitted = self.echo(launcher)
+            for close in (server, client):
+                self.assertLess(close["tcp"]["min_rtt_us"], 1000, close)
+                self.assertGreaterEqual(close["tcp"]["bytes_received"], SIZE)
+            reported = server["tcp"]["retransmits"] + client["tcp"]["retransmits"]
+            self.assertLessEqual(reported, retransmitted, (server, client))
+            counts.append(reported)
+            if reported == 0:
+                return
+        self.fail(f"loopback retransmitted in each of three echoes: {counts} segments")
 
     def test_aCongestedPathShowsMillisecondsAndRetransmissions(self) -> None:
         """
         Through a 50 Mbit/s bottleneck with a short queue, each side's
         close shows a round trip of milliseconds (the queue's delay) and
-        segments retransmitted (the ones the queue dropped).
+        segments retransmitted (the ones the queue dropped), no more than
+        the namespace's own count.
         """
-        if shutil.which("unshare") is None or shutil.which("tc") is None:
-            raise SkipTest("needs unshare and tc (iproute2)")
+        requireNamespaces()
         launcher = ["unshare", "-n", "--", "sh", "-c", CONGESTED, "sh"]
-        server, client = self.echo(launcher=launcher)
+        server, client, retransmitted = self.echo(launcher)
+        # Not equal: what is retransmitted after the close (a FIN) counts
+        # in the namespace and not in the view read just before it.
+        self.assertLessEqual(
+            server["tcp"]["retransmits"] + client["tcp"]["retransmits"], retransmitted
+        )
         for close in (server, client):
             tcp = close["tcp"]
             self.assertGreater(tcp["rtt_us"], 1000, close)
