@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.testing import StringTransport
 
 from tcplife.testing import _matches
 
@@ -27,6 +28,17 @@ WAIT = 20.0
 
 #: The console scripts installed next to this interpreter: what a user runs.
 BIN = Path(sys.executable).parent
+
+
+class HalfClosingTransport(StringTransport):
+    """
+    A StringTransport that records a half-close, as TCP's transport does.
+    """
+
+    writeClosed = False
+
+    def loseWriteConnection(self) -> None:
+        self.writeClosed = True
 
 
 def pattern(size: int) -> bytes:

@@ -70,6 +70,19 @@ class SinkTests(SynchronousTestCase):
             fields.pop("opened_at", None)
             self.assertEqual(fields, own)
 
+    def test_theSinkGetsTheFaultFields(self) -> None:
+        """
+        A connection's faults on purpose reach the sink: the kinds applied
+        on its accept, the one that ended it on its close.
+        """
+        events, _logged, sink = self.log()
+        events.accept(1, "a", "b", ("delay", "reset-after"))
+        events.close(1, "server", "local", "reset", 5, 3, 0.01, "a", "b", fault="reset-after")
+        [(_, accept), (_, close)] = sink.events
+        self.assertEqual(
+            (accept["fault"], close["fault"]), (["delay", "reset-after"], "reset-after")
+        )
+
     def test_aSinkTakesEveryLevel(self) -> None:
         """
         A threshold (twist's --log-level) filters twist's log, not the sink:

@@ -8,7 +8,9 @@ Listen with L{listen} (or an endpoint from L{serverFromString}, or a
 L{PortReactor} around the reactor): tcplife's own ports, on which the
 factory's L{ServerSettings} hold, its connection cap included.  Connect with
 L{LifecycleClientFactory} (and L{EchoClient}, or any protocol) for the
-client's side of the same story (C{connect}, C{connected}, ...).
+client's side of the same story (C{connect}, C{connected}, ...).  The
+settings' C{fault} (of L{parseFaultSpec}'s specs) make a server's connections
+misbehave on purpose.
 """
 
 from .client import (
@@ -32,7 +34,15 @@ from .internet import (
     serverFromString,
 )
 from .protocols import EchoProtocol, HalfCloseableTLSFactory, ProxyServerEndpoint, TrackedConnection
-from .server import LifecycleServerFactory, Listener, ListenError, ServerSettings, listen
+from .server import (
+    FaultPlan,
+    LifecycleServerFactory,
+    Listener,
+    ListenError,
+    ServerSettings,
+    listen,
+    parseFaultSpec,
+)
 
 __all__ = [
     "AcceptQueue",
@@ -43,6 +53,7 @@ __all__ = [
     "EchoProtocol",
     "EndpointError",
     "EventFile",
+    "FaultPlan",
     "HalfCloseableTLSFactory",
     "Latency",
     "LifecycleClientFactory",
@@ -58,6 +69,7 @@ __all__ = [
     "ServerSettings",
     "TrackedConnection",
     "listen",
+    "parseFaultSpec",
     "readAcceptQueue",
     "serverFromString",
 ]

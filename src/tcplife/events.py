@@ -315,7 +315,11 @@ class LifecycleLog:
     # are (no message is rendered); otherwise to the logger's observer with
     # the message rendered once.
 
-    def accept(self, connId: int, peer: str, local: str) -> None:
+    def accept(self, connId: int, peer: str, local: str, fault: tuple[str, ...] = ()) -> None:
+        """
+        @param fault: The kinds of fault applied to the connection on
+            purpose; the event has a C{fault} field (a list) only if any is.
+        """
         if self._wantAccept:
             fields: dict[str, Any] = {
                 "lifecycle": ACCEPT,
@@ -324,14 +328,15 @@ class LifecycleLog:
                 "peer": peer,
                 "local": local,
             }
+            if fault:
+                fields["fault"] = list(fault)
             if self._sink is not None:
                 self._sink.event(self._level, fields)
             elif self.rendered:
-                self._emit(
-                    self._level,
-                    f"accept #{connId} from {_literal(peer)} on {_literal(local)}",
-                    fields,
-                )
+                message = f"accept #{connId} from {_literal(peer)} on {_literal(local)}"
+                if fault:
+                    message += f" (fault {', '.join(fault)})"
+                self._emit(self._level, message, fields)
             else:
                 self._emitTemplate(self._level, fields)
 
@@ -442,10 +447,14 @@ class LifecycleLog:
         peer: str = "unknown",
         local: str = "unknown",
         tcp: dict[str, int] | None = None,
+        fault: str | None = None,
     ) -> None:
         """
         A connection is gone.  With C{tcp} (the kernel's view as it closed,
         TCP only), the event carries it as a C{tcp} object.
+
+        @param fault: The kind of fault that ended the connection on
+            purpose; the event has a C{fault} field only if one did.
         """
         if self._wantClose:
             now = time()
@@ -464,6 +473,8 @@ class LifecycleLog:
             }
             if tcp is not None:
                 fields["tcp"] = tcp
+            if fault is not None:
+                fields["fault"] = fault
             if self._sink is not None:
                 self._sink.event(self._level, fields)
                 return
@@ -479,6 +490,8 @@ class LifecycleLog:
                     f", rtt {tcp['rtt_us'] / 1000:.3f} ms, "
                     f"{tcp.get('retransmits', 0)} retransmitted"
                 )
+            if fault is not None:
+                message += f" (fault {fault})"
             self._emit(self._level, message, fields)
 
     # Events that happen once in a while, not per connection: a format

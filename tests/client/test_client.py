@@ -43,21 +43,10 @@ from tcplife import (
 from tcplife.client._failures import connectFailure, connectFailureKind
 from tcplife.testing import EventRecorder
 
-from ..helpers import pattern
+from ..helpers import HalfClosingTransport, pattern
 
 LOCAL = IPv4Address("TCP", "127.0.0.1", 40001)
 SERVER = IPv4Address("TCP", "127.0.0.1", 9000)
-
-
-class HalfClosingTransport(StringTransport):
-    """
-    A StringTransport that records a half-close, as TCP's transport does.
-    """
-
-    writeClosed = False
-
-    def loseWriteConnection(self) -> None:
-        self.writeClosed = True
 
 
 class Exchange:
@@ -74,6 +63,7 @@ class Exchange:
         timeout: float | None = 10.0,
         output: Any = None,
         transport: StringTransport | None = None,
+        reflect: bool = False,
     ) -> None:
         self.clock = MemoryReactorClock()
         self.recorded = EventRecorder()
@@ -84,6 +74,7 @@ class Exchange:
             output=output,
             clock=self.clock,
             events=self.recorded.log,
+            reflect=reflect,
         )
         connection = self.factory.buildProtocol(SERVER)
         assert isinstance(connection, TrackedConnection)

@@ -38,12 +38,14 @@ class OneShotTests(SynchronousTestCase):
     exit to twist.
     """
 
-    def start(self, endpoint: IStreamClientEndpoint, request: bytes = b"hi\n") -> OneShot:
+    def start(
+        self, endpoint: IStreamClientEndpoint, request: bytes = b"hi\n", reflect: bool = False
+    ) -> OneShot:
         self.reactor = MemoryReactorClock()
         self.errors = StringIO()
         self.statuses: list[int] = []
         factory = LifecycleClientFactory(
-            request, timeout=5.0, clock=self.reactor, events=EventRecorder().log
+            request, timeout=5.0, clock=self.reactor, events=EventRecorder().log, reflect=reflect
         )
         service = OneShot(
             factory,

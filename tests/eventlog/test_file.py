@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, globalLogPublisher
@@ -212,3 +214,77 @@ class FailureTests(EventFileTestCase):
         self.assertEqual((events.written, events.dropped), (0, 3))
         self.assertEqual(len(warnings), 1)
         self.assertEqual(warnings[0]["events_file"], "/dev/full")
+
+
+class SharedFileTests(EventFileTestCase):
+    """
+    Several processes' events in one stream: each line says whose it is,
+    and a pipe gets only writes it keeps whole.
+    """
+
+    def test_fieldsGoOnEveryLineAfterTimeAndLevel(self) -> None:
+        """
+        The file's own fields (a worker's C{worker} and C{pid}) are on every
+        line, after C{time} and C{level} and before the event's fields.
+        """
+        path = Path(self.mktemp())
+        events = EventFile(str(path), Clock(), fields={"worker": 2, "pid": 4321})
+        self.addCleanup(events.close)
+        events.event(LogLevel.info, {"lifecycle": "accept", "conn_id": 8})
+        events.event(LogLevel.info, {"lifecycle": "close", "conn_id": 8})
+        events.flush()
+        written = lines(path)
+        self.assertEqual(
+            [list(line) for line in written],
+            [["time", "level", "worker", "pid", "lifecycle", "conn_id"]] * 2,
+        )
+        self.assertEqual({(line["worker"], line["pid"]) for line in written}, {(2, 4321)})
+
+    def writesInto(self, shared: bool) -> tuple[list[bytes], bytes]:
+        """
+        The writes a batch of 300 lines (about 30 KB) makes into a pipe, and
+        what the pipe's reader gets.
+        """
+        path = Path(self.mktemp())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(path)
+        reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        self.addCleanup(os.close, reader)
+        events = EventFile(str(path), Clock(), shared=shared)
+        self.addCleanup(events.close)
+        for n in range(300):
+            events.event(LogLevel.info, {"lifecycle": "accept", "conn_id": n, "pad": "x" * 40})
+        writes: list[bytes] = []
+        realWrite = os.write
+
+        def write(fd: int, data: bytes) -> int:
+            writes.append(bytes(data))
+            return realWrite(fd, data)
+
+        with patch.object(os, "write", write):
+            events.flush()
+        return writes, os.read(reader, 1 << 20)
+
+    def test_aSharedPipeIsWrittenInWholeLinesWithinPipeBuf(self) -> None:
+        """
+        Shared, a batch goes into a pipe in writes of whole lines, none over
+        C{PIPE_BUF} bytes (which the kernel keeps whole beside another
+        process's), every line in order.
+        """
+        writes, read = self.writesInto(shared=True)
+        self.assertGreater(len(writes), 1)
+        self.assertEqual(
+            [(len(w) <= select.PIPE_BUF, w.endswith(b"\n")) for w in writes],
+            [(True, True)] * len(writes),
+        )
+        self.assertEqual(b"".join(writes), read)
+        self.assertEqual(
+            [json.loads(line)["conn_id"] for line in read.splitlines()], list(range(300))
+        )
+
+    def test_aPipeOfItsOwnTakesTheBatchInOneWrite(self) -> None:
+        """
+        Not shared, the batch goes into the pipe with one write.
+        """
+        writes, read = self.writesInto(shared=False)
+        self.assertEqual((len(writes), writes[0]), (1, read))

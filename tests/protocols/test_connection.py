@@ -21,6 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import directlyProvidedBy, implementer
 
 from tcplife import EchoProtocol, LifecycleServerFactory, TrackedConnection
+from tcplife.protocols import _tracking, numberConnections
 from tcplife.testing import LOCAL, PEER, EventRecorder, ServedConnection
 
 
@@ -105,6 +106,23 @@ class LifecycleEventTests(SynchronousTestCase):
         """
         ids = {Harness().connection.connId for _ in range(5)}
         self.assertEqual(len(ids), 5)
+
+    def test_numberedConnectionsTakeTheirIdsByStride(self) -> None:
+        """
+        After C{numberConnections(3, 4)} (worker 3 of 4), connections are
+        numbered 3, 7, 11: no id another worker's stride would give.
+        """
+        self.addCleanup(setattr, _tracking, "_connectionIds", _tracking._connectionIds)
+        numberConnections(3, 4)
+        ids = [Harness().connection.connId for _ in range(3)]
+        self.assertEqual(ids, [3, 7, 11])
+
+    def test_numberingMustStartAtOneOrMore(self) -> None:
+        """
+        Ids below 1, or a stride below 1, are refused.
+        """
+        self.assertRaises(ValueError, numberConnections, 0, 2)
+        self.assertRaises(ValueError, numberConnections, 1, 0)
 
     def test_echoesAndCountsBytesBothWays(self) -> None:
         """

@@ -10,14 +10,17 @@ import socket
 from collections import deque
 from typing import Any
 
+import pytest
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tcplife import LifecycleServerFactory, ServerSettings, readAcceptQueue
 from tcplife.internet._port import PortReactor
+from tcplife.server import FaultPlan, parseFaultSpec
 from tcplife.server._admission import FD_LIMIT, MAX_CONNECTIONS, AcceptGate
 from tcplife.server._metrics import ServerCollector
 from tcplife.testing import EventRecorder
@@ -27,6 +30,7 @@ from ..helpers import (
     callInThread,
     readLine,
     recvUntilEOFOrReset,
+    waitUntil,
 )
 
 
@@ -210,6 +214,179 @@ class GateTests(SynchronousTestCase):
         self.closed()
         self.assertTrue(self.port.reading)
         self.assertEqual(self.recorded.of("accept-resumed"), [])
+
+
+def planOf(*specs: str, seed: int = 1) -> FaultPlan:
+    return FaultPlan([parseFaultSpec(spec) for spec in specs], seed)
+
+
+class GateFaultTests(SynchronousTestCase):
+    """
+    accept-delay and never-accept: the gate holds the queue on purpose.
+    """
+
+    def gate(self, plan: FaultPlan, cap: int | None = None) -> AcceptGate:
+        self.open = 0
+        self.clock = MemoryReactorClock()
+        self.recorded = EventRecorder()
+        gate = AcceptGate(
+            self.recorded.log,
+            self.clock,
+            lambda: self.open,
+            ServerSettings(maxConnections=cap),
+            plan,
+        )
+        self.port = FakePort()
+        gate.watch(self.port)  # type: ignore[arg-type]
+        self.addCleanup(FakePort.socket.close)
+        return gate
+
+    def test_acceptDelayHoldsTheQueueBeforeEachConnectionThatDrewIt(self) -> None:
+        """
+        With accept-delay=100, the gate accepts nothing and stops the port
+        for 100 ms, then lets exactly that connection through, and holds
+        again for the next.
+        """
+        plan = planOf("accept-delay=100")
+        gate = self.gate(plan)
+        self.assertEqual(gate.acceptBudget(), 0)
+        self.assertFalse(self.port.reading)
+        self.clock.advance(0.099)
+        self.assertFalse(self.port.reading)
+        self.clock.advance(0.001)
+        self.assertTrue(self.port.reading)
+        self.assertEqual(gate.acceptBudget(), 1)
+        plan.take()
+        self.assertEqual(gate.acceptBudget(), 0)
+        self.assertFalse(self.port.reading)
+
+    def test_acceptsNoFurtherThanTheNextConnectionThatWaits(self) -> None:
+        """
+        With accept-delay for some connections only, a burst may accept
+        the connections ahead of the next one that waits, and no more.
+        """
+        seed = next(
+            seed
+            for seed in range(1000)
+            if planOf("accept-delay=50,p=0.3", seed=seed).peek(0).acceptWait() is None
+        )
+        plan = planOf("accept-delay=50,p=0.3", seed=seed)
+        ahead = next(i for i in range(64) if plan.peek(i).acceptWait() is not None)
+        gate = self.gate(plan)
+        self.assertEqual(gate.acceptBudget(), ahead)
+        self.assertTrue(self.port.reading)
+
+    def test_neverAcceptHoldsForGoodAndSaysSo(self) -> None:
+        """
+        With never-accept, the gate stops the port for good: no closing
+        connection and no time resumes it; accept-paused says why, and the
+        metrics' count has it once.
+        """
+        plan = planOf("never-accept")
+        gate = self.gate(plan)
+        self.assertEqual(gate.acceptBudget(), 0)
+        self.open = 1
+        gate.connectionClosed()
+        self.clock.advance(3600)
+        self.assertFalse(self.port.reading)
+        self.assertEqual(gate.acceptBudget(), 0)
+        [paused] = self.recorded.of("accept-paused")
+        self.assertEqual(paused["reason"], "never-accept (fault)")
+        self.assertEqual(plan.counts["never-accept"], 1)
+
+    def test_theCapsResumeWaitsForTheHoldToEnd(self) -> None:
+        """
+        A cap pause that ends while accept-delay holds the queue leaves the
+        port stopped until the hold ends too.
+        """
+        gate = self.gate(planOf("accept-delay=100"), cap=1)
+        self.assertEqual(gate.acceptBudget(), 0)
+        self.open = 1
+        gate.connectionOpened()
+        self.assertEqual(gate.paused, MAX_CONNECTIONS)
+        self.open = 0
+        gate.connectionClosed()
+        self.assertIsNone(gate.paused)
+        self.assertFalse(self.port.reading)
+        self.clock.advance(0.1)
+        self.assertTrue(self.port.reading)
+
+
+class FaultsOnLoopbackTests(TestCase):
+    """
+    The gate's faults on real sockets: the clients wait in the kernel's queue.
+    """
+
+    def serve(self, spec: str, backlog: int, clock: Any = reactor) -> tuple[Any, int]:
+        self.recorded = EventRecorder()
+        factory = LifecycleServerFactory(
+            clock=clock,
+            events=self.recorded.log,
+            settings=ServerSettings(fault=[parseFaultSpec(spec)], seed=1),
+        )
+        port = PortReactor(reactor, factory.gate).listenTCP(
+            0, factory, backlog=backlog, interface="127.0.0.1"
+        )
+        self.addCleanup(lambda: port.connected and port.stopListening())
+        self.factory = factory
+        return port, port.getHost().port  # type: ignore[attr-defined]
+
+    @pytest.mark.slow
+    @inlineCallbacks
+    def test_neverAcceptFillsTheBacklogAndLaterConnectsHang(self) -> Deferred[None]:
+        """
+        With never-accept and a backlog of 2, three clients (backlog + 1)
+        complete their connect and wait in the kernel's queue, unserved; the
+        kernel drops the next one's SYN, so its connect hangs.  Not even the
+        port's close serves them: they are counted unserved.
+        """
+        port, number = self.serve("never-accept", backlog=2)
+        queued = yield callInThread(connectAll, number, 3)
+        self.addCleanup(lambda: [c.close() for c in queued])
+        queue = readAcceptQueue(port.socket)
+        assert queue is not None
+        self.assertEqual((queue.depth, queue.backlog), (3, 2))
+
+        def connectOneMore() -> str:
+            with socket.socket() as late:
+                late.settimeout(1.0)
+                try:
+                    late.connect(("127.0.0.1", number))
+                except TimeoutError:
+                    return "hangs"
+                return "connected"
+
+        outcome = yield callInThread(connectOneMore)
+        self.assertEqual(outcome, "hangs")
+        self.assertEqual(self.recorded.of("accept"), [])
+        [paused] = self.recorded.of("accept-paused")
+        self.assertEqual((paused["reason"], paused["backlog"]), ("never-accept (fault)", 2))
+        yield port.stopListening()
+        self.assertEqual(self.factory.gate.unserved, 3)
+        self.assertEqual(self.recorded.of("accept"), [])
+
+    @inlineCallbacks
+    def test_acceptDelayLeavesTheClientInTheKernelsQueue(self) -> Deferred[None]:
+        """
+        With accept-delay, a client's connect completes at once and it waits
+        in the kernel's queue, unserved, until the delay is over; then it is
+        accepted (its accept event says so) and echoed.
+        """
+        clock = Clock()
+        port, number = self.serve("accept-delay=300", backlog=8, clock=clock)
+        [client] = yield callInThread(connectAll, number, 1)
+        self.addCleanup(client.close)
+        yield waitUntil(lambda: clock.getDelayedCalls() != [], "the hold of the queue")
+
+        queue = readAcceptQueue(port.socket)
+        assert queue is not None
+        self.assertEqual(queue.depth, 1)
+        self.assertEqual(self.recorded.of("accept"), [])
+        clock.advance(0.3)
+        echo = yield callInThread(readLine, client)
+        self.assertEqual(echo, b"client 0\n")
+        [accept] = self.recorded.of("accept")
+        self.assertEqual(accept["fault"], ["accept-delay"])
 
 
 def connectAll(port: int, count: int) -> list[socket.socket]:

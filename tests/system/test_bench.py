@@ -22,8 +22,17 @@ from tcplife.bench._clients import CLIENTS, ClientResults, ClientRun, _parsed, s
 from tcplife.bench._levers import LEVERS, launchedWithout
 from tcplife.bench._load import LoadResult
 from tcplife.bench._native import CompileError, compiled
-from tcplife.bench._report import asJSON, clientMarkdown, clientTable, markdown, table
-from tcplife.bench._run import BenchResults, summarize
+from tcplife.bench._proc import cpuSeconds, treeCpuSeconds
+from tcplife.bench._report import (
+    asJSON,
+    clientMarkdown,
+    clientTable,
+    limitedBy,
+    markdown,
+    table,
+)
+from tcplife.bench._run import BenchResults, Summary, summarize
+from tcplife.bench.sharing import _straceCounts
 from tcplife.internet import PortReactor, pollerFor
 from tcplife.testing import EventRecorder
 
@@ -292,6 +301,64 @@ class ReportTests(SynchronousTestCase):
         )
         self.assertIn("1.37 KiB/conn", markdown(results))
 
+    def test_workersRowsCompareWithOneProcessAndSayWhatLimitsThem(self) -> None:
+        """
+        The workers table gives each number of workers' rate relative to
+        the one process, and names what held it down: the client when it
+        was busy all the time, the server's processes when they were, the
+        cores when everything together was, a core when one was.
+        """
+
+        def run(messages: int, cpu: float, client: float, busy: float) -> LoadResult:
+            return LoadResult(
+                "rr",
+                messages,
+                messages,
+                1.0,
+                cpu,
+                100.0,
+                200.0,
+                100,
+                clientCpuSeconds=client,
+                busySeconds=busy,
+            )
+
+        results = BenchResults(settings={"cores": 2})
+        results.summaries["rr"] = {
+            "tcplife": summarize([run(30_000, 0.4, 0.95, 1.4)]),
+            "tcplife 2 workers": summarize([run(45_000, 1.0, 0.5, 2.0)]),
+        }
+        text = table(results)
+        self.assertIn("1.50x", text)
+        self.assertIn("the load client", text.splitlines()[-2])
+        self.assertIn("the machine's 2 cores (other work took 0.5", text.splitlines()[-1])
+        self.assertIn("| rr | tcplife 2 workers | 45,000 | 1.50x |", markdown(results))
+        server = Summary(1, 1.0, 1.0, 1.0, 1.0, 1.0, serverCores=1.9, clientCores=0.1)
+        self.assertEqual(limitedBy(server, 2, 4), "the server (its cores all busy)")
+        pinned = Summary(1, 1.0, 1.0, 1.0, 1.0, 1.0, serverCores=0.4, busiestCore=0.95)
+        self.assertEqual(limitedBy(pinned, None, 2), "a core all busy (its process and other work)")
+
+    def test_serverTreeCpuCountsItsChildren(self) -> None:
+        """
+        The CPU time of a server and its workers counts a child's CPU time,
+        which the server's own does not.
+        """
+        burn = (
+            "import sys, time\n"
+            "t = time.process_time()\n"
+            "while time.process_time() - t < 0.3: pass\n"
+            "print('burnt', flush=True)\n"
+            "sys.stdin.read()\n"
+        )
+        child = subprocess.Popen(
+            [sys.executable, "-c", burn], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        assert child.stdin is not None and child.stdout is not None
+        self.addCleanup(child.wait, WAIT)
+        self.addCleanup(child.stdin.close)
+        self.assertEqual(child.stdout.readline(), b"burnt\n")
+        self.assertGreaterEqual(treeCpuSeconds(os.getpid()) - cpuSeconds(os.getpid()), 0.3)
+
 
 #: What tests/leverprobe.py sees a tcpecho service do as it ships (where
 #: its connections register, POLLER, depends on the reactor).
@@ -425,6 +492,57 @@ class EncoderBenchTests(TestCase):
         ).stdout  # fmt: skip
         self.assertEqual(printed.count("1.00x"), 2)
         self.assertEqual(len(printed.splitlines()), 2 * len(expected))
+
+
+class MetricsCostTests(SynchronousTestCase):
+    """
+    python -m tcplife.bench.metricscost measures both ways of one /metrics
+    for many workers.
+    """
+
+    def test_bothWaysAreMeasuredAndOnlyMultiprocessModeCostsPerConnection(self) -> None:
+        """
+        It prints a row for prometheus-client's multiprocess mode, with a
+        cost per connection, and one for tcplife's merge, with none; both
+        with a cost per scrape.
+        """
+        command = ["-m", "tcplife.bench.metricscost", "--connections", "2000", "--scrapes", "5"]
+        done = subprocess.run(
+            [sys.executable, *command],
+            capture_output=True,
+            text=True,
+            timeout=WAIT * 3,
+            check=True,
+        )
+        rows = {line[:34].strip(): line[34:].split() for line in done.stdout.splitlines()[1:]}
+        multiprocess = [float(f) for f in rows["prometheus-client multiprocess"]]
+        merged = [float(f) for f in rows["tcplife (supervisor merges)"]]
+        self.assertGreater(multiprocess[0], 0)
+        self.assertEqual(merged[0], 0)
+        self.assertGreater(min(multiprocess[1], merged[1]), 0)
+
+
+class SharingTests(SynchronousTestCase):
+    """
+    python -m tcplife.bench.sharing reads the wake-ups out of strace -c.
+    """
+
+    def test_acceptAndEpollCallsAndTheirErrorsAreRead(self) -> None:
+        """
+        From strace -c's summary, accept4's calls and errors (EAGAIN) and
+        epoll_wait's calls (a row without errors) are read; other rows are
+        not.
+        """
+        summary = (
+            "% time     seconds  usecs/call     calls    errors syscall\n"
+            "------ ----------- ----------- --------- --------- ----------------\n"
+            " 61.20    0.012000           4      2412      1201 accept4\n"
+            " 38.80    0.007600           1      6310           epoll_wait\n"
+            "  0.00    0.000000           0        12           close\n"
+            "------ ----------- ----------- --------- --------- ----------------\n"
+            "100.00    0.019600           2      8734      1201 total\n"
+        )
+        self.assertEqual(_straceCounts(summary), {"accept4": (2412, 1201), "epoll_wait": (6310, 0)})
 
 
 class InstructionCountTests(TestCase):

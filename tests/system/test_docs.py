@@ -38,6 +38,7 @@ from ..helpers import (
     freePort,
     portOf,
     readLine,
+    recvUntilEOF,
     runTwist,
     startTcpecho,
 )
@@ -450,6 +451,8 @@ PARSED_EXAMPLES = (
     "tcpclient-commands",
     "tcpclient-load-commands",
     "reuse-port-loop",
+    "workers-commands",
+    "fault-commands",
 )
 
 
@@ -1077,21 +1080,109 @@ class ClientExampleTests(SynchronousTestCase):
         )
 
 
+class FaultExampleTests(SynchronousTestCase):
+    """
+    The faults page's examples and samples are what twist does.
+    """
+
+    @checks("fault-commands")
+    def test_theFullQueueCommandLetsFiveConnectAndTheSixthHang(self) -> None:
+        """
+        The never-accept example, run on a free port, lets five clients
+        connect (its backlog, 4, plus one) and the sixth hang.
+        """
+        [words] = [c for c in twistCommands("fault-commands") if "never-accept" in c]
+        words = withOption(words, "--port", "0", "tcpecho")
+        server, port = startTcpecho(self, *words[words.index("tcpecho") + 1 :])
+        for _ in range(5):
+            queued = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+            self.addCleanup(queued.close)
+        with socket.socket() as sixth:
+            sixth.settimeout(1.0)
+            with self.assertRaises(TimeoutError):
+                sixth.connect(("127.0.0.1", port))
+        self.assertEqual(server.of(lifecycle="accept"), [])
+
+    @checks("fault-error")
+    def test_aBadSpecIsTheLineShownAndStatus64(self) -> None:
+        """
+        The bad spec shown is refused with the line shown, and status 64.
+        """
+        line = exampleCode("fault-error").strip()
+        spec = line.split("'")[1]
+        result = runTwist("tcpecho", "--port", "0", "--fault", spec)
+        self.assertEqual(result.returncode, 64, result.stderr)
+        self.assertEqual(result.stderr.splitlines()[0], line)
+
+    def reflectingServer(self) -> int:
+        """
+        The session's server (on a free port, on loopback).
+        """
+        [command, _] = session("reflect-session")
+        words = twistWords(command[0])
+        assert words is not None
+        words = withOption(words, "--port", "0", "tcpecho")
+        _, port = startTcpecho(self, *words[words.index("tcpecho") + 1 :])
+        return port
+
+    @checks("reflect-session")
+    def test_reflectSessionPrintsTheLineThenTheEcho(self) -> None:
+        """
+        Against the session's server, the session's client gets the line
+        shown (with its own port and the server's) and then the echo.
+        """
+        port = self.reflectingServer()
+        [_, (client, printed)] = session("reflect-session")
+        request = shellWords(client)[1].encode().decode("unicode_escape").encode()
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as connection:
+            connection.sendall(request)
+            connection.shutdown(socket.SHUT_WR)
+            own = connection.getsockname()[1]
+            received = recvUntilEOF(connection).decode().splitlines()
+        expected = [
+            line.replace("127.0.0.1:51234", f"127.0.0.1:{own}").replace(":9001", f":{port}")
+            for line in printed
+        ]
+        self.assertEqual(received, expected)
+
+    @checks("tcpclient-reflect")
+    def test_tcpclientReflectSaysWhatIsShown(self) -> None:
+        """
+        Against the session's server, the client command shown ends with
+        the line shown (with its own port and the server's).
+        """
+        port = self.reflectingServer()
+        [(command, [expected])] = session("tcpclient-reflect")
+        words = twistWords(command)
+        assert words is not None
+        words = withOption(words, "--port", str(port), "tcpclient")
+        done = subprocess.run(
+            [str(BIN / "twist"), *words[1:]],
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+            stdin=subprocess.DEVNULL,
+        )
+        self.assertEqual((done.returncode, done.stdout), (0, "hello\n"), done.stderr)
+        shape = re.escape(expected).replace("51234", r"\d+").replace("9001", str(port))
+        self.assertRegex(done.stderr.splitlines()[-1], f"^{shape}$")
+
+
 class DeploymentExampleTests(SynchronousTestCase):
     """
     The systemd and many-core examples name what the project ships, and run.
     """
 
-    @checks("systemd-install", "systemd-template")
+    @checks("systemd-install")
     def test_installCommandsCopyUnitsThatShipAndEnableThem(self) -> None:
         """
-        Every file the install examples copy is in C{contrib/}, every unit
-        they enable is one of those (or an instance of its template), and
-        the twist they install is the one the service runs.
+        Every file the install example copies is in C{contrib/}, every unit
+        it enables is one of those (or an instance of its template), and
+        the twist it installs is the one the service runs.
         """
         copied: set[str] = set()
         enabled: list[str] = []
-        for name in ("systemd-install", "systemd-template"):
+        for name in ("systemd-install",):
             for line in logicalLines(exampleCode(name)):
                 for command in " ".join(shellWords(line)).split(" && "):
                     words = command.split()

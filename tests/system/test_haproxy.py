@@ -5,12 +5,14 @@ C{twist tcpecho --listen haproxy:tcp:0} processes.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from ..certs import SelfSigned
 from ..helpers import WAIT, TwistProcess, pattern, portOf
-from ..servers import temporaryDirectory
+from ..servers import runClient, temporaryDirectory, verdict
 from .test_docs import checks, exampleCode
 
 #: Clients sent through the balancer in each test.
@@ -108,11 +110,18 @@ class HAProxyTests(SynchronousTestCase):
     """
 
     def startBackends(
-        self, endpoint: str = "haproxy:tcp:0:interface=127.0.0.1", count: int = 2
+        self,
+        endpoint: str = "haproxy:tcp:0:interface=127.0.0.1",
+        count: int = 2,
+        options: Callable[[int], tuple[str, ...]] = lambda index: (),
     ) -> list[TwistProcess]:
+        """
+        C{count} backends listening on C{endpoint}; backend I also gets
+        C{options(I)}.
+        """
         backends = []
-        for _ in range(count):
-            server = TwistProcess("tcpecho", "--listen", endpoint)
+        for index in range(count):
+            server = TwistProcess("tcpecho", "--listen", endpoint, *options(index))
             self.addCleanup(server.kill)
             backends.append(server)
         return backends
@@ -253,3 +262,60 @@ class HAProxyTests(SynchronousTestCase):
             "haproxy:ssl:0:interface=127.0.0.1"
             f":privateKey={certificate.key}:certKey={certificate.cert}",
         )
+
+    def test_reflectShowsBothServersAndTheClientsOwnAddress(self) -> None:
+        """
+        Two backends with --reflect behind HAProxy (PROXY v2): a tcpclient
+        --reflect load run's report counts connections answered by each of
+        them, every one seeing this client's own address and port; a
+        one-shot exchange says which answered and what it saw.
+        """
+        names = ("backend-a", "backend-b")
+        backends = self.startBackends(options=lambda i: ("--reflect", "--name", names[i]))
+        ports = [portOf(b.waitFor(lifecycle="listen")["address"]) for b in backends]
+        frontend = self.startBalancer(ports, "send-proxy-v2")
+
+        done, _ = runClient(
+            "--port", str(frontend), "-c", "4", "--count", "200", "--reflect", "--json", "-"
+        )
+        self.assertEqual(done.returncode, 0, verdict(done))
+        report = json.loads(done.stdout)
+        self.assertEqual(report["messages"], 200)
+        reflect = report["reflect"]
+        self.assertEqual(sorted(reflect["servers"]), sorted(names))
+        self.assertEqual(reflect["connections"], report["connections_opened"])
+        self.assertEqual(reflect["clients"], {"127.0.0.1": reflect["connections"]})
+        self.assertEqual(reflect["own_address"], reflect["connections"])
+
+        done, _ = runClient("--port", str(frontend), "-m", "who?", "--reflect")
+        self.assertEqual((done.returncode, done.stdout), (0, b"who?\n"), verdict(done))
+        [said] = verdict(done)
+        self.assertRegex(
+            said,
+            r"^tcpclient: answered by backend-[ab], which saw this client as "
+            rf"127\.0\.0\.1:\d+ \(this client's own address\) on 127\.0\.0\.1:{frontend}$",
+        )
+
+    def test_reflectOverWorkersAddsUpEveryWorkersConnections(self) -> None:
+        """
+        The same behind HAProxy with tcpclient --workers 2: the report adds
+        up both workers' reflections, both servers answering and every
+        connection seen with its own client's address.
+        """
+        names = ("backend-a", "backend-b")
+        backends = self.startBackends(options=lambda i: ("--reflect", "--name", names[i]))
+        ports = [portOf(b.waitFor(lifecycle="listen")["address"]) for b in backends]
+        frontend = self.startBalancer(ports, "send-proxy-v2")
+
+        done, _ = runClient(
+            "--port", str(frontend), "-c", "4", "--count", "200", "--workers", "2",
+            "--reflect", "--json", "-",
+        )  # fmt: skip
+        self.assertEqual(done.returncode, 0, verdict(done))
+        report = json.loads(done.stdout)
+        self.assertEqual((report["messages"], len(report["workers"])), (200, 2))
+        reflect = report["reflect"]
+        self.assertEqual(sorted(reflect["servers"]), sorted(names))
+        self.assertEqual(reflect["connections"], report["connections_opened"])
+        self.assertEqual(reflect["connections"], 4)
+        self.assertEqual(reflect["own_address"], reflect["connections"])

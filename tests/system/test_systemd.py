@@ -6,6 +6,7 @@ C{systemd-socket-activate}, and the units in C{contrib/}.
 from __future__ import annotations
 
 import configparser
+import os
 import select
 import shlex
 import shutil
@@ -19,7 +20,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from ..helpers import BIN, WAIT, TwistProcess, echoWithHalfClose, freePort
 
 CONTRIB = Path(__file__).parent.parent.parent / "contrib"
-UNITS = ("tcpecho.socket", "tcpecho.service", "tcpecho@.service")
+UNITS = ("tcpecho.socket", "tcpecho.service")
 
 
 def tool(name: str) -> str:
@@ -110,24 +111,29 @@ class ActivationTests(SynchronousTestCase):
 
 class ContribUnitTests(SynchronousTestCase):
     """
-    C{contrib/tcpecho.socket} and C{contrib/tcpecho.service} work together, and
-    C{contrib/tcpecho@.service} runs as they do.
+    C{contrib/tcpecho.socket} and C{contrib/tcpecho.service} work together.
     """
 
-    def test_serviceCommandServesTheSocketUnitsSocket(self) -> None:
+    def test_serviceCommandServesTheSocketUnitsSocketWithAWorkerPerCPU(self) -> None:
         """
         The service's ExecStart (with this venv's twist), given the socket
-        named as the socket unit names it, listens there and echoes.
+        named as the socket unit names it, runs a worker per CPU on that one
+        socket, each listening at its address; clients are echoed, and
+        SIGTERM to the supervisor alone (the unit's KillMode=mixed) drains
+        every worker and stops as twist does.
         """
         socketUnit = readUnit("tcpecho.socket")["Socket"]
         listenStream = socketUnit["ListenStream"]
         fdname = socketUnit["FileDescriptorName"]
-        command = shlex.split(readUnit("tcpecho.service")["Service"]["ExecStart"])
+        service = readUnit("tcpecho.service")["Service"]
+        command = shlex.split(service["ExecStart"])
         self.assertEqual(command[0], "/opt/tcplife/bin/twist")
         # TwistProcess asks for JSON itself, to read the events.
         self.assertEqual(command[1:3], ["--log-format", "text"])
         args = command[3:]
         self.assertIn(f"systemd:domain=INET:name={fdname}", args)
+        self.assertEqual(args[args.index("--workers") + 1], "auto")
+        self.assertEqual(service["KillMode"], "mixed")
         host, _, _ = listenStream.rpartition(":")
         self.assertEqual(host, "0.0.0.0", "domain=INET needs an IPv4 ListenStream")
 
@@ -142,30 +148,17 @@ class ContribUnitTests(SynchronousTestCase):
         self.addCleanup(server.kill)
         launcherListening(server)
         self.assertEqual(echoWithHalfClose(port, b"from the unit"), b"from the unit")
-        listen = server.waitFor(lifecycle="listen")
-        self.assertEqual(listen["address"], f"127.0.0.1:{port}")
-        server.waitFor(lifecycle="close")
-
-    def test_templateRunsTheSameTwistAndItsInstancesShareThePort(self) -> None:
-        """
-        The template unit runs tcpecho from the same install with the same
-        log format for the journal as tcpecho.service (as docs/many-cores.md says),
-        and its command, run twice with one port, listens in both processes
-        (without SO_REUSEPORT the second could not) and echoes.
-        """
-        single = shlex.split(readUnit("tcpecho.service")["Service"]["ExecStart"])
-        command = shlex.split(readUnit("tcpecho@.service")["Service"]["ExecStart"])
-        self.assertEqual(command[:3], single[:3])
-        args = command[3:]
-        self.assertIn("--reuse-port", args)
-        port = str(freePort())
-        args[args.index("--port") + 1] = port
-        for _ in range(2):
-            server = TwistProcess(*args, "--interface", "127.0.0.1")
-            self.addCleanup(server.kill)
-            listen = server.waitFor(lifecycle="listen")
+        cpus = len(os.sched_getaffinity(0))
+        for worker in range(cpus + 1):
+            listen = server.waitFor(lifecycle="listen", worker=worker)
             self.assertEqual(listen["address"], f"127.0.0.1:{port}")
-        self.assertEqual(echoWithHalfClose(int(port), b"instance"), b"instance")
+        for n in range(4):
+            self.assertEqual(echoWithHalfClose(port, b"%d" % n), b"%d" % n)
+        status = server.signal(signal.SIGTERM)
+        self.assertEqual(
+            sorted(e["worker"] for e in server.of(lifecycle="drained")), list(range(1, cpus + 1))
+        )
+        self.assertIn(status, (-signal.SIGTERM, 128 + signal.SIGTERM))
 
     def test_unitsPassSystemdAnalyzeVerify(self) -> None:
         """

@@ -461,6 +461,16 @@ class ServiceTests(SynchronousTestCase):
             (3, 7, "connect", 9),
         )
 
+    def test_reflectInBothModes(self) -> None:
+        """
+        --reflect makes the one-shot factory and the load run expect the
+        server's line; without it neither does.
+        """
+        self.assertTrue(self.build("-m", "x", "--reflect").factory.reflect)
+        self.assertTrue(self.build("-c", "2", "--reflect").run.settings.reflect)
+        self.assertFalse(self.build("-m", "x").factory.reflect)
+        self.assertFalse(self.build("-c", "2").run.settings.reflect)
+
     def test_loadServiceStreamsAndHoldsTheThresholds(self) -> None:
         """
         --json-stream, --interval and the thresholds reach the service and

@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 import tcplife
 from tcplife import LifecycleServerFactory, ListenError, ServerSettings
+from tcplife.server import parseFaultSpec
 from tcplife.server._listening import Listener
 from tcplife.tap.echo import Options, makeService
 from tcplife.testing import EventRecorder
@@ -373,18 +374,35 @@ class SettingsTests(SynchronousTestCase):
             "--close-timeout": ("5.5", 5.5),
             "--shutdown-timeout": ("0", 0.0),
             "--metrics": ("tcp:0", "tcp:0"),
+            "--fault": ("drop-input", (parseFaultSpec("drop-input"),)),
+            "--seed": ("9", 9),
+            "--reflect": (None, True),
+            "--name": ("web-1", "web-1"),
             "--events": (events, events),
             "--events-only": ("close,accept", frozenset({"close", "accept"})),
         }
-        argv = [word for option, (text, _) in given.items() for word in (option, text) if word]
-        settings = parse(*argv).settings
-        expected = {camelCase(option[2:]): value for option, (_, value) in given.items()}
-        self.assertEqual({name: getattr(settings, name) for name in expected}, expected)
+        # --workers and --reuse-port exclude each other.
+        givenApart = {
+            "--workers": ("3", 3),
+            "--worker-restart-limit": ("7", 7),
+            "--worker-restart-window": ("2.5", 2.5),
+        }
+        expected = {}
+        for options in (given, givenApart):
+            argv = [word for option, (text, _) in options.items() for word in (option, text)]
+            settings = parse(*[word for word in argv if word]).settings
+            fields = {camelCase(option[2:]): value for option, (_, value) in options.items()}
+            self.assertEqual({name: getattr(settings, name) for name in fields}, fields)
+            expected.update(fields)
+        given.update(givenApart)
         self.assertEqual(
             parse("--protocol", "tests.protocols.test_connection.Upper").settings.protocol, Upper
         )
         everyOption = {f"--{name}" for name in Options().synonyms.values()}
-        self.assertEqual(everyOption - set(given), {"--protocol", "--help", "--version"})
+        # --worker-of says which process this is, not how to serve.
+        self.assertEqual(
+            everyOption - set(given), {"--protocol", "--help", "--version", "--worker-of"}
+        )
         self.assertEqual(
             set(attrs.fields_dict(ServerSettings)) - set(expected), {"protocol", "leversOff"}
         )
@@ -628,3 +646,89 @@ class LibraryTests(SynchronousTestCase):
         )
         self.assertIsInstance(error, ValueError)
         self.assertEqual(str(error), "backlog must be a whole number from 1 to 65535, not '-5'")
+
+
+class MisbehaviourOptionTests(SynchronousTestCase):
+    """
+    --fault, --seed, --reflect and --name: one sentence for each mistake, and
+    the factory they build.
+    """
+
+    def factory(self, *argv: str) -> LifecycleServerFactory:
+        reactor = MemoryReactorClock()
+        makeService(parse("--port", "0", *argv), reactor).startService()
+        factory: LifecycleServerFactory = reactor.tcpServers[0][1]
+        return factory
+
+    def test_badSpecsAreOneSentenceNamingTheSpec(self) -> None:
+        """
+        A --fault spec that cannot be used is refused with one line naming
+        it and what is wrong.
+        """
+        assertRejected(
+            self,
+            parse,
+            ["--fault", "delay=50", "--fault", "dealy=5"],
+            "--fault 'dealy=5' is not usable: 'dealy' is no fault; the faults are",
+        )
+        assertRejected(
+            self, parse, ["--fault", "reset-after=x"], "reset-after must be a whole number"
+        )
+
+    def test_seedNeedsFaultsAndIsAWholeNumber(self) -> None:
+        """
+        --seed without --fault, or not a whole number, is refused.
+        """
+        assertRejected(self, parse, ["--seed", "1"], "--seed applies to --fault")
+        assertRejected(
+            self, parse, ["--fault", "drop-input", "--seed", "x"], "--seed must be a whole number"
+        )
+
+    def test_nameNeedsReflect(self) -> None:
+        """
+        --name without --reflect, or empty, is refused.
+        """
+        assertRejected(self, parse, ["--name", "web-1"], "--name applies to --reflect")
+        assertRejected(self, parse, ["--reflect", "--name", " "], "--name must name the server")
+
+    def test_faultsAndSeedMakeTheFactorysPlan(self) -> None:
+        """
+        Every --fault spec, in order, and --seed make the factory's plan.
+        """
+        factory = self.factory("--fault", "delay=5,p=0.5", "--fault", "never-accept", "--seed", "9")
+        assert factory.faults is not None
+        self.assertEqual(
+            (factory.faults.describe(), factory.faults.seed), ("delay=5,p=0.5; never-accept", 9)
+        )
+        self.assertIs(factory.gate.faults, factory.faults)
+
+    def test_withoutSeedTheSeedIsLogged(self) -> None:
+        """
+        Without --seed the seed is random, and logged so that it can be given
+        to draw the same again.
+        """
+        from twisted.logger import globalLogPublisher
+
+        logged: list[dict[str, object]] = []
+        globalLogPublisher.addObserver(logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, logged.append)
+        first = self.factory("--fault", "drop-input").faults
+        second = self.factory("--fault", "drop-input").faults
+        assert first is not None and second is not None
+        self.assertNotEqual(first.seed, second.seed)
+        self.assertEqual([e["seed"] for e in logged if "faults" in e], [first.seed, second.seed])
+
+    def test_reflectNamesTheServer(self) -> None:
+        """
+        --reflect serves the line under --name, or HOSTNAME:PID by default;
+        without it there is no line.
+        """
+        import os
+        import socket
+
+        self.assertEqual(self.factory("--reflect", "--name", "web-1").reflectAs, "web-1")
+        self.assertEqual(
+            self.factory("--reflect").reflectAs, f"{socket.gethostname()}:{os.getpid()}"
+        )
+        self.assertIsNone(self.factory().reflectAs)
+        self.assertIsNone(self.factory().faults)

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ._proc import cpuSeconds, rssBytes
+from ._proc import busySeconds, cpuSeconds, rssBytes, treeCpuSeconds
 
 #: The prime length of the pattern every message is cut from.
 PRIME = 1_048_573
@@ -58,8 +58,12 @@ class LoadResult:
     connections: int = 0
     rssPerConnection: float = 0.0
     errors: list[str] = field(default_factory=list)
-    #: This client's own CPU time over the measurement window.
+    #: The load client's own CPU time, every core's busy time (other work
+    #: on the machine included), and the busiest core's, over the same
+    #: window.
     clientCpuSeconds: float = 0.0
+    busySeconds: float = 0.0
+    busiestCoreSeconds: float = 0.0
 
 
 class Window:
@@ -67,8 +71,13 @@ class Window:
     The measurement window: counts messages and latencies while open.
     """
 
-    def __init__(self, serverPID: int) -> None:
+    def __init__(self, serverPID: int, serverCpu: Callable[[int], float] = cpuSeconds) -> None:
         self.serverPID = serverPID
+        self._serverCpu = serverCpu
+        self.clientStart = 0.0
+        self.clientEnd = 0.0
+        self.busyStart: list[float] = []
+        self.busyEnd: list[float] = []
         self.open = False
         self.messages = 0
         self.bytes = 0
@@ -78,20 +87,20 @@ class Window:
         self.ended = 0.0
         self.cpuStart = 0.0
         self.cpuEnd = 0.0
-        self.ownCpuStart = 0.0
-        self.ownCpuEnd = 0.0
 
     def start(self) -> None:
-        self.cpuStart = cpuSeconds(self.serverPID)
-        self.ownCpuStart = time.process_time()
+        self.cpuStart = self._serverCpu(self.serverPID)
+        self.clientStart = time.process_time()
+        self.busyStart = busySeconds()
         self.started = time.perf_counter()
         self.open = True
 
     def stop(self) -> None:
         self.open = False
         self.ended = time.perf_counter()
-        self.ownCpuEnd = time.process_time()
-        self.cpuEnd = cpuSeconds(self.serverPID)
+        self.clientEnd = time.process_time()
+        self.busyEnd = busySeconds()
+        self.cpuEnd = self._serverCpu(self.serverPID)
 
     def done(self, nbytes: int, latency: int) -> None:
         if self.open:
@@ -119,11 +128,16 @@ class Window:
             bytes=self.bytes,
             seconds=self.ended - self.started,
             cpuSeconds=self.cpuEnd - self.cpuStart,
+            clientCpuSeconds=self.clientEnd - self.clientStart,
+            busySeconds=sum(self.busyEnd) - sum(self.busyStart),
+            busiestCoreSeconds=max(
+                (end - start for start, end in zip(self.busyStart, self.busyEnd, strict=False)),
+                default=0.0,
+            ),
             p50=percentile(0.50),
             p99=percentile(0.99),
             connections=connections,
             errors=self.errors,
-            clientCpuSeconds=self.ownCpuEnd - self.ownCpuStart,
         )
 
 
@@ -395,6 +409,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("scenario", choices=["rr", "stream", "connect", "idle"])
     parser.add_argument("port", type=int)
     parser.add_argument("pid", type=int, help="the server's process id, for /proc")
+    parser.add_argument(
+        "--server-tree",
+        action="store_true",
+        help="count the CPU of every process under the server's too (its workers)",
+    )
     parser.add_argument("--duration", type=float, default=2.0)
     parser.add_argument("--connections", type=int, default=100)
     parser.add_argument("--size", type=int, default=1024)
@@ -405,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.scenario == "idle":
         result = runIdle(args.port, args.pid, args.connections)
     else:
-        window = Window(args.pid)
+        window = Window(args.pid, treeCpuSeconds if args.server_tree else cpuSeconds)
         runner: Callable[[], Any]
         if args.scenario == "rr":
 

@@ -10,7 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from ._clients import REFERENCES, ClientResults
-from ._run import PEERS, BenchResults
+from ._run import PEERS, SERVERS, BenchResults, Summary
+
+#: The one process the workers are compared with, best first: at the same
+#: log level where it runs.
+_ONE_PROCESS = ("tcplife warn", "tcplife")
+_WORKER_NAMES = tuple(s.name for s in SERVERS if s.workers is not None)
+_WORKERS = {s.name: s.workers for s in SERVERS if s.workers is not None}
+
+#: A process this busy (CPU seconds per second) has no more to give.
+_SATURATED = 0.9
 
 _HEADER = (
     f"{'scenario':<9} {'server':<20} {'msgs/s':>9} {'MB/s':>8} {'p50 us':>8} {'p99 us':>8} "
@@ -48,6 +57,19 @@ def table(results: BenchResults) -> str:
                 peer: perConnection / results.idle[peer] for peer in PEERS if results.idle.get(peer)
             }
             lines.append(f"{'idle':<9} {name:<20} {perConnection / 1024:>28.2f}" + _ratios(ratios))
+    workers = workersRows(results)
+    if workers:
+        lines.append("")
+        lines.append(
+            f"{'workers':<9} {'server':<20} {'msgs/s':>9} {'/1 proc':>8} {'srv us/msg':>10} "
+            f"{'srv cores':>9} {'cli us/msg':>10} {'cli cores':>9} {'all cores':>9}  limited by"
+        )
+        for scenario, name, s, rate, limit in workers:
+            lines.append(
+                f"{scenario:<9} {name:<20} {s.messagesPerSecond:>9,.0f} {rate:>7.2f}x "
+                f"{s.cpuPerMessage:>10.2f} {s.serverCores:>9.2f} {s.clientCpuPerMessage:>10.2f} "
+                f"{s.clientCores:>9.2f} {s.machineCores:>9.2f}  {limit}"
+            )
     if results.events:
         lines.append("")
         for name, counted in results.events.items():
@@ -56,6 +78,54 @@ def table(results: BenchResults) -> str:
                 f"close for {counted['connections']} connections"
             )
     return "\n".join(lines)
+
+
+def limitedBy(summary: Summary, workers: int | None, cores: int) -> str:
+    """
+    What holds a server's rate down, as far as CPU time tells: the load
+    client (one process, so one core) when it is busy all the time; the
+    server's processes when they are; the machine's cores when both
+    together, or with other work on the machine, use them all; a core
+    when one is busy all the time (pinned, with other work beside);
+    otherwise neither, waiting (latency, the kernel).
+    """
+    processes = workers or 1
+    if summary.clientCores >= _SATURATED:
+        return "the load client (one core, all busy)"
+    if summary.serverCores >= _SATURATED * min(processes, cores):
+        return "the server (its cores all busy)"
+    if summary.serverCores + summary.clientCores >= _SATURATED * cores:
+        return f"the machine's {cores} cores (server and client share them)"
+    if summary.machineCores >= _SATURATED * cores:
+        other = summary.machineCores - summary.serverCores - summary.clientCores
+        return f"the machine's {cores} cores (other work took {max(other, 0):.1f} of them)"
+    if summary.busiestCore >= _SATURATED:
+        # Pinned, server and client each have one core, which other work
+        # shares with them.
+        return "a core all busy (its process and other work)"
+    return "neither: both wait (latency)"
+
+
+def workersRows(results: BenchResults) -> list[tuple[str, str, Summary, float, str]]:
+    """
+    For each scenario with workers rows: one process (at the workers' log
+    level where it runs) and each number of workers, with its rate
+    relative to the one process and what limits it.
+    """
+    cores = int(results.settings.get("cores", 2))
+    rows = []
+    for scenario, summaries in results.summaries.items():
+        if not any(name in _WORKERS for name in summaries):
+            continue
+        reference = next((name for name in _ONE_PROCESS if name in summaries), None)
+        single = summaries.get(reference) if reference else None
+        for name in (*([reference] if reference else []), *_WORKER_NAMES):
+            if name not in summaries:
+                continue
+            s = summaries[name]
+            rate = s.messagesPerSecond / single.messagesPerSecond if single else 0.0
+            rows.append((scenario, name, s, rate, limitedBy(s, _WORKERS.get(name), cores)))
+    return rows
 
 
 def asJSON(results: BenchResults) -> dict[str, Any]:
@@ -145,6 +215,20 @@ def markdown(results: BenchResults) -> str:
             for peer in PEERS
         )
         lines.append(f"| idle | {name} | | | | | {perConnection / 1024:.2f} KiB/conn | {ratios} |")
+    workers = workersRows(results)
+    if workers:
+        lines += [
+            "",
+            "| scenario | server | msgs/s | / one process | server CPU µs/msg | server cores busy "
+            "| client CPU µs/msg | client cores busy | all cores busy | limited by |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for scenario, name, s, rate, limit in workers:
+            lines.append(
+                f"| {scenario} | {name} | {s.messagesPerSecond:,.0f} | {rate:.2f}x | "
+                f"{s.cpuPerMessage:.2f} | {s.serverCores:.2f} | {s.clientCpuPerMessage:.2f} | "
+                f"{s.clientCores:.2f} | {s.machineCores:.2f} | {limit} |"
+            )
     return "\n".join(lines)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ._load import LoadResult
+from ._proc import descendants
 
 PYTHON = sys.executable
 TWIST = str(Path(sys.executable).parent / "twist")
@@ -44,6 +45,10 @@ class ServerSpec:
         lifecycle events are counted at the end.
     @ivar eventsFile: Whether it writes its events to C{{workdir}}'s file
         of its name (C{--events}), whose lines are counted at the end.
+    @ivar workers: C{twist tcpecho --workers N}: its server CPU is that of
+        the supervisor and every worker; with two or more it is not pinned
+        (nor is the load client), the scheduler spreads all of them over
+        the machine's cores.
     """
 
     name: str
@@ -51,6 +56,11 @@ class ServerSpec:
     scenarios: frozenset[str]
     logsEvents: bool = False
     eventsFile: bool = False
+    workers: int | None = None
+
+    @property
+    def pinned(self) -> bool:
+        return self.workers is None or self.workers == 1
 
     def eventsPath(self, workdir: Path) -> Path:
         return workdir / (self.name.replace("/", "-").replace(" ", "-") + ".jsonl")
@@ -76,6 +86,27 @@ def _peer(kind: str) -> tuple[str, ...]:
 
 EVERYWHERE = frozenset({"rr", "stream", "connect", "idle"})
 CONNECT_ONLY = frozenset({"connect"})
+WORKERS_SCENARIOS = frozenset({"rr", "connect"})
+
+
+def _workers(count: int, events: bool = False) -> ServerSpec:
+    # At warn, as "tcplife warn": what the workers add, not what logging
+    # costs (twist's log is written a record at a time under --workers);
+    # with events, what their one --events file costs (connect).
+    plural = "" if count == 1 else "s"
+    return ServerSpec(
+        f"tcplife {count} worker{plural}" + (" events" if events else ""),
+        (
+            *_tcpecho("--log-level", "warn"),
+            "--workers",
+            str(count),
+            *(("--events", "{events}") if events else ()),
+        ),
+        CONNECT_ONLY if events else WORKERS_SCENARIOS,
+        eventsFile=events,
+        workers=count,
+    )
+
 
 SERVERS = (
     ServerSpec("asyncio", _peer("asyncio"), EVERYWHERE),
@@ -128,12 +159,20 @@ SERVERS = (
         CONNECT_ONLY,
         eventsFile=True,
     ),
+    # The workers row: against "tcplife warn" (one process, pinned as it
+    # is), or "tcplife" where that does not run (rr: no event per message).
+    _workers(1),
+    _workers(2),
+    _workers(2, events=True),
 )
 
 
-def _pinned(cpu: int) -> list[str]:
+def _pinned(cpu: int, spec: ServerSpec | None = None) -> list[str]:
     # Server and client on different cores, each alone on its own, where the
-    # machine has two and taskset is there.
+    # machine has two and taskset is there; several workers and the client
+    # are left to the scheduler.
+    if spec is not None and not spec.pinned:
+        return []
     if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
         return ["taskset", "-c", str(cpu)]
     return []
@@ -163,7 +202,7 @@ def startServer(spec: ServerSpec, workdir: Path) -> RunningServer:
     port = _freePort()
     events = str(spec.eventsPath(workdir))
     argv = [
-        *_pinned(0),
+        *_pinned(0, spec),
         *(arg.replace("{port}", str(port)).replace("{events}", events) for arg in spec.argv),
     ]
     log = workdir / (spec.name.replace("/", "-").replace(" ", "-") + ".log")
@@ -183,8 +222,30 @@ def startServer(spec: ServerSpec, workdir: Path) -> RunningServer:
             continue
         # The probe was one connection too.
         server.connections = 1
+        _waitForWorkers(server, deadline)
         return server
     raise RuntimeError(f"{spec.name} did not listen on port {port} within 30 s")
+
+
+def _waitForWorkers(server: RunningServer, deadline: float) -> None:
+    # The supervisor's socket queues connections before any worker serves
+    # them: wait until every worker waits in its reactor's epoll (at warn,
+    # no listen event says so).
+    if server.spec.workers is None:
+        return
+    while time.monotonic() < deadline:
+        waiting = [pid for pid in descendants(server.pid) if _wchan(pid) == "do_epoll_wait"]
+        if len(waiting) >= server.spec.workers:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{server.spec.name}: not every worker was serving within 30 s")
+
+
+def _wchan(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return ""
 
 
 def stopServer(server: RunningServer) -> None:
@@ -199,7 +260,7 @@ def stopServer(server: RunningServer) -> None:
 
 def runLoad(server: RunningServer, scenario: str, options: list[str]) -> LoadResult:
     argv = [
-        *_pinned(1),
+        *_pinned(1, server.spec),
         PYTHON,
         "-m",
         "tcplife.bench._load",
@@ -207,6 +268,7 @@ def runLoad(server: RunningServer, scenario: str, options: list[str]) -> LoadRes
         str(server.port),
         str(server.pid),
         *options,
+        *(["--server-tree"] if server.spec.workers is not None else []),
     ]
     done = subprocess.run(argv, capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
     try:
@@ -233,6 +295,11 @@ class Summary:
     p50: float
     p99: float
     cpuPerMessage: float  # microseconds
+    clientCpuPerMessage: float = 0.0  # microseconds
+    serverCores: float = 0.0  # CPU seconds per second: how many cores busy
+    clientCores: float = 0.0
+    machineCores: float = 0.0  # every process's, other work included
+    busiestCore: float = 0.0  # the busiest core's share of the time
     ratios: dict[str, float] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
@@ -257,6 +324,11 @@ def summarize(results: list[LoadResult]) -> Summary:
         p50=_median([r.p50 for r in good]),
         p99=_median([r.p99 for r in good]),
         cpuPerMessage=_median([r.cpuSeconds / r.messages * 1e6 for r in good]),
+        clientCpuPerMessage=_median([r.clientCpuSeconds / r.messages * 1e6 for r in good]),
+        serverCores=_median([r.cpuSeconds / r.seconds for r in good]),
+        clientCores=_median([r.clientCpuSeconds / r.seconds for r in good]),
+        machineCores=_median([r.busySeconds / r.seconds for r in good]),
+        busiestCore=_median([r.busiestCoreSeconds / r.seconds for r in good]),
         errors=errors,
     )
 
@@ -298,6 +370,7 @@ def runBench(
             "repeats": repeats,
             "idle_connections": idleConnections,
             "pinned": bool(_pinned(0)),
+            "cores": os.cpu_count() or 1,
         }
     )
     running: list[RunningServer] = []

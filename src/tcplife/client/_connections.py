@@ -19,6 +19,7 @@ from zope.interface import implementer
 from ..protocols import TrackedConnection
 from ._factory import LifecycleClientFactory
 from ._failures import MISMATCH, TIMEOUT, lostConnectionKind
+from ._reflect import ReflectionError, ReflectionReader
 from ._tally import EXACT_BELOW, KEPT_BITS, Tally, bucketed
 
 if TYPE_CHECKING:
@@ -345,3 +346,42 @@ class _OneMessage(_LoadProtocol):
         if self.completed and self.failure is None:
             return None
         return super()._endedBecause(reason)
+
+
+class _ReadsReflection(_LoadProtocol):
+    """
+    The reply starts with the server's reflection line (C{--reflect}): read
+    it and count it, then check the echo after it as usual.
+    """
+
+    _reflectionLine: ReflectionReader | None = None
+
+    def connectionMade(self) -> None:
+        self._reflectionLine = ReflectionReader()
+        # The pattern's own (_Pipelined's, _OneMessage's), next in line.
+        super().connectionMade()  # type: ignore[no-untyped-call]
+
+    def dataReceived(self, data: bytes) -> None:
+        reader = self._reflectionLine
+        if reader is not None:
+            try:
+                reflection, data = reader.feed(data)
+            except ReflectionError as e:
+                self.run.notReflected(self, e)
+                self.fail(MISMATCH)
+                return
+            if reflection is None:
+                return
+            self._reflectionLine = None
+            self.run.reflected(self, reflection)
+            if not data:
+                return
+        super().dataReceived(data)
+
+
+class _ReflectingPipelined(_ReadsReflection, _Pipelined):
+    pass
+
+
+class _ReflectingOneMessage(_ReadsReflection, _OneMessage):
+    pass

@@ -37,6 +37,7 @@ from ._failures import (
     connectFailure,
     lostConnectionKind,
 )
+from ._reflect import Reflection, ReflectionError, ReflectionReader
 from ._sinks import ByteSink
 
 #: Where a client connects unless told (on tcplife's port, DEFAULT_PORT).
@@ -66,6 +67,11 @@ class EchoOutcome:
         C{None} when the server sent more than expected).
     @ivar receivedByte: The byte that came instead (for a mismatch).
     @ivar timeout: The silence allowed, for a timeout.
+    @ivar reflection: What the server said of itself and of this
+        connection in its first line, when the client expected one
+        (C{--reflect}) and it came.
+    @ivar detail: What was wrong, when L{describe} has no better words (a
+        first line that is no reflection: a C{"mismatch"}).
     """
 
     expected: int
@@ -75,6 +81,8 @@ class EchoOutcome:
     expectedByte: int | None = None
     receivedByte: int | None = None
     timeout: float | None = None
+    reflection: Reflection | None = None
+    detail: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -87,6 +95,8 @@ class EchoOutcome:
         got = f"{self.received} of {self.expected} bytes came back"
         if self.problem is None:
             return f"all {self.expected} bytes came back identical"
+        if self.detail is not None:
+            return self.detail
         if self.problem == MISMATCH:
             assert self.offset is not None and self.receivedByte is not None
             if self.expectedByte is None:
@@ -129,6 +139,10 @@ class EchoClient(Protocol, TimeoutMixin):
     sides' socket buffers are full.  Over TLS it goes out once the handshake
     is done, and the half-close is a C{close_notify}.
 
+    With the factory's C{reflect}, the reply starts with the line a C{twist
+    tcpecho --reflect} server writes first; it is read into L{reflection},
+    and the echo is checked after it.
+
     Override points (each does one thing):
       - L{expectedReply}: the reply a correct server sends (RFC 862: the
         request itself).  A client for a transforming server overrides this.
@@ -141,6 +155,7 @@ class EchoClient(Protocol, TimeoutMixin):
         gone, whatever happened; check its C{ok}.
     @ivar expected: The reply expected, from L{expectedReply}.
     @ivar received: Bytes of the reply received so far.
+    @ivar reflection: The server's reflection line, once it has come.
     """
 
     halfClose = True
@@ -160,6 +175,8 @@ class EchoClient(Protocol, TimeoutMixin):
         self._sender: FileSender | None = None
         self._complete = False
         self._outcome: dict[str, Any] = {}
+        self.reflection: Reflection | None = None
+        self._reflectionLine: ReflectionReader | None = None
 
     def callLater(self, period: float, func: Any) -> Any:
         # TimeoutMixin's scheduling hook: the factory's clock, not the
@@ -187,6 +204,8 @@ class EchoClient(Protocol, TimeoutMixin):
     def connectionMade(self) -> None:
         request = self.factory.request
         self.expected = self.expectedReply(request)
+        if self.factory.reflect:
+            self._reflectionLine = ReflectionReader()
         self.setTimeout(self.factory.timeout)
         # Over TLS the request waits for handshakeCompleted: Twisted's TLS
         # turns a close_notify asked for before the handshake into an abort.
@@ -223,6 +242,10 @@ class EchoClient(Protocol, TimeoutMixin):
 
     def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
+        if self._reflectionLine is not None:
+            data = self._readReflection(self._reflectionLine, data)
+            if not data:
+                return
         start = self.received
         end = self.received = start + len(data)
         self.replyReceived(data)
@@ -245,6 +268,19 @@ class EchoClient(Protocol, TimeoutMixin):
             self.setTimeout(None)
             if self._sender is None:
                 self._close()
+
+    def _readReflection(self, reader: ReflectionReader, data: bytes) -> bytes:
+        # The reply's first line; what follows it is the echo.
+        try:
+            reflection, rest = reader.feed(data)
+        except ReflectionError as e:
+            self._fail(MISMATCH, 0, detail=str(e))
+            self._abort()
+            return b""
+        if reflection is not None:
+            self._reflectionLine = None
+            self.reflection = reflection
+        return rest
 
     def readConnectionLost(self) -> None:
         """
@@ -274,7 +310,12 @@ class EchoClient(Protocol, TimeoutMixin):
         if not self._complete:
             self._fail(lostConnectionKind(reason), self.received)
         self.finished.callback(
-            EchoOutcome(expected=len(self.expected), received=self.received, **self._outcome)
+            EchoOutcome(
+                expected=len(self.expected),
+                received=self.received,
+                reflection=self.reflection,
+                **self._outcome,
+            )
         )
 
     # -- helpers ------------------------------------------------------------
@@ -320,6 +361,8 @@ class LifecycleClientFactory(ConnectionTracking, Factory):
         more of a reply (C{None}: no limit).
     @ivar output: Where L{EchoClient} copies each reply as it arrives
         (C{None}: nowhere).
+    @ivar reflect: Whether each reply starts with a C{twist tcpecho
+        --reflect} server's line, which L{EchoClient} reads before the echo.
     @ivar connections: The open connections, by connection id.
     @ivar opened: How many connections were made in all.
     @ivar events: Where lifecycle events go.
@@ -339,11 +382,13 @@ class LifecycleClientFactory(ConnectionTracking, Factory):
         trace: bool = False,
         clock: IReactorTime | None = None,
         events: LifecycleLog | None = None,
+        reflect: bool = False,
     ) -> None:
         self.startTracking(clock, events, trace)
         self.request = request
         self.timeout = timeout
         self.output = output
+        self.reflect = reflect
         self.opened = 0
 
     def connectionOpened(self, connection: TrackedConnection) -> None:

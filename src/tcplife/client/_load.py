@@ -46,6 +46,8 @@ from ._connections import (
     _LoadProtocol,
     _OneMessage,
     _Pipelined,
+    _ReflectingOneMessage,
+    _ReflectingPipelined,
     _Target,
 )
 from ._factory import DEFAULT_TIMEOUT
@@ -53,6 +55,7 @@ from ._failures import CANCELLED, TIMEOUT, ConnectFailedError
 from ._intervals import IntervalReport, ProgressLine
 from ._kernelview import SAMPLE_INTERVAL as KERNEL_SAMPLE_INTERVAL
 from ._kernelview import KernelTally
+from ._reflect import Reflection, ReflectionError, ReflectionTally
 from ._report import LoadReport, TargetReport, countErrors
 from ._sinks import TextSink
 from ._tally import Tally, newHistogram
@@ -101,6 +104,9 @@ class LoadSettings:
         loop).
     @ivar timeout: Seconds allowed to connect, and for each wait for more of
         an echo.
+    @ivar reflect: Each connection's reply starts with a C{twist tcpecho
+        --reflect} server's line: read it before the echo, and count the
+        connections by who answered and whom it saw.
     """
 
     target: str
@@ -112,6 +118,7 @@ class LoadSettings:
     count: int | None = None
     rate: float | None = None
     timeout: float = DEFAULT_TIMEOUT
+    reflect: bool = False
 
     @property
     def inFlight(self) -> int:
@@ -163,6 +170,8 @@ class LoadRun:
         if events is None:
             events = LifecycleLog(level=LogLevel.debug)
         self.events = events
+        # --reflect: who answered, and whom they saw, over every target.
+        self.reflections = ReflectionTally() if settings.reflect else None
         endpoints = dict(endpoint) if isinstance(endpoint, Mapping) else {settings.target: endpoint}
         self.targets = [self._newTarget(name, each) for name, each in endpoints.items()]
         self._firstSlot = firstSlot
@@ -214,7 +223,12 @@ class LoadRun:
             clock=self.clock,
             events=self.events,
         )
-        factory.protocol = _OneMessage if settings.pattern == CONNECT else _Pipelined
+        if settings.reflect:
+            factory.protocol = (
+                _ReflectingOneMessage if settings.pattern == CONNECT else _ReflectingPipelined
+            )
+        else:
+            factory.protocol = _OneMessage if settings.pattern == CONNECT else _Pipelined
         target = factory.target = _Target(name, endpoint, factory)
         return target
 
@@ -434,6 +448,26 @@ class LoadRun:
                 offset=offset,
             )
 
+    def reflected(self, protocol: _LoadProtocol, reflection: Reflection) -> None:
+        """
+        The server's reflection line came on C{protocol}'s connection.
+        """
+        transport = protocol.transport
+        own = transport.local if isinstance(transport, TrackedConnection) else ""
+        assert self.reflections is not None
+        self.reflections.add(reflection, own)
+
+    def notReflected(self, protocol: _LoadProtocol, error: ReflectionError) -> None:
+        if not self._mismatchLogged:
+            self._mismatchLogged = True
+            transport = protocol.transport
+            connId = transport.connId if isinstance(transport, TrackedConnection) else None
+            self.events.logger.warn(
+                "{reason} on #{conn_id} (further mismatches are only counted)",
+                reason=str(error),
+                conn_id=connId,
+            )
+
     # -- timers -----------------------------------------------------------
 
     def _sweep(self) -> None:
@@ -563,4 +597,5 @@ class LoadRun:
             duration=self.stoppedAt - self.startedAt,
             interrupted=interrupted,
             kernel=self.kernel.report(self._openConnections()),
+            reflections=self.reflections.summary() if self.reflections is not None else None,
         )

@@ -14,8 +14,10 @@ from twisted.internet.interfaces import IReactorCore, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
+from ..protocols import TrackedConnection
 from ._factory import EchoClient, EchoOutcome, LifecycleClientFactory
 from ._failures import CANCELLED, EXIT_STATUS, ConnectFailedError
+from ._reflect import Reflection
 from ._sinks import TextSink
 
 
@@ -45,6 +47,7 @@ class OneShot(Service):
         self._done = done
         self._connecting: Deferred[Protocol] | None = None
         self._client: EchoClient | None = None
+        self._ownAddress: str | None = None
 
     def startService(self) -> None:
         Service.startService(self)
@@ -58,6 +61,8 @@ class OneShot(Service):
         self._connecting = None
         assert isinstance(protocol, EchoClient)
         self._client = protocol
+        transport = protocol.transport
+        self._ownAddress = transport.local if isinstance(transport, TrackedConnection) else None
         protocol.finished.addCallback(self._finished)
 
     def _connectFailed(self, failure: Failure) -> None:
@@ -68,11 +73,24 @@ class OneShot(Service):
             self._end(EXIT_STATUS[error.kind], str(error))
 
     def _finished(self, outcome: EchoOutcome) -> None:
+        if outcome.reflection is not None:
+            self._say(self._whoAnswered(outcome.reflection))
         if outcome.ok:
             self._end(0)
         else:
             assert outcome.problem is not None
             self._end(EXIT_STATUS[outcome.problem], outcome.describe())
+
+    def _whoAnswered(self, reflection: Reflection) -> str:
+        own = self._ownAddress
+        if reflection.client == own:
+            seen = f"{reflection.client} (this client's own address)"
+        else:
+            seen = f"{reflection.client} (this client is {own})"
+        return (
+            f"answered by {reflection.server}, which saw this client as {seen} "
+            f"on {reflection.local}"
+        )
 
     def outputFailed(self, error: OSError) -> None:
         """

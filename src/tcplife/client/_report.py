@@ -10,6 +10,7 @@ import attrs
 from hdrh.histogram import HdrHistogram
 
 from ._failures import REPORTED_KINDS
+from ._reflect import Reflections
 from ._tally import Tally, added, newHistogram
 
 if TYPE_CHECKING:
@@ -177,6 +178,8 @@ class LoadReport:
         time (0 in a closed loop, which has no timetable; C{null} in JSON).
     @ivar targets: The same figures for each target.
     @ivar workers: With several worker processes, what each did.
+    @ivar reflections: Who answered and whom they saw (C{--reflect});
+        C{None} without it.
     """
 
     pattern: str
@@ -198,6 +201,7 @@ class LoadReport:
     workers: tuple[WorkerReport, ...] = ()
     #: The kernel's round-trip times and retransmissions (TCP only).
     kernel: KernelReport | None = None
+    reflections: Reflections | None = None
 
     @staticmethod
     def countErrors(counts: dict[str, int]) -> tuple[tuple[str, int], ...]:
@@ -251,6 +255,12 @@ class LoadReport:
         return self.bytes / self.duration / 1e6 if self.duration > 0 else 0.0
 
     def toJSON(self) -> dict[str, Any]:
+        document = self._figures()
+        if self.reflections is not None:
+            document["reflect"] = self.reflections.toJSON()
+        return document
+
+    def _figures(self) -> dict[str, Any]:
         return {
             "pattern": self.pattern,
             "target": self.target,
@@ -308,6 +318,8 @@ class LoadReport:
         else:
             rows.append(("latency ms", f"{self.latency.render()}  (closed loop: from each send)"))
         rows += self._kernelRows()
+        if self.reflections is not None:
+            rows += self.reflections.rows()
         if len(self.targets) > 1:
             rows += self._targetRows()
         if self.workers:

@@ -14,6 +14,7 @@ from hdrh.histogram import HdrHistogram
 
 from ._intervals import IntervalReport
 from ._kernelview import KernelReport, KernelTally
+from ._reflect import Reflections
 from ._report import LoadReport, TargetReport, countErrors
 from ._tally import newHistogram
 
@@ -106,6 +107,7 @@ def reportLine(
             "kernel": None
             if kernel is None
             else {"rtt": _encoded(kernel.rtt), "retransmits": kernel.retransmits},
+            "reflect": None if report.reflections is None else report.reflections.toJSON(),
         }
     )
 
@@ -178,3 +180,12 @@ def addedKernel(documents: list[dict[str, Any]]) -> KernelReport | None:
         if kernel is not None:
             total.add(_decoded(kernel["rtt"]), kernel["retransmits"])
     return total.report()
+
+
+def addedReflections(documents: list[dict[str, Any]]) -> Reflections | None:
+    """
+    Who answered every worker's connections, and whom they saw (C{--reflect});
+    C{None} without it.
+    """
+    parts = [Reflections.fromJSON(d["reflect"]) for d in documents if d.get("reflect") is not None]
+    return Reflections.added(parts) if parts else None

@@ -421,6 +421,7 @@ class WorkerPool:
             interrupted=self._interrupted,
             workers=tuple(self._workerReport(w) for w in self._workers),
             kernel=_wire.addedKernel([w.report for w in reported if w.report is not None]),
+            reflections=_wire.addedReflections([w.report for w in reported if w.report]),
         )
 
     def _workerReport(self, worker: _Worker) -> WorkerReport:

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import signal
-from collections.abc import Callable
+import stat
+from collections.abc import Callable, Iterator, Mapping
 from time import time
 from types import FrameType
 from typing import Any
@@ -53,6 +55,13 @@ class EventFile:
     line cut short by a full disk is cut back off the file, so every line in
     it is whole.
 
+    Several processes may write one file (the workers of C{twist tcpecho
+    --workers}): each opens it for appending, and Linux appends each
+    C{write} whole, after the others; C{fields} (C{worker}, C{pid}) then
+    say whose each line is.  Into a pipe (standard output read by another
+    program), only writes of up to C{PIPE_BUF} bytes are kept whole, so a
+    C{shared} file writes to a pipe in pieces of whole lines within that.
+
     @cvar flushInterval: Seconds a kept line may wait to be written.
     @cvar flushBytes: Bytes kept before they are written at once.
     @ivar path: The file's name, or C{"-"} for standard output.
@@ -64,14 +73,24 @@ class EventFile:
     flushInterval = 0.1
     flushBytes = 64 * 1024
 
-    def __init__(self, path: str, clock: IReactorTime) -> None:
+    def __init__(
+        self,
+        path: str,
+        clock: IReactorTime,
+        fields: Mapping[str, Any] | None = None,
+        shared: bool = False,
+    ) -> None:
         """
         Open C{path} for appending (creating it), or take standard output.
 
+        @param fields: Put on every line, after C{time} and C{level}.
+        @param shared: Other processes write to the same file.
         @raise OSError: If it cannot be opened.
         """
         self.path = path
         self._clock = clock
+        self._fields = dict(fields or {})
+        self._shared = shared
         self._lines: list[bytes] = []
         self._size = 0
         self._timer: IDelayedCall | None = None
@@ -80,6 +99,8 @@ class EventFile:
         self.written = 0
         self.dropped = 0
         self._fd = self._open()
+        self._intoPipe = False
+        self._checkPipe()
         self._previousHandler: Any = None
         self._signum: int | None = None
 
@@ -87,6 +108,12 @@ class EventFile:
         if self.path == STANDARD_OUTPUT:
             return 1
         return os.open(self.path, _OPEN_FLAGS, 0o644)
+
+    def _checkPipe(self) -> None:
+        try:
+            self._intoPipe = self._shared and stat.S_ISFIFO(os.fstat(self._fd).st_mode)
+        except OSError:
+            self._intoPipe = False
 
     # -- the sink a LifecycleLog writes to ------------------------------------
 
@@ -97,7 +124,7 @@ class EventFile:
         if self._closed:
             self.dropped += 1
             return
-        record = {"time": time(), "level": level.name, **fields}
+        record = {"time": time(), "level": level.name, **self._fields, **fields}
         try:
             line = _dumps(record, option=_LINE)
         except TypeError:
@@ -128,12 +155,15 @@ class EventFile:
         if not lines:
             return
         data = b"".join(lines)
-        written = 0
+        written = done = 0
         try:
-            while written < len(data):
-                written += os.write(self._fd, data[written:] if written else data)
+            for piece in _whole(data, lines) if self._intoPipe else (data,):
+                done = 0
+                while done < len(piece):
+                    done += os.write(self._fd, piece[done:] if done else piece)
+                written += done
         except OSError as e:
-            self._failed(e, data, written, len(lines))
+            self._failed(e, data, written + done, len(lines))
             return
         self.written += len(lines)
         if self._failing:
@@ -193,6 +223,7 @@ class EventFile:
             return
         old, self._fd = self._fd, fd
         os.close(old)
+        self._checkPipe()
         _log.info("events file {events_file} reopened", events_file=self.path)
 
     def reopenOnSignal(
@@ -228,3 +259,19 @@ class EventFile:
         self._closed = True
         if self._fd != 1:
             os.close(self._fd)
+
+
+def _whole(data: bytes, lines: list[bytes]) -> Iterator[bytes]:
+    """
+    C{data} (the C{lines}, joined) in pieces of whole lines, each of at most
+    C{PIPE_BUF} bytes (a longer line alone): what a pipe writes whole, as
+    one, whoever else writes into it.
+    """
+    start = size = 0
+    for line in lines:
+        if size and size + len(line) > select.PIPE_BUF:
+            yield data[start : start + size]
+            start, size = start + size, 0
+        size += len(line)
+    if size:
+        yield data[start : start + size]

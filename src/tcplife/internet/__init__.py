@@ -13,6 +13,9 @@ policy.
     same transport, and the reactor adapter through which client endpoints
     make them (from a chosen local address);
   - L{ReusePortEndpoint}: C{SO_REUSEPORT};
+  - L{HoldingPorts} and L{InheritedPorts} (with
+    L{inheritedServerFromString}): listening sockets one process binds and
+    others accept on, with one accept queue for all;
   - L{serverFromString} and L{clientFromString}: endpoint descriptions,
     checked in the user's terms (L{EndpointError});
   - what the kernel says about a socket (L{readAcceptQueue}, L{listenDrops},
@@ -27,7 +30,8 @@ from ._client import ClientReactor, DirectClient
 from ._closeview import KernelViewAtClose, seeKernelAtClose, tcpInfoNow
 from ._dispatch import ErrorAwareDispatch
 from ._endpointcheck import EndpointError
-from ._endpoints import DEFAULT_PORT, clientFromString, serverFromString
+from ._endpoints import DEFAULT_PORT, clientFromString, serverEndpointKind, serverFromString
+from ._inherit import HoldingPorts, InheritedPorts, inheritedServerFromString
 from ._kernel import (
     TCP_INFO_FIELDS,
     AcceptQueue,
@@ -63,6 +67,8 @@ __all__ = [
     "DirectServer",
     "EndpointError",
     "ErrorAwareDispatch",
+    "HoldingPorts",
+    "InheritedPorts",
     "KernelViewAtClose",
     "LifecyclePort",
     "LifecycleUNIXPort",
@@ -71,6 +77,7 @@ __all__ = [
     "ReusePortEndpoint",
     "acceptPolicyOf",
     "clientFromString",
+    "inheritedServerFromString",
     "listenDrops",
     "listenerAt",
     "lockHolder",
@@ -80,6 +87,7 @@ __all__ = [
     "readTcpInfo",
     "readTcpInfoBytes",
     "seeKernelAtClose",
+    "serverEndpointKind",
     "serverFromString",
     "tcpInfoNow",
     "unsentBytes",

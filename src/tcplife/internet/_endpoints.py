@@ -20,7 +20,13 @@ from ._endpointcheck import (
 )
 from ._port import PortReactor
 
-__all__ = ["DEFAULT_PORT", "EndpointError", "clientFromString", "serverFromString"]
+__all__ = [
+    "DEFAULT_PORT",
+    "EndpointError",
+    "clientFromString",
+    "serverEndpointKind",
+    "serverFromString",
+]
 
 #: The TCP port tcplife's server listens on, and its client connects to,
 #: when none is given.
@@ -61,6 +67,16 @@ def serverFromString(reactor: Any, description: str) -> IStreamServerEndpoint:
         clock: IReactorTime = reactor
         return ProxyServerEndpoint(endpoint, clock)
     return endpoint
+
+
+def serverEndpointKind(description: str) -> str:
+    """
+    The type of the server endpoint C{description} names, in lower case,
+    under any C{haproxy:} (C{tcp}, C{unix}, C{systemd}, C{stdio}, ...).
+
+    @raise EndpointError: if the description cannot serve.
+    """
+    return checkServer(description).kind
 
 
 def clientFromString(reactor: Any, description: str) -> IStreamClientEndpoint:

@@ -245,11 +245,33 @@ class LifecyclePort(PolicedPort, DirectAccepts, tcp.Port):
     transport = DirectServer
 
 
-class LifecycleUNIXPort(PolicedPort, unix.Port):
+class _LeavesAdoptedSocketsAlone(unix.Port):
+    """
+    A UNIX port that, when it closes a socket it adopted (from systemd, or
+    from the process that bound it for several), only closes its own
+    descriptor.  Twisted's would also unlink the path, and C{shutdown()}
+    the socket, which on a listening socket refuses every new client for
+    every process that holds it.
+    """
+
+    adopted = False
+
+    def connectionLost(self, reason: Any) -> None:
+        if not self.adopted:
+            unix.Port.connectionLost(self, reason)
+            return
+        if self.lockFile is not None:
+            self.lockFile.unlock()
+        tcp.Port.connectionLost(self, reason)
+
+
+class LifecycleUNIXPort(PolicedPort, _LeavesAdoptedSocketsAlone):
     """
     A UNIX listening port that accepts under an L{AcceptPolicy}, whose
     connections' graceful closes are not taken for resets
-    (L{LifecycleUNIXServer}), and that never harms another server's socket.
+    (L{LifecycleUNIXServer}), and that never harms another server's socket:
+    nor one it adopted, whose path and socket stay as they were when it
+    closes.
     """
 
     transport = LifecycleUNIXServer
@@ -267,10 +289,15 @@ class LifecycleUNIXPort(PolicedPort, unix.Port):
         # the path, even while another process listens on it, and keeps the
         # lock when bind() fails, so the next start finds it stale.
         path = self._path
-        if self._preexistingSocket is None and listenerAt(path):
+        adopting = self._preexistingSocket is not None
+        if not adopting and listenerAt(path):
             raise CannotListenError(None, path, OSError(errno.EADDRINUSE, "Address already in use"))
         try:
             super().startListening()  # type: ignore[no-untyped-call]
+            if adopting:
+                self.adopted = True
+                # What Twisted's TCP port does for a socket it adopted.
+                self._shouldShutdown = False
         except BaseException as e:
             if self.lockFile is not None and self.lockFile.locked:
                 self.lockFile.unlock()

@@ -59,6 +59,19 @@ if TYPE_CHECKING:
 _connectionIds = itertools.count(1)
 
 
+def numberConnections(first: int, step: int = 1) -> None:
+    """
+    Number the connections made from now on C{first}, C{first + step},
+    C{first + 2 * step}, ...: several processes whose events go to one log
+    each take a different C{first} below a common C{step}, and their
+    C{conn_id}s never clash (what C{twist tcpecho --workers} does).
+    """
+    global _connectionIds
+    if first < 1 or step < 1:
+        raise ValueError(f"connection ids start at 1 and grow; not {first} by {step}")
+    _connectionIds = itertools.count(first, step)
+
+
 @implementer(IPushProducer)
 class _OutputBackpressure:
     """
@@ -121,6 +134,12 @@ class TrackedConnection:
         reason at close.
     @ivar wrappedProtocol: The protocol; C{None} once its C{connectionLost}
         has returned, as with C{twisted.protocols.policies.ProtocolWrapper}.
+    @ivar faults: The kinds of fault the server applies to this connection
+        on purpose (C{--fault}), in the order the C{accept} event lists them;
+        empty for most.
+    @ivar fault: The kind of fault that ended this connection on purpose
+        (C{"reset-after"}, ...), which its C{close} event names; C{None}
+        when none did.
     """
 
     # Slots: a server may hold tens of thousands of these at once.  Every slot
@@ -141,6 +160,8 @@ class TrackedConnection:
         "connId",
         "connected",
         "disconnecting",
+        "fault",
+        "faults",
         "how",
         "initiator",
         "lastMoved",
@@ -172,6 +193,8 @@ class TrackedConnection:
         self.bytesOut = 0
         self.initiator: str | None = None
         self.how: str | None = None
+        self.faults: tuple[str, ...] = ()
+        self.fault: str | None = None
         self.peerFinished = False
         self._tracing: LifecycleLog | None = owner.events if owner.events.trace else None
         self._backpressure: _OutputBackpressure | None = None
@@ -370,8 +393,11 @@ class TrackedConnection:
                 self.how = ABORT
             else:
                 self.how = RESET
-        elif self.how == RESET and isinstance(reason.value, ConnectionAborted):
+        elif (
+            self.how == RESET and self.fault is None and isinstance(reason.value, ConnectionAborted)
+        ):
             # Aborted by _resetTakenForEOF: the protocol learns what happened.
+            # (A fault's reset is ours: the abort it was.)
             reason = Failure(ConnectionLost(_RESET_BY_PEER))
         if self.initiator is None:
             self.initiator = LOCAL if self.how == ABORT else PEER
@@ -392,6 +418,7 @@ class TrackedConnection:
                 self.peer,
                 self.local,
                 self.tcp,
+                self.fault,
             )
         owner.connectionClosed(self)
         try:

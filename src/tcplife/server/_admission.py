@@ -28,11 +28,20 @@ Each time it lets such a port read again, the gate sets the port's next
 burst to the slots free, so the clients that waited in the queue are served,
 not reset.  Such a port does not hand over its queue when it closes, and
 Twisted's own remedy for running out of descriptors applies to it.
+
+Two faults on purpose (C{--fault}) are the gate's: C{accept-delay} holds the
+queue for a while before the connection that drew it is accepted, and
+C{never-accept} holds it for good, so that it fills up to the backlog and
+later clients' connects hang, the textbook's full backlog.  The queue is
+first in, first out, so the gate looks at the draws of the connections next
+in line (L{tcplife.server.FaultPlan.peek}) and accepts no further than the
+next one that waits.
 """
 
 from __future__ import annotations
 
 import errno
+import math
 import typing
 from collections import deque
 from collections.abc import Callable
@@ -44,6 +53,7 @@ from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from ..events import LifecycleLog, describeAddress
 from ..internet import readAcceptQueue
 from ..protocols import ProxyHeaderFactory
+from ._faults import ACCEPT_DELAY, NEVER_ACCEPT, FaultPlan
 from ._settings import ServerSettings
 
 #: Why accepting paused.
@@ -52,6 +62,10 @@ FD_LIMIT = "fd-limit"
 
 # With no cap, any burst size is allowed; tcp.Port's own scaling still applies.
 _UNBOUNDED = 1 << 30
+
+# How many of the next connections' draws the gate looks at, at most, to
+# know how many it may accept before one that waits in the queue.
+_LOOKAHEAD = 64
 
 
 class ListeningPort(typing.Protocol):
@@ -90,6 +104,10 @@ class AcceptGate:
         (C{maxConnections}, C{None}: no cap).
     @ivar paused: Why accepting is paused (L{MAX_CONNECTIONS},
         L{FD_LIMIT}), or C{None} while accepting.
+    @ivar faults: The server's faults on purpose, whose C{accept-delay} and
+        C{never-accept} the gate applies; C{None}: none.
+    @ivar held: C{accept-delay} or C{never-accept} while a fault holds the
+        queue, whatever L{paused} says; C{None} otherwise.
     @ivar awaitingHeader: Connections accepted behind a PROXY header
         wrapper that wait for their header: open, but not yet the factory's.
     @ivar refusedByFactory: Connections accepted and then declined because
@@ -121,11 +139,15 @@ class AcceptGate:
         clock: IReactorTime,
         openConnections: Callable[[], int],
         settings: ServerSettings,
+        faults: FaultPlan | None = None,
     ) -> None:
         self.events = events
         self.clock = clock
         self.settings = settings
+        self.faults = faults
         self.paused: str | None = None
+        self.held: str | None = None
+        self._holdEnds: IDelayedCall | None = None
         self.awaitingHeader = 0
         self.refusedByFactory = 0
         self.refusedHeader = 0
@@ -157,7 +179,7 @@ class AcceptGate:
             # Its connections hold a slot from accept on, before the factory
             # behind it sees them.
             factory.admission = self
-        if self.paused is not None:
+        if self.paused is not None or self.held is not None:
             port.stopReading()
 
     def noticePort(self, port: Any) -> None:
@@ -194,12 +216,22 @@ class AcceptGate:
     # -- AcceptPolicy -----------------------------------------------------
 
     def acceptBudget(self) -> int:
-        if self.paused is not None:
+        """
+        How many a port may accept now; with C{accept-delay} or
+        C{never-accept}, asked by a port whose queue holds a client, it may
+        hold the queue first (and answer 0).
+        """
+        budget = self._roomBelowCap()
+        faults = self.faults
+        if faults is not None and faults.holdsAccepts and budget > 0:
+            return self._acceptsBeforeAHold(faults, budget)
+        return budget
+
+    def _roomBelowCap(self) -> int:
+        if self.paused is not None or self.held is not None:
             return 0
         cap = self.settings.maxConnections
-        if cap is None:
-            return _UNBOUNDED
-        return cap - self.openConnections()
+        return _UNBOUNDED if cap is None else cap - self.openConnections()
 
     def acceptsExhausted(self, port: GovernedPort, error: int) -> None:
         self.exhaustions += 1
@@ -213,6 +245,11 @@ class AcceptGate:
         self.refusedByFactory += 1
 
     def closing(self, port: GovernedPort) -> None:
+        if self.held == NEVER_ACCEPT:
+            # Not even now: the kernel resets them, as the fault says.
+            left = readAcceptQueue(port.socket)
+            self.unserved += left.depth if left is not None else 0
+            return
         for client, address in port.takeAcceptQueue():
             self.waiting.append((port, client, address))
         left = readAcceptQueue(port.socket)
@@ -274,13 +311,64 @@ class AcceptGate:
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
         self._retry = None
+        if self._holdEnds is not None and self._holdEnds.active():
+            self._holdEnds.cancel()
+        self._holdEnds = None
+
+    # -- faults on purpose --------------------------------------------------
+
+    def _acceptsBeforeAHold(self, faults: FaultPlan, budget: int) -> int:
+        """
+        How many of C{budget} connections may be accepted before the next
+        one that waits in the queue on purpose; 0, holding the queue, when
+        the very next one does.
+        """
+        most = min(budget, _LOOKAHEAD)
+        for index in range(most):
+            if index == 0 and faults.frontWaited:
+                continue
+            wait = faults.peek(index).acceptWait()
+            if wait is None:
+                continue
+            if index == 0:
+                self._hold(faults, wait)
+            return index
+        return most
+
+    def _hold(self, faults: FaultPlan, wait: float) -> None:
+        for port in self._listening():
+            port.stopReading()
+        if math.isinf(wait):
+            self.held = NEVER_ACCEPT
+            faults.counts[NEVER_ACCEPT] += 1
+            for port in self._listening():
+                queue = readAcceptQueue(port.socket)
+                self.events.acceptPaused(
+                    describeAddress(port.getHost()),
+                    f"{NEVER_ACCEPT} (fault)",
+                    self.openConnections(),
+                    queue.depth if queue else None,
+                    queue.backlog if queue else None,
+                )
+            return
+        self.held = ACCEPT_DELAY
+        self._holdEnds = self.clock.callLater(wait, self._endHold, faults)
+
+    def _endHold(self, faults: FaultPlan) -> None:
+        self._holdEnds = None
+        self.held = None
+        faults.frontWaited = True
+        if self.paused is None:
+            for port in self._listening():
+                port.startReading()
 
     # -- internals ----------------------------------------------------------
 
     def _boundForeignBursts(self) -> None:
         # tcp.Port reads numberAccepts when a burst begins and scales it when
         # it ends; set between bursts, it bounds the next one.
-        budget = max(1, self.acceptBudget())
+        # Not acceptBudget(): no client need be waiting for a fault's hold.
+        budget = max(1, self._roomBelowCap())
         for port in self.foreignPorts:
             port.numberAccepts = budget  # type: ignore[attr-defined]
 
@@ -342,4 +430,5 @@ class AcceptGate:
                 queue.backlog if queue else None,
                 pausedFor,
             )
-            port.startReading()
+            if self.held is None:
+                port.startReading()

@@ -4,22 +4,33 @@ The server factory: shared state of every connection it serves.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections import Counter
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.interfaces import IAddress, IProtocol, IReactorTime
 from twisted.internet.protocol import Protocol, ServerFactory
 
 from ..events import ACCEPT, CLOSE, LifecycleLog
 from ..internet import seeKernelAtClose
-from ..protocols import ConnectionTracking, EchoProtocol, TrackedConnection
+from ..protocols import ConnectionTracking, EchoProtocol, Reflect, TrackedConnection
 from ._admission import AcceptGate
 from ._closestats import CloseStats
+from ._faults import faultPlan, misbehave
 from ._idle import IdleSweeper
 from ._settings import ServerSettings
 
 _DEFAULTS = ServerSettings()
+
+
+def serverName() -> str:
+    """
+    What a server calls itself in its reflection line when not told:
+    C{HOSTNAME:PID}.
+    """
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class LifecycleServerFactory(ConnectionTracking, ServerFactory):
@@ -60,6 +71,10 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
         L{ServerSettings.closeTimeout}.
 
     @ivar settings: The settings this factory serves with.
+    @ivar faults: Which connections misbehave on purpose, and how (the
+        settings' C{fault} and C{seed}); C{None}: none.
+    @ivar reflectAs: The name each connection's reflection line gives the
+        server (the settings' C{reflect} and C{name}); C{None}: no line.
     @ivar connections: The open connections, by connection id.
     @ivar events: Where lifecycle events go.
     @ivar clock: Times connections and timeouts.
@@ -123,13 +138,19 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
         self.maxConnections = self.settings.maxConnections
         self.idleTimeout = self.settings.idleTimeout
         self.closeTimeout = self.settings.closeTimeout
+        # Drawn in accept order, from the settings' seed (or a random one,
+        # logged): the faults on purpose, if any.
+        self.faults = faultPlan(self.settings.fault, self.settings.seed)
+        self.reflectAs = (self.settings.name or serverName()) if self.settings.reflect else None
         self._whenEmpty: list[Deferred[None]] = []
         self.accepted = 0
         self.closed: Counter[str] = Counter()
         self.bytesInClosed = 0
         self.bytesOutClosed = 0
         self.closeStats: CloseStats | None = None
-        self.gate = AcceptGate(self.events, self.clock, self.connections.__len__, self.settings)
+        self.gate = AcceptGate(
+            self.events, self.clock, self.connections.__len__, self.settings, self.faults
+        )
         self.sweeper: IdleSweeper | None = None
         if self.settings.idleTimeout is not None:
             self.sweeper = IdleSweeper(self.connections, self.clock, self.settings)
@@ -144,9 +165,11 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol | TrackedConnection | None:  # type: ignore[override]
         """
-        A L{TrackedConnection} around a new C{protocol}; or, with
-        C{maxConnections} open already, a protocol that resets the
-        connection at once (counted in the gate's C{refusedOverCap}).
+        A L{TrackedConnection} around a new C{protocol} (and, around that
+        protocol, the faults the connection drew and the reflection line,
+        if the settings ask for them); or, with C{maxConnections} open
+        already, a protocol that resets the connection at once (counted in
+        the gate's C{refusedOverCap}).
 
         tcplife's ports never ask beyond the cap; a port tcplife did not
         make can, within one burst of accepts (C{tcp.Port} takes up to 100
@@ -159,7 +182,25 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
         if cap is not None and len(self.connections) + self.gate.awaitingHeader >= cap:
             self.gate.refusedOverCap += 1
             return _OverCap()
-        return super().buildProtocol(addr)
+        # ConnectionTracking's, less a call.
+        protocol: IProtocol | None = ServerFactory.buildProtocol(self, addr)
+        if protocol is None:
+            return None
+        if self.faults is None and self.reflectAs is None:
+            return TrackedConnection(self, protocol, self.role)
+        # Inside the tracking: the reflection line is the protocol's first
+        # output, and faults apply to it as to the rest.
+        if self.reflectAs is not None:
+            protocol = Reflect(protocol, self.reflectAs)
+        kinds: tuple[str, ...] = ()
+        if self.faults is not None:
+            draw = self.faults.take()
+            if draw.faults:
+                kinds = draw.kinds
+                protocol = misbehave(protocol, draw, self.clock)
+        connection = TrackedConnection(self, protocol, self.role)
+        connection.faults = kinds
+        return connection
 
     def connectionOpened(self, connection: TrackedConnection) -> None:
         """
@@ -173,7 +214,9 @@ class LifecycleServerFactory(ConnectionTracking, ServerFactory):
         # (and with none built at all, not even the questions).
         if events.enabled:
             if events.wants(ACCEPT):
-                events.accept(connection.connId, connection.peer, connection.local)
+                events.accept(
+                    connection.connId, connection.peer, connection.local, connection.faults
+                )
             elif events.wants(CLOSE):
                 # The close event has it, and a closed socket no longer knows it.
                 connection.local  # noqa: B018

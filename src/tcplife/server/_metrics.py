@@ -8,7 +8,7 @@ of each listening socket, when Prometheus scrapes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 from prometheus_client.exposition import choose_encoder
@@ -19,14 +19,16 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 from prometheus_client.registry import Collector, CollectorRegistry
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.web.http import Request as HTTPRequest
 from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from ..events import ABORT, FIN, RESET, TIMEOUT, describeAddress
 from ..internet import listenDrops, readAcceptQueue
 from ._factory import LifecycleServerFactory
+from ._faults import KINDS
 from ._listening import listeningSocket
 
 
@@ -99,38 +101,8 @@ class ServerCollector(Collector):
             "Times accept() failed for want of file descriptors or memory.",
             value=gate.exhaustions,
         )
-        depth = GaugeMetricFamily(
-            "tcplife_accept_queue_depth",
-            "Connections completed by the kernel and waiting to be accepted.",
-            labels=["listener"],
-        )
-        backlog = GaugeMetricFamily(
-            "tcplife_accept_queue_backlog",
-            "The accept queue's limit as the kernel applies it.",
-            labels=["listener"],
-        )
-        refused = CounterMetricFamily(
-            "tcplife_connections_refused",
-            "Connections turned away by limits: 'backlog-full' counts handshakes "
-            "the kernel dropped with the accept queue full; 'factory' counts "
-            "connections the factory declined; 'proxy-header' counts connections "
-            "closed without a valid PROXY header; 'shutdown' counts clients whose "
-            "handshake had completed that shutdown left unserved; 'over-cap' counts "
-            "connections a port tcplife did not make accepted beyond the cap, reset "
-            "at once.",
-            labels=["reason"],
-        )
-        dropped = 0
-        for port in self.ports():
-            handle = listeningSocket(port)
-            if handle is None or handle.fileno() < 0:
-                continue
-            address = describeAddress(port.getHost())
-            queue = readAcceptQueue(handle)
-            if queue is not None:
-                depth.add_metric([address], queue.depth)
-                backlog.add_metric([address], queue.backlog)
-            dropped += listenDrops(handle) or 0
+        depth, backlog, dropped = listenerFamilies(self.ports())
+        refused = refusedFamily()
         refused.add_metric(["backlog-full"], dropped)
         refused.add_metric(["factory"], gate.refusedByFactory)
         refused.add_metric(["proxy-header"], gate.refusedHeader)
@@ -164,6 +136,65 @@ class ServerCollector(Collector):
             "that cannot be written), and so lost; 0 without --events.",
             value=0 if self.events is None else self.events.dropped,
         )
+        faults = CounterMetricFamily(
+            "tcplife_faults",
+            "Connections a fault was applied to on purpose (--fault), by its kind; "
+            "'never-accept' counts the times accepting stopped for good.",
+            labels=["kind"],
+        )
+        counts = factory.faults.counts if factory.faults is not None else None
+        for kind in KINDS:
+            faults.add_metric([kind], counts[kind] if counts is not None else 0)
+        yield faults
+
+
+def listenerFamilies(
+    ports: Iterable[IListeningPort],
+) -> tuple[GaugeMetricFamily, GaugeMetricFamily, int]:
+    """
+    The kernel's view of C{ports}' listening sockets: the depth of each
+    one's accept queue, its backlog, and how many handshakes they dropped
+    in all with the queue full.
+    """
+    depth = GaugeMetricFamily(
+        "tcplife_accept_queue_depth",
+        "Connections completed by the kernel and waiting to be accepted.",
+        labels=["listener"],
+    )
+    backlog = GaugeMetricFamily(
+        "tcplife_accept_queue_backlog",
+        "The accept queue's limit as the kernel applies it.",
+        labels=["listener"],
+    )
+    dropped = 0
+    for port in ports:
+        handle = listeningSocket(port)
+        if handle is None or handle.fileno() < 0:
+            continue
+        address = describeAddress(port.getHost())
+        queue = readAcceptQueue(handle)
+        if queue is not None:
+            depth.add_metric([address], queue.depth)
+            backlog.add_metric([address], queue.backlog)
+        dropped += listenDrops(handle) or 0
+    return depth, backlog, dropped
+
+
+def refusedFamily() -> CounterMetricFamily:
+    """
+    The family of connections turned away, by reason (no sample yet).
+    """
+    return CounterMetricFamily(
+        "tcplife_connections_refused",
+        "Connections turned away by limits: 'backlog-full' counts handshakes "
+        "the kernel dropped with the accept queue full; 'factory' counts "
+        "connections the factory declined; 'proxy-header' counts connections "
+        "closed without a valid PROXY header; 'shutdown' counts clients whose "
+        "handshake had completed that shutdown left unserved; 'over-cap' counts "
+        "connections a port tcplife did not make accepted beyond the cap, reset "
+        "at once.",
+        labels=["reason"],
+    )
 
 
 class MetricsPage(Resource):
@@ -173,16 +204,30 @@ class MetricsPage(Resource):
 
     isLeaf = True
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        beforeScrape: Callable[[], Deferred[None]] | None = None,
+    ) -> None:
         Resource.__init__(self)
         self.registry = registry
+        self.beforeScrape = beforeScrape
 
-    def render_GET(self, request: Request) -> bytes:
+    def render_GET(self, request: Request) -> bytes | int:
         accept = request.getHeader("accept")
         encoder, contentType = choose_encoder(accept or "")
         request.setHeader("content-type", contentType)
-        body: bytes = encoder(self.registry)
-        return body
+        if self.beforeScrape is None:
+            body: bytes = encoder(self.registry)
+            return body
+
+        def answer(_: object) -> None:
+            if not request.finished and not request._disconnected:
+                request.write(encoder(self.registry))
+                request.finish()
+
+        self.beforeScrape().addBoth(answer)
+        return NOT_DONE_YET
 
 
 class _QuietSite(Site):
@@ -197,10 +242,13 @@ class _QuietSite(Site):
         pass
 
 
-def metricsSite(registry: CollectorRegistry) -> Site:
+def metricsSite(
+    registry: CollectorRegistry, beforeScrape: Callable[[], Deferred[None]] | None = None
+) -> Site:
     """
-    A web site with the registry at C{/metrics}.
+    A web site with the registry at C{/metrics}; each scrape first waits
+    for C{beforeScrape}, if given (what a supervisor asks its workers).
     """
     root = Resource()
-    root.putChild(b"metrics", MetricsPage(registry))
+    root.putChild(b"metrics", MetricsPage(registry, beforeScrape))
     return _QuietSite(root)

@@ -11,6 +11,7 @@ from attrs import validators
 from twisted.internet.protocol import Protocol
 
 from ..internet import DEFAULT_PORT
+from ._faults import LARGEST_SEED, FaultSpec
 from ._levers import LEVERS, unknownLevers
 
 if TYPE_CHECKING:
@@ -86,6 +87,23 @@ class ServerSettings:
     @ivar leversOff: Speed levers switched back to Twisted's way, to measure
         what each buys (L{tcplife.server.LEVERS}); empty: none, as tcplife
         ships.
+    @ivar workers: Serve with this many worker processes under a
+        supervisor, which binds the listeners once and hands every worker
+        their sockets (one accept queue each, shared); C{None}: serve in
+        this process.  Each worker applies C{maxConnections} on its own.
+    @ivar workerRestartLimit: With C{workers}, stop restarting workers
+        (and stop, with status 1) once they have died this many times
+        within C{workerRestartWindow} seconds.
+    @ivar workerRestartWindow: See C{workerRestartLimit}.
+    @ivar fault: Faults on purpose, each spec for its share of the
+        connections (L{tcplife.parseFaultSpec} reads C{--fault}'s); empty:
+        none.
+    @ivar seed: What the choice of the connections C{fault} applies to is
+        drawn from, connection by connection in accept order; C{None}: a
+        random seed, logged when the server starts.
+    @ivar reflect: Start each connection with a JSON line that names the
+        server and the addresses it sees, then serve as usual.
+    @ivar name: The server's name in that line; C{None}: C{HOSTNAME:PID}.
     """
 
     port: int | None = attrs.field(
@@ -112,6 +130,15 @@ class ServerSettings:
     leversOff: frozenset[str] = attrs.field(
         default=frozenset(), converter=frozenset, validator=_knownLevers
     )
+    workers: int | None = attrs.field(default=None, validator=validators.optional(_between(1)))
+    workerRestartLimit: int = attrs.field(default=5, validator=_between(1))
+    workerRestartWindow: float = attrs.field(default=10.0, validator=_above(0))
+    fault: tuple[FaultSpec, ...] = attrs.field(default=(), converter=tuple)
+    seed: int | None = attrs.field(
+        default=None, validator=validators.optional(_between(0, LARGEST_SEED))
+    )
+    reflect: bool = False
+    name: str | None = None
 
     def evolve(self, **changes: Any) -> ServerSettings:
         """

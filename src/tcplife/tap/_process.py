@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Callable
 from contextlib import suppress
 
 from twisted.application.service import IService, Service
@@ -43,19 +44,32 @@ def exitNow(status: int) -> None:
     os._exit(status)
 
 
-def stopAndExit(reactor: IReactorCore, status: int, grace: float = SHUTDOWN_GRACE) -> None:
+def sayOnStandardError(line: str) -> None:
+    """
+    Write C{line} to the process's real standard error: once twist's log
+    has begun, C{sys.stderr} is a file that writes into the log.
+    """
+    stream = sys.__stderr__
+    if stream is not None:
+        with suppress(OSError, ValueError):
+            print(line, file=stream, flush=True)
+
+
+def stopAndExit(reactor: IReactorCore, status: int, grace: float | None = SHUTDOWN_GRACE) -> None:
     """
     Stop the reactor and, once it has shut down, exit with C{status}.
 
     Shutting down joins the reactor's thread pool, so a thread still stuck
     in a name lookup (a DNS server that never answers is retried for many
     seconds by the C library) would hold the exit up for as long; after
-    C{grace} seconds the process exits regardless.
+    C{grace} seconds the process exits regardless (C{None}: the shutdown
+    takes as long as it takes, a drain for instance).
     """
     reactor.addSystemEventTrigger("after", "shutdown", exitNow, status)
-    watchdog = threading.Timer(grace, exitNow, (status,))
-    watchdog.daemon = True
-    watchdog.start()
+    if grace is not None:
+        watchdog = threading.Timer(grace, exitNow, (status,))
+        watchdog.daemon = True
+        watchdog.start()
     reactor.stop()
 
 
@@ -97,12 +111,20 @@ class ServerProcess(Service):
     on nothing.
     """
 
-    def __init__(self, server: IService, reactor: IReactorCore) -> None:
+    def __init__(
+        self,
+        server: IService,
+        reactor: IReactorCore,
+        prepare: Callable[[], object] | None = None,
+    ) -> None:
         self.server = server
         self._reactor = reactor
+        self._prepare = prepare
 
     def startService(self) -> None:
         Service.startService(self)
+        if self._prepare is not None:
+            self._prepare()
         before, soft, hard = raiseDescriptorLimit()
         _log.info(
             "file descriptors: soft limit {nofile_soft} (was {nofile_soft_before}), "
@@ -122,10 +144,19 @@ class ServerProcess(Service):
         stopped: Deferred[None] | None = self.server.stopService()
         return stopped
 
+    def stopWithFailure(self, message: str) -> None:
+        """
+        Something the server cannot go on without has failed (its workers
+        keep dying): say so on standard error, stop (draining what is
+        left), and exit 1.
+        """
+        sayOnStandardError(f"tcplife: {message}")
+        stopAndExit(self._reactor, 1, grace=None)
+
     def listenFailedLater(self, message: str) -> None:
         """
         A listener failed once the reactor was running (an endpoint that
         listens asynchronously): say so on standard error and exit 1.
         """
-        print(f"tcplife: {message}", file=sys.stderr, flush=True)
+        sayOnStandardError(f"tcplife: {message}")
         stopAndExit(self._reactor, 1)

@@ -121,6 +121,13 @@ class Options(usage.Options):
     )
     optFlags = [
         ["trace", None, "Also log every read and write (bytes per call)."],
+        [
+            "reflect",
+            None,
+            "Expect each reply to start with the line of a 'twist tcpecho --reflect' "
+            "server, check the echo after it, and say who answered and whom it saw "
+            "(load mode: connections counted per server and per client address seen).",
+        ],
     ]
     optParameters = [
         ["host", None, None, f"Host name or address to connect to (default {DEFAULT_HOST})."],
@@ -494,6 +501,7 @@ def _makeClient(
                 sink=eventFile,
                 phases=options["events-only"],
             ),
+            reflect=bool(options["reflect"]),
         )
         if options["protocol"] is not None:
             factory.protocol = options["protocol"]
@@ -562,6 +570,7 @@ def loadSettings(options: Options, target: str) -> LoadSettings:
         count=options["count"],
         rate=options["rate"],
         timeout=options["timeout"],
+        reflect=bool(options["reflect"]),
     )
 
 

@@ -5,22 +5,34 @@ C{twist tcpecho}: the RFC 862 echo server, every lifecycle step logged.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorCore, IStreamServerEndpoint
 from twisted.internet.protocol import Protocol
+from twisted.logger import LogLevel
 from twisted.python import usage
 
 from ..eventlog import batchJSONLog
+from ..internet import serverEndpointKind
+from ..protocols import numberConnections
 from ..server import (
+    FIRST_INHERITED,
+    LARGEST_SEED,
     LEVERS,
     LEVERS_OFF_VARIABLE,
+    FaultSpecError,
     LifecycleServerFactory,
+    ServerService,
     ServerSettings,
+    connectionNumbering,
+    parseFaultSpec,
     serverService,
+    supervisorService,
     unknownLevers,
+    workerService,
 )
 from ._options import (
     EVENTS_OPTIONS,
@@ -33,6 +45,15 @@ from ._options import (
     wholeNumber,
 )
 from ._process import ServerProcess
+from ._workers import (
+    adoptControl,
+    ignoreRotationUntilReady,
+    leaveTheSupervisorsGroup,
+    parseWorkerOf,
+    tagTwistLog,
+    workerCommand,
+    workerCount,
+)
 
 #: Where each option's default is: the settings it sets.
 _DEFAULTS = ServerSettings()
@@ -62,6 +83,13 @@ class Options(usage.Options):
             None,
             "Set SO_REUSEPORT on --port's socket, so several tcpecho processes "
             "share the port and the kernel spreads connections over them.",
+        ],
+        [
+            "reflect",
+            None,
+            'Start each connection with one JSON line, {"server": NAME, "client": '
+            '"HOST:PORT", "local": "HOST:PORT"} (the addresses as the server sees '
+            "them, behind a PROXY header the client's own), then echo.",
         ],
     ]
     optParameters = [
@@ -129,6 +157,44 @@ class Options(usage.Options):
             None,
             "Serve Prometheus metrics at /metrics on this endpoint (e.g. tcp:9100).",
         ],
+        [
+            "workers",
+            None,
+            None,
+            "Serve with N worker processes ('auto': one per CPU) under a supervisor that "
+            "binds every listener once and hands the workers its sockets; "
+            "--max-connections applies to each worker (default: serve in this process).",
+        ],
+        [
+            "worker-restart-limit",
+            None,
+            None,
+            "With --workers, stop (status 1) once workers have died this many times "
+            f"within --worker-restart-window (default: {_DEFAULTS.workerRestartLimit}).",
+        ],
+        [
+            "worker-restart-window",
+            None,
+            None,
+            "The seconds --worker-restart-limit counts deaths over "
+            f"(default: {_DEFAULTS.workerRestartWindow:g}).",
+        ],
+        [
+            "worker-of",
+            None,
+            None,
+            "Internal: what the supervisor of --workers starts each worker with "
+            "(INDEX/COUNT/GENERATION).",
+        ],
+        [
+            "seed",
+            None,
+            None,
+            "Draw which connections --fault applies to from this seed: the same "
+            "seed and order of accepts make the same choices (default: a random "
+            "seed, logged at the start).",
+        ],
+        ["name", None, None, "The server's name in --reflect's line (default HOSTNAME:PID)."],
         *EVENTS_OPTIONS,
     ]
     compData = usage.Completions(optActions={"interface": usage.CompleteNetInterfaces()})
@@ -140,8 +206,18 @@ class Options(usage.Options):
     def __init__(self) -> None:
         usage.Options.__init__(self)
         self["listen"] = []
+        self["fault"] = []
         #: What the options ask for, once they are parsed.
         self.settings = _DEFAULTS
+        #: The arguments as given, which every worker of --workers gets too.
+        self.arguments: list[str] = []
+        #: Under a supervisor (--worker-of): which worker, of how many, in
+        #: which restart of its place.
+        self.workerOf: tuple[int, int, int] | None = None
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        self.arguments = list(sys.argv[1:] if options is None else options)
+        usage.Options.parseOptions(self, options)
 
     def opt_listen(self, description: str) -> None:
         """
@@ -149,7 +225,24 @@ class Options(usage.Options):
         """
         self["listen"].append(description)
 
+    def opt_fault(self, spec: str) -> None:
+        self["fault"].append(spec)
+
+    # A string, not a docstring: --help would keep a docstring's
+    # indentation inside the lines it wraps.
+    opt_fault.__doc__ = (
+        "Misbehave on purpose, as SPEC says (repeatable): FAULT[=VALUE],... and "
+        "p=SHARE for a share of the connections (default: all).  The faults: "
+        "delay=MS or MS-MS before each echo; throttle=BYTES a second; "
+        "stop-reading-after=BYTES; drop-input (read, never echo); close-after=BYTES "
+        "(then FIN); reset-after=BYTES (then RST); half-close-first (FIN at once, "
+        "reading on); accept-delay=MS or MS-MS (each client waits in the kernel's "
+        "queue); never-accept (the queue fills, later connects hang).  Example: "
+        "--fault delay=50-200,p=0.1"
+    )
+
     def postOptions(self) -> None:
+        self._checkFaults()
         if self["port"] is not None:
             self["port"] = wholeNumber("--port", self["port"], 0, 65535)
         elif not self["listen"]:
@@ -158,8 +251,15 @@ class Options(usage.Options):
             self._refuseWithoutPort()
         if self["backlog"] is not None:
             self["backlog"] = wholeNumber("--backlog", self["backlog"], 1, 65535)
+        if self["worker-of"] is not None:
+            self.workerOf = parseWorkerOf(self["worker-of"])
         for description in self["listen"]:
-            _parseEndpoint(globalReactor(), description)
+            if self.workerOf is None:
+                _parseEndpoint(globalReactor(), description)
+            else:
+                # Checked by the supervisor, which took the systemd sockets
+                # a systemd: description would look for here.
+                serverEndpointKind(description)
         if self["max-connections"] is not None:
             self["max-connections"] = wholeNumber(
                 "--max-connections", self["max-connections"], 1, 10_000_000
@@ -180,8 +280,48 @@ class Options(usage.Options):
             self["protocol"] = loadClass("--protocol", self["protocol"], Protocol)
         if self["factory"] is not None:
             self["factory"] = loadClass("--factory", self["factory"], LifecycleServerFactory)
+        if self["workers"] is not None:
+            self["workers"] = workerCount(self["workers"])
+            if self["reuse-port"]:
+                raise usage.UsageError(
+                    "Give --workers or --reuse-port, not both: the workers share one "
+                    "listening socket, and its one accept queue; --reuse-port gives each "
+                    "process a socket and a queue of its own."
+                )
+            for description in self["listen"]:
+                if serverEndpointKind(description) == "stdio":
+                    raise usage.UsageError(
+                        f"--listen '{description}' has no listening socket to share with "
+                        "--workers; serve standard input and output without --workers."
+                    )
+        if self["worker-restart-limit"] is not None:
+            self["worker-restart-limit"] = wholeNumber(
+                "--worker-restart-limit", self["worker-restart-limit"], 1, 1_000_000
+            )
+        if self["worker-restart-window"] is not None:
+            self["worker-restart-window"] = seconds(
+                "--worker-restart-window", self["worker-restart-window"]
+            )
         checkEvents(self)
         self.settings = self._settings()
+
+    def _checkFaults(self) -> None:
+        specs = []
+        for spec in self["fault"]:
+            try:
+                specs.append(parseFaultSpec(spec))
+            except FaultSpecError as e:
+                raise usage.UsageError(f"--fault {spec!r} is not usable: {e}.") from None
+        self["fault"] = tuple(specs)
+        if self["seed"] is not None:
+            if not specs:
+                raise usage.UsageError("--seed applies to --fault; give --fault too.")
+            self["seed"] = wholeNumber("--seed", self["seed"], 0, LARGEST_SEED)
+        if self["name"] is not None:
+            if not self["reflect"]:
+                raise usage.UsageError("--name applies to --reflect; give --reflect too.")
+            if not self["name"].strip():
+                raise usage.UsageError("--name must name the server, not ''.")
 
     def _refuseWithoutPort(self) -> None:
         # Each --listen endpoint string carries its own address and backlog;
@@ -212,6 +352,8 @@ class Options(usage.Options):
         given["trace"] = bool(self["trace"])
         given["reusePort"] = bool(self["reuse-port"])
         given["leversOff"] = self._leversOff()
+        given["fault"] = self["fault"]
+        given["reflect"] = bool(self["reflect"])
         factoryClass: type[LifecycleServerFactory] = self["factory"] or LifecycleServerFactory
         return factoryClass.defaultSettings().evolve(**given)
 
@@ -238,6 +380,11 @@ _SETTINGS_OPTIONS = (
     "close-timeout",
     "shutdown-timeout",
     "metrics",
+    "workers",
+    "worker-restart-limit",
+    "worker-restart-window",
+    "seed",
+    "name",
     "events",
     "events-only",
 )
@@ -257,10 +404,73 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
     """
     if reactor is None:
         reactor = globalReactor()
-    # twist's JSON log, written without a flush per event.
-    batchJSONLog(getattr(options, "parent", None), reactor)
-    server = serverService(options.settings, reactor, threshold=twistLogLevel(options))
-    process = ServerProcess(server, reactor)
-    for listener in [*server.listeners, *([server.metrics] if server.metrics else [])]:
+    if options.workerOf is None and options.settings.workers is None:
+        # twist's JSON log, written without a flush per event.  Not with
+        # --workers: processes sharing one log file must each write a
+        # record with one write, not a buffer cut anywhere.
+        batchJSONLog(getattr(options, "parent", None), reactor)
+    threshold = twistLogLevel(options)
+    process: ServerProcess
+    if options.workerOf is not None:
+        process = _worker(options, options.workerOf, reactor, threshold)
+    elif options.settings.workers is not None:
+        process = _supervisor(options, options.settings.workers, reactor, threshold)
+    else:
+        server = serverService(options.settings, reactor, threshold=threshold)
+        process = ServerProcess(server, reactor)
+    served = process.server
+    assert isinstance(served, ServerService)
+    for listener in [*served.listeners, *([served.metrics] if served.metrics else [])]:
         listener.failedLater = process.listenFailedLater
     return process
+
+
+def _supervisor(
+    options: Options, count: int, reactor: IReactorCore, threshold: LogLevel | None
+) -> ServerProcess:
+    """
+    The supervisor of C{--workers}: it binds the listeners and runs C{count}
+    workers, each C{twist ... tcpecho} with these very arguments and
+    C{--worker-of}.
+    """
+    parent = getattr(options, "parent", None)
+    tagTwistLog(parent, 0, "supervisor")
+    failures: list[ServerProcess] = []
+    supervisor = supervisorService(
+        options.settings,
+        reactor,
+        workerCommand(parent, options.arguments, count),
+        lambda message: failures[0].stopWithFailure(message),
+        environ=os.environ,
+        threshold=threshold,
+    )
+    failures.append(ServerProcess(supervisor, reactor))
+    return failures[0]
+
+
+def _worker(
+    options: Options,
+    workerOf: tuple[int, int, int],
+    reactor: IReactorCore,
+    threshold: LogLevel | None,
+) -> ServerProcess:
+    """
+    One worker of a supervisor: the server on the listening sockets it
+    inherited, numbering its connections by the stride of its place, and
+    under the supervisor's control through its standard input.
+    """
+    index, count, generation = workerOf
+    leaveTheSupervisorsGroup()
+    ignoreRotationUntilReady()
+    numberConnections(*connectionNumbering(index, count, generation))
+    tagTwistLog(getattr(options, "parent", None), index, f"worker {index}")
+    listeners = (options.settings.port is not None) + len(options.settings.listen)
+    inherited = range(FIRST_INHERITED, FIRST_INHERITED + listeners)
+    server, control = workerService(
+        options.settings,
+        reactor,
+        inherited,
+        threshold=threshold,
+        eventFields={"worker": index, "pid": os.getpid()},
+    )
+    return ServerProcess(server, reactor, prepare=lambda: adoptControl(reactor, control))
