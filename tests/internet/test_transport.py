@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
@@ -557,6 +558,28 @@ class AcceptTests(TestCase):
         self.assertEqual(served, b"third")
         self.assertEqual(len(recorded.of("accept")), 1)
         self.assertEqual(factory.gate.refusedByFactory, 1 if withPolicy else 0)
+
+    @inlineCallbacks
+    def test_peerOfATransportThatOverridesGetPeerIsItsOwn(self) -> Deferred[None]:
+        """
+        A DirectServer subclass whose getPeer names another address has that
+        address, not the socket's, as the peer of its connections' events.
+        """
+
+        class Relayed(DirectServer):
+            def getPeer(self) -> IPv4Address:
+                return IPv4Address("TCP", "192.0.2.7", 4242)
+
+        recorded = EventRecorder()
+        factory = LifecycleServerFactory(clock=reactor, events=recorded.log)
+        port = PortReactor(reactor, transport=Relayed).listenTCP(0, factory, 50, "127.0.0.1")
+        self.addCleanup(port.stopListening)
+        number = port.getHost().port  # type: ignore[attr-defined]
+        echoed = yield callInThread(echoWithHalfClose, number, b"seven")
+        self.assertEqual(echoed, b"seven")
+        close = yield recorded.when(lifecycle="close")
+        self.assertEqual(close["peer"], "192.0.2.7:4242")
+        self.assertEqual(recorded.of("accept")[0]["peer"], "192.0.2.7:4242")
 
     @inlineCallbacks
     def test_ipv6PeerIsReportedWithBrackets(self) -> Deferred[None]:

@@ -38,11 +38,17 @@ class ErrorAwareDispatch:
     could be logged as a FIN.  Here ERR is read: the C{recv} meets the error.
 
     Mixed into L{BatchedPoller} and L{tcplife.internet.directreactor.DirectEPollReactor};
-    needs C{_reads} (the descriptors being read) and C{_disconnectSelectable}.
+    needs C{_reads} and C{_writes} (the descriptors being read and written),
+    C{removeReader}, C{removeWriter} and C{_disconnectSelectable}.
     """
 
     if TYPE_CHECKING:
         _reads: set[int]
+        _writes: set[int]
+
+        def removeReader(self, reader: Any) -> None: ...
+
+        def removeWriter(self, writer: Any) -> None: ...
 
     #: While a batch is being dispatched: the connections to close once it
     #: is done (see L{closeAfterDispatch}).
@@ -61,14 +67,14 @@ class ErrorAwareDispatch:
         C{removeWriter} would make two.
         """
         fd = selectable.fileno()
-        writes: set[int] = self._writes  # type: ignore[attr-defined]
+        writes = self._writes
         if fd in writes and fd not in self._reads:
             self._epollSet().modify(fd, EPOLLIN)
             writes.remove(fd)
             self._reads.add(fd)
             return
         self.addReader(selectable)  # type: ignore[attr-defined]
-        self.removeWriter(selectable)  # type: ignore[attr-defined]
+        self.removeWriter(selectable)
 
     def closeAfterDispatch(self, connection: Any) -> bool:
         """
@@ -82,6 +88,25 @@ class ErrorAwareDispatch:
             return False
         closing.append(connection)
         return True
+
+    def stopWatching(self, selectable: Any, fd: int) -> None:
+        """
+        C{removeReader} and C{removeWriter} for a connection that is closing,
+        each only where it is still registered: by then the end of input or
+        the close has removed it already, most of the time, and each of the
+        two calls would ask the connection its descriptor only to find that.
+
+        @param fd: C{selectable}'s descriptor (C{-1} if closed already: then
+            both calls find it by identity).
+        """
+        if fd == -1:
+            self.removeReader(selectable)
+            self.removeWriter(selectable)
+            return
+        if fd in self._reads:
+            self.removeReader(selectable)
+        if fd in self._writes:
+            self.removeWriter(selectable)
 
     def _dispatchAll(self, events: list[tuple[int, int]], selectables: dict[int, Any]) -> None:
         """

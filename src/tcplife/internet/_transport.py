@@ -26,6 +26,7 @@ from twisted.internet.interfaces import IAddress, IProtocol
 from twisted.python import log
 from twisted.python.failure import Failure
 
+from ..events import describeAddress
 from ._closeview import KernelViewAtClose
 from ._dispatch import ErrorAwareDispatch
 from ._kernel import heldInTcpInfo, readTcpInfoBytes, unsentBytes
@@ -47,6 +48,7 @@ _EVERY_ADDRESS = frozenset({"0.0.0.0", "::", ""})
 IOV_MAX = 1024
 
 _bufferWrite = abstract.FileDescriptor.write
+_serverGetPeer = tcp.Server.getPeer
 _bufferWriteSequence = abstract.FileDescriptor.writeSequence
 
 
@@ -75,6 +77,11 @@ class DirectConnection(KernelViewAtClose):
       - L{batchedPoller}: the connection registers with the reactor's
         L{BatchedPoller <tcplife.internet.BatchedPoller>}, which dispatches
         its events without C{callWithLogger};
+      - L{asksForBackpressure} (L{DirectServer}'s): a protocol that paces
+        its reading by its output (a L{TrackedConnection
+        <tcplife.protocols.TrackedConnection>}) registers its producer only
+        once output first waits in the buffer, when the transport asks it
+        (C{backpressureProducer}), not at every connection;
       - C{readsKernelAtClose}: the kernel's view of the connection is read
         just before the socket closes (L{KernelViewAtClose}:
         C{tcpInfoAtClose}); with nothing left to flush, from the same
@@ -133,6 +140,14 @@ class DirectConnection(KernelViewAtClose):
     #: once per connection.
     batchedPoller = True
 
+    #: Before output first waits in Twisted's buffer with no producer
+    #: registered, ask the protocol for one (its C{backpressureProducer},
+    #: where it has one), so that a connection whose writes all go out at
+    #: once registers none.  C{False}: the protocol registers its producer
+    #: when it is connected, as with any transport.  Read by the protocol
+    #: once per connection, and by every write that buffers.
+    asksForBackpressure = False
+
     # close() alone sends the FIN: the descriptor is close-on-exec, so no
     # other process holds the socket open, and shutdown() would be one more
     # system call per connection.  (With closeAtOnce off, Twisted's way.)
@@ -174,7 +189,19 @@ class DirectConnection(KernelViewAtClose):
         # connection fileno that this class does not have.
         if not hasattr(self, "socket"):
             return
-        abstract.FileDescriptor.connectionLost(self, reason)  # type: ignore[arg-type]
+        poller = self._poller
+        if isinstance(poller, ErrorAwareDispatch):
+            # FileDescriptor.connectionLost, whose stopReading and
+            # stopWriting are one call here.
+            self.disconnected = 1
+            self.connected = 0
+            producer = self.producer
+            if producer is not None:
+                producer.stopProducing()
+                self.producer = None
+            poller.stopWatching(self, self.socket.fileno())
+        else:
+            abstract.FileDescriptor.connectionLost(self, reason)  # type: ignore[arg-type]
         self._closeSocket(not isinstance(reason.value, ConnectionAborted))
         protocol = self.protocol
         del self.protocol
@@ -231,6 +258,8 @@ class DirectConnection(KernelViewAtClose):
             or not data
         ):
             # Twisted's checks, TLS routing and buffering, as always.
+            if self.producer is None:
+                self._askForBackpressure()
             super().write(data)  # type: ignore[misc]
             return
         try:
@@ -246,6 +275,8 @@ class DirectConnection(KernelViewAtClose):
                 return
             sent = 0
         if sent < len(data):
+            if self.producer is None:
+                self._askForBackpressure()
             _bufferWrite(self, data[sent:] if sent else data)  # type: ignore[arg-type]
         elif self.pausesOnLargeWrites and len(data) > self.bufferSize:
             self._pauseAsIfBuffered()
@@ -272,6 +303,8 @@ class DirectConnection(KernelViewAtClose):
             or self._mustBuffer()
             or any(type(chunk) is not bytes for chunk in chunks)
         ):
+            if self.producer is None:
+                self._askForBackpressure()
             super().writeSequence(chunks)  # type: ignore[misc]
             return
         try:
@@ -290,11 +323,27 @@ class DirectConnection(KernelViewAtClose):
                 rest = chunks[index:]
                 if sent:
                     rest[0] = chunk[sent:]
+                if self.producer is None:
+                    self._askForBackpressure()
                 _bufferWriteSequence(self, rest)  # type: ignore[arg-type]
                 return
             sent -= len(chunk)
         if self.pausesOnLargeWrites and total > self.bufferSize:
             self._pauseAsIfBuffered()
+
+    def _askForBackpressure(self) -> None:
+        """
+        Output is about to wait in the buffer, and no producer is registered:
+        register the protocol's, if it wants one (L{asksForBackpressure}),
+        so the buffer's high-water mark pauses it as it would have had it
+        been registered from the start.
+        """
+        if not self.asksForBackpressure or not self.connected:
+            return
+        ask = getattr(self.protocol, "backpressureProducer", None)
+        producer = ask() if ask is not None else None
+        if producer is not None:
+            self.registerProducer(producer, True)
 
     def registerProducer(self, producer: Any, streaming: bool) -> None:
         super().registerProducer(producer, streaming)  # type: ignore[misc]
@@ -322,7 +371,11 @@ class DirectConnection(KernelViewAtClose):
         # writing only to learn that on the next wake-up (two epoll_ctl calls
         # and an event); close once the batch of events being dispatched is
         # done, or else on the reactor's next pass: never inside the caller.
-        self.stopReading()
+        # After an end of input (the usual way here) the poller has stopped
+        # reading already: no calls to learn that.
+        poller = self._poller
+        if not isinstance(poller, ErrorAwareDispatch) or self.socket.fileno() in poller._reads:
+            self.stopReading()
         self.disconnecting = 1
         view, self._viewAtLoseConnection = self._viewAtLoseConnection, None
         closeAfterDispatch = getattr(self._poller, "closeAfterDispatch", None)
@@ -377,6 +430,10 @@ class DirectServer(DirectConnection, tcp.Server):
     for an ACK.
     """
 
+    # Its protocol is a TrackedConnection, as a rule: most connections
+    # never buffer a byte.
+    asksForBackpressure = True
+
     def __init__(
         self,
         sock: socket.socket,
@@ -412,6 +469,19 @@ class DirectServer(DirectConnection, tcp.Server):
             pass
         self.startReading()
         self.connected = 1
+
+    def describePeer(self) -> str:
+        """
+        L{describeAddress <tcplife.events.describeAddress>} of C{getPeer}'s
+        address, made from the client's host and port without building the
+        address object first (each event that names the peer asks).
+        """
+        if type(self).getPeer is not _serverGetPeer:
+            return describeAddress(self.getPeer())  # type: ignore[no-untyped-call]
+        client = self.client
+        if self._addressType is IPv6Address:
+            return f"[{client[0]}]:{client[1]}"
+        return f"{client[0]}:{client[1]}"
 
     def getHost(self) -> IAddress:
         # An accepted socket's local address is its listener's, unless the

@@ -150,6 +150,7 @@ class TrackedConnection:
         "__weakref__",
         "_abortLater",
         "_backpressure",
+        "_backpressureOnDemand",
         "_local",
         "_outputBlocked",
         "_pausedByProtocol",
@@ -197,6 +198,7 @@ class TrackedConnection:
         self.peerFinished = False
         self._tracing: LifecycleLog | None = owner.events if owner.events.trace else None
         self._backpressure: _OutputBackpressure | None = None
+        self._backpressureOnDemand = False
         self._outputBlocked = False
         self._pausedByProtocol = False
         self._abortLater: IDelayedCall | None = None
@@ -216,7 +218,12 @@ class TrackedConnection:
         transport = self.transport
         if transport is None:
             return describeAddress(None)
+        # Looked up on the class: a wrapper's __getattr__ (PROXY, TLS) would
+        # hand out the socket's peer where its own getPeer says another.
+        describePeer = getattr(type(transport), "describePeer", None)
         try:
+            if describePeer is not None:
+                return describePeer(transport)  # type: ignore[no-any-return]
             return describeAddress(transport.getPeer())
         except (AttributeError, OSError):
             return describeAddress(None)
@@ -284,8 +291,17 @@ class TrackedConnection:
         self.connected = True
         self.openedAt = self.quietSince = self.owner.clock.seconds()
         if IConsumer.providedBy(transport):
-            self._backpressure = _OutputBackpressure(self)
-            transport.registerProducer(self._backpressure, True)
+            if getattr(transport, "asksForBackpressure", False) and (
+                getattr(transport, "protocol", None) is self
+            ):
+                # The transport calls backpressureProducer once its output
+                # waits in a buffer: most connections never buffer a byte,
+                # and a producer registered and unregistered for nothing
+                # costs several calls per connection.
+                self._backpressureOnDemand = True
+            else:
+                self._backpressure = _OutputBackpressure(self)
+                transport.registerProducer(self._backpressure, True)
         protocol = self.wrappedProtocol
         self.owner.connectionOpened(self)
         # Whatever runs in connectionOpened (a subclass's books, an observer
@@ -579,7 +595,23 @@ class TrackedConnection:
         elif not (self.peerFinished or self.disconnecting):
             transport.resumeProducing()  # type: ignore[attr-defined]
 
+    def backpressureProducer(self) -> IPushProducer | None:
+        """
+        The producer to register with a transport that registers one only
+        once its output starts to wait in its buffer (one with
+        C{asksForBackpressure}), or C{None} if this connection no longer
+        paces its reading by its output (the peer has finished, the
+        connection is closing, or the wrapped protocol brought its own
+        producer).
+        """
+        if not self._backpressureOnDemand:
+            return None
+        self._backpressureOnDemand = False
+        self._backpressure = _OutputBackpressure(self)
+        return self._backpressure
+
     def _dropBackpressure(self) -> None:
+        self._backpressureOnDemand = False
         if self._backpressure is None:
             return
         self._backpressure = None
