@@ -9,6 +9,7 @@ import json
 from collections.abc import Generator
 from typing import Any
 
+import attrs
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint
@@ -88,6 +89,21 @@ class KernelSectionTests(TestCase):
             set(document["kernel"]["rtt_us"]), {"count", "p50", "p90", "p99", "p99.9", "max"}
         )
         self.assertEqual(document["kernel"]["retransmits"], 0)
+
+    @inlineCallbacks
+    def test_retransmitsRowCountsInWords(self) -> Generator[Deferred[Any], Any, None]:
+        """
+        The retransmits row says C{1 segment}, and C{segments} for any
+        other count.
+        """
+        report = yield self.runLoad(pattern="connect", connections=1, count=1)
+        assert report.kernel is not None
+        for count, words in ((1, "1 segment"), (1189, "1,189 segments"), (0, "0 segments")):
+            kernel = attrs.evolve(report.kernel, retransmits=count)
+            rows = [
+                line.split() for line in attrs.evolve(report, kernel=kernel).render().splitlines()
+            ]
+            self.assertIn(["retransmits", *words.split()], rows)
 
 
 class KernelSectionOverDirectClientTests(KernelSectionTests):

@@ -282,9 +282,11 @@ def logShape(line: str) -> str:
 
 def reportShape(line: str) -> str:
     """
-    A report line with every figure (commas and decimals included) as N.
+    A report line with every figure (commas and decimals included) as N,
+    and C{1 segment} as C{N segments}.
     """
-    return re.sub(r"\d[\d,]*(\.\d+)?", "N", line)
+    shape = re.sub(r"\d[\d,]*(\.\d+)?", "N", line)
+    return re.sub(r"\bN segment$", "N segments", shape)
 
 
 def isLogLine(line: str) -> bool:

@@ -160,6 +160,13 @@ class WorkerReport:
         return f"{name} {self.messages:,} messages"
 
 
+def _counted(count: int, noun: str) -> str:
+    """
+    C{count} C{noun}s, in words: C{"1 segment"}, C{"1,189 segments"}.
+    """
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
 @attrs.frozen
 class LoadReport:
     """
@@ -353,5 +360,5 @@ class LoadReport:
         )
         return [
             ("tcp rtt ms", rtt),
-            ("retransmits", f"{self.kernel.retransmits:,} segments"),
+            ("retransmits", _counted(self.kernel.retransmits, "segment")),
         ]
