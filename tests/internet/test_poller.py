@@ -187,6 +187,26 @@ class ReactorFDSetTests(SynchronousTestCase):
             self.assertEqual(poller._epollSet().poll(0), [])
         self.assertIn(self.poller, self.reactor._selectables.values())
 
+    def test_theReactorsRemoveReaderAndRemoveWriterReachHeldConnections(self) -> None:
+        """
+        C{reactor.removeReader} and C{reactor.removeWriter} of a held
+        connection stop the poller watching it (as before an
+        C{adoptStreamConnection} of its descriptor); of one the poller does
+        not hold, they are the reactor's own.
+        """
+        held, own = self.descriptor(), self.descriptor()
+        self.poller.addReader(held)
+        self.poller.addWriter(held)
+        self.reactor.addReader(own)
+        self.reactor.removeReader(held)
+        self.assertEqual((self.poller.getReaders(), self.poller.getWriters()), ([], [held]))
+        self.reactor.removeWriter(held)
+        self.assertEqual(self.poller.getWriters(), [])
+        self.assertNotIn(held, self.reactor.getReaders() + self.reactor.getWriters())
+        self.assertIn(own, self.reactor.getReaders())
+        self.reactor.removeReader(own)
+        self.assertNotIn(own, self.reactor.getReaders())
+
     def test_removeAllRemovesAndReturnsHeldConnections(self) -> None:
         """
         C{reactor.removeAll()} returns the held connections (not the poller)

@@ -101,8 +101,9 @@ class BatchedPoller(ErrorAwareDispatch):
 
     def showThrough(self, reactor: Any) -> None:
         """
-        Make C{reactor}'s C{getReaders}, C{getWriters} and C{removeAll} (and
-        so C{disconnectAll}) see the connections held here, not this set: as
+        Make C{reactor}'s C{getReaders}, C{getWriters}, C{removeAll} (and
+        so C{disconnectAll}), C{removeReader} and C{removeWriter} see the
+        connections held here, not this set: as
         if they had registered with the reactor, which is what Twisted's
         callers (trial's janitor, a reactor's shutdown, tests that look for a
         transport among the readers) rely on.  This reactor only: its methods
@@ -111,6 +112,8 @@ class BatchedPoller(ErrorAwareDispatch):
         getReaders = reactor.getReaders
         getWriters = reactor.getWriters
         removeAll = reactor.removeAll
+        removeReader = reactor.removeReader
+        removeWriter = reactor.removeWriter
 
         def getReadersWithHeld() -> list[Any]:
             return [each for each in getReaders() if each is not self] + self.getReaders()
@@ -121,9 +124,35 @@ class BatchedPoller(ErrorAwareDispatch):
         def removeAllWithHeld() -> list[Any]:
             return [each for each in removeAll() if each is not self] + self.removeAll()
 
+        # A caller that takes a connection off the reactor before handing
+        # its descriptor on (adoptStreamConnection's callers do) must stop
+        # it here, or it goes on reading what the adopter is owed.
+        def removeReaderWithHeld(reader: Any) -> None:
+            if self._holds(reader):
+                self.removeReader(reader)
+            else:
+                removeReader(reader)
+
+        def removeWriterWithHeld(writer: Any) -> None:
+            if self._holds(writer):
+                self.removeWriter(writer)
+            else:
+                removeWriter(writer)
+
         reactor.getReaders = getReadersWithHeld
         reactor.getWriters = getWritersWithHeld
         reactor.removeAll = removeAllWithHeld
+        reactor.removeReader = removeReaderWithHeld
+        reactor.removeWriter = removeWriterWithHeld
+
+    def _holds(self, selectable: Any) -> bool:
+        """
+        Whether C{selectable} is one of the connections held here.
+        """
+        fd = selectable.fileno()
+        if fd == -1:
+            return any(held is selectable for held in self._selectables.values())
+        return self._selectables.get(fd) is selectable
 
     def removeAll(self) -> list[Any]:
         """
