@@ -127,6 +127,21 @@ class LoadSettings:
         """
         return max(self.window, self.size) if self.pattern == STREAM else self.size
 
+    def reportSetup(self) -> dict[str, Any]:
+        """
+        What a L{LoadReport} of this run says of its set-up, as keywords of
+        L{LoadReport.fromTargets}: one run's report and the workers' merged
+        one say it alike.
+        """
+        return {
+            "pattern": self.pattern,
+            "target": self.target,
+            "connections": self.connections,
+            "size": self.size,
+            "window": self.inFlight if self.pattern == STREAM else None,
+            "rate": self.rate,
+        }
+
 
 class LoadRun:
     """
@@ -582,18 +597,12 @@ class LoadRun:
         self.closed.callback(None)
 
     def report(self, interrupted: bool = False) -> LoadReport:
-        settings = self.settings
         return LoadReport.fromTargets(
             tuple(
                 TargetReport.fromTally(target.tally, target.factory.opened)
                 for target in self.targets
             ),
-            pattern=settings.pattern,
-            target=settings.target,
-            connections=settings.connections,
-            size=settings.size,
-            window=settings.inFlight if settings.pattern == STREAM else None,
-            rate=settings.rate,
+            **self.settings.reportSetup(),
             duration=self.stoppedAt - self.startedAt,
             interrupted=interrupted,
             kernel=self.kernel.report(self._openConnections()),

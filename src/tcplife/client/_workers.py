@@ -31,7 +31,7 @@ from ..events import LifecycleLog
 from . import _wire
 from ._failures import ConnectFailedError
 from ._intervals import IntervalReport, ProgressLine
-from ._load import STREAM, LoadRun, LoadSettings
+from ._load import LoadRun, LoadSettings
 from ._report import Latency, LoadReport, TargetReport, WorkerReport, countErrors
 from ._sinks import TextSink
 from ._tally import added
@@ -407,16 +407,10 @@ class WorkerPool:
         targets = _wire.addedTargets(
             [_wire.targetsFrom(w.report) for w in reported if w.report is not None]
         )
-        settings = self.settings
         duration = max((w.report["duration"] for w in reported if w.report), default=0.0)
         return LoadReport.fromTargets(
             targets,
-            pattern=settings.pattern,
-            target=settings.target,
-            connections=settings.connections,
-            size=settings.size,
-            window=settings.inFlight if settings.pattern == STREAM else None,
-            rate=settings.rate,
+            **self.settings.reportSetup(),
             duration=duration,
             interrupted=self._interrupted,
             workers=tuple(self._workerReport(w) for w in self._workers),
