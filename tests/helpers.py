@@ -312,14 +312,22 @@ def readUntilReset(port: int, request: bytes = b"go") -> tuple[int, bool]:
     Send C{request} and read until EOF or a reset; how many bytes came, and
     whether it ended in a reset.  Blocking: run it in a thread.
     """
-    received = 0
     with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as client:
         client.sendall(request)
-        try:
-            while chunk := client.recv(1 << 20):
-                received += len(chunk)
-        except ConnectionResetError:
-            return received, True
+        return readToEndOrReset(client)
+
+
+def readToEndOrReset(client: socket.socket) -> tuple[int, bool]:
+    """
+    Read C{client} until EOF or a reset; how many bytes came, and whether
+    it ended in a reset.  Blocking: run it in a thread.
+    """
+    received = 0
+    try:
+        while chunk := client.recv(1 << 20):
+            received += len(chunk)
+    except ConnectionResetError:
+        return received, True
     return received, False
 
 

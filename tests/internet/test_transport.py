@@ -36,6 +36,7 @@ from ..helpers import (
     echoWithHalfClose,
     pattern,
     pollerOf,
+    readToEndOrReset,
 )
 
 
@@ -285,16 +286,7 @@ class CloseTests(DirectTestCase):
         close = yield self.recorded.when(lifecycle="close")
         self.assertEqual((close["initiator"], close["how"]), ("local", "abort"))
 
-        def readAfterTheAbort() -> tuple[int, bool]:
-            received = 0
-            try:
-                while chunk := client.recv(1 << 20):
-                    received += len(chunk)
-            except ConnectionResetError:
-                return received, True
-            return received, False
-
-        received, reset = yield callInThread(readAfterTheAbort)
+        received, reset = yield callInThread(readToEndOrReset, client)
         self.assertTrue(reset, "the client saw an orderly EOF, not a reset")
         self.assertLess(received, Abort.size)
 
