@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import IO, Any
 
 from ._native import compiled
-from ._run import PYTHON, TWIST, ServerSpec, _median, _pinned, startServer, stopServer
+from ._run import (
+    PYTHON,
+    TWIST,
+    ServerSpec,
+    _median,
+    _pinned,
+    printRun,
+    startServer,
+    stopServer,
+)
 
 #: Scenarios: connections (for connect, workers) and message size.
 CLIENT_SCENARIOS: dict[str, tuple[int, int]] = {"rr": (100, 1024), "connect": (50, 64)}
@@ -193,14 +202,14 @@ def runClientBench(scenarios: list[str], clients: list[ClientSpec], duration: fl
                 for spec in clients:
                     run = runClient(spec, scenario, running.port, running.pid, duration, programs)
                     byClient[spec.name].append(run)
-                    perMessage = run.cpuSeconds / run.messages * 1e6 if run.messages else 0.0
-                    print(
-                        f"  client {scenario} #{repeat + 1} {spec.name}: "
-                        f"{run.messages / max(run.seconds, 1e-9):,.0f} msgs/s, "
-                        f"{perMessage:.1f} us client CPU/msg"
-                        + (f", ERRORS {run.errors}" if run.errors else ""),
-                        file=progress,
-                        flush=True,
+                    printRun(
+                        progress,
+                        f"client {scenario} #{repeat + 1} {spec.name}",
+                        run.messages,
+                        run.seconds,
+                        run.cpuSeconds,
+                        run.errors,
+                        "client CPU/msg",
                     )
             results.runs[scenario] = byClient
             summaries = {name: summarizeClient(runs) for name, runs in byClient.items()}

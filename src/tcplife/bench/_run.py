@@ -304,6 +304,27 @@ class Summary:
     errors: list[str] = field(default_factory=list)
 
 
+def printRun(
+    progress: IO[str],
+    label: str,
+    messages: int,
+    seconds: float,
+    cpuSeconds: float,
+    errors: list[str],
+    cpuLabel: str,
+) -> None:
+    """
+    One run's progress line: its rate, its CPU per message and its errors.
+    """
+    perMessage = cpuSeconds / messages * 1e6 if messages else 0.0
+    print(
+        f"  {label}: {messages / max(seconds, 1e-9):,.0f} msgs/s, {perMessage:.1f} us {cpuLabel}"
+        + (f", ERRORS {errors}" if errors else ""),
+        file=progress,
+        flush=True,
+    )
+
+
 def _median(values: list[float]) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -399,14 +420,14 @@ def runBench(
                 for server in taking:
                     result = runLoad(server, scenario, options)
                     byServer[server.spec.name].append(result)
-                    cpu = result.cpuSeconds / result.messages * 1e6 if result.messages else 0
-                    print(
-                        f"  {scenario} #{repeat + 1} {server.spec.name}: "
-                        f"{result.messages / max(result.seconds, 1e-9):,.0f} msgs/s, "
-                        f"{cpu:.1f} us CPU/msg"
-                        + (f", ERRORS {result.errors}" if result.errors else ""),
-                        file=progress,
-                        flush=True,
+                    printRun(
+                        progress,
+                        f"{scenario} #{repeat + 1} {server.spec.name}",
+                        result.messages,
+                        result.seconds,
+                        result.cpuSeconds,
+                        result.errors,
+                        "CPU/msg",
                     )
             results.runs[scenario] = byServer
             summaries = {name: summarize(runs) for name, runs in byServer.items()}
