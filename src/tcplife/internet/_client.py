@@ -222,29 +222,15 @@ class DirectClient(DirectConnection, tcp.Client):
         del self.socket
         self.__dict__.pop("fileno", None)
 
-    @property
-    def logstr(self) -> str:
+    def _makeLogstr(self) -> str | None:
         """
-        C{tcp.Client}'s log prefix: C{"Uninitialized"} until connected, then
-        C{"Protocol,client"}, built when first read.
+        C{tcp.Client}'s log prefix, C{"Protocol,client"}, once connected
+        (C{"Uninitialized"} until then).
         """
-        logstr = self._logstr
-        if logstr is None:
-            protocol = getattr(self, "protocol", None)
-            if protocol is None:
-                return "Uninitialized"
-            logstr = self._logstr = f"{self._getLogPrefix(protocol)},client"
-        return logstr
-
-    @logstr.setter
-    def logstr(self, logstr: str) -> None:
-        # Twisted's own connect path (names, IPv6) sets it.
-        self._logstr = logstr
-
-    _logstr: str | None = None
-
-    def logPrefix(self) -> str:
-        return self.logstr
+        protocol = getattr(self, "protocol", None)
+        if protocol is None:
+            return None
+        return f"{self._getLogPrefix(protocol)},client"
 
 
 class DirectConnector(tcp.Connector):

@@ -162,6 +162,36 @@ class DirectConnection(KernelViewAtClose):
         """
         return isinstance(self._poller, ErrorAwareDispatch)
 
+    @property
+    def logstr(self) -> str:
+        """
+        Twisted's log prefix for the connection (L{_makeLogstr}'s), built
+        when first read rather than formatted for every connection.
+        """
+        logstr = self._logstr
+        if logstr is None:
+            logstr = self._makeLogstr()
+            if logstr is None:
+                return "Uninitialized"
+            self._logstr = logstr
+        return logstr
+
+    @logstr.setter
+    def logstr(self, logstr: str) -> None:
+        # Twisted's own code sets it (a client's connect path: names, IPv6).
+        self._logstr = logstr
+
+    _logstr: str | None = None
+
+    def _makeLogstr(self) -> str | None:
+        """
+        The log prefix, or C{None} while there is none yet.
+        """
+        raise NotImplementedError
+
+    def logPrefix(self) -> str:
+        return self.logstr
+
     # FileDescriptor's four, with the poller in place of the reactor.
     def startReading(self) -> None:
         self._poller.addReader(self)
@@ -499,29 +529,13 @@ class DirectServer(DirectConnection, tcp.Server):
             return super().getHost()  # type: ignore[no-any-return, no-untyped-call]
         return host  # type: ignore[no-any-return]
 
-    @property
-    def logstr(self) -> str:
+    def _makeLogstr(self) -> str | None:
         """
-        C{tcp.Server}'s log prefix, C{"Protocol,sessionno,host"}: built when
-        first read rather than formatted for every accepted connection.
+        C{tcp.Server}'s log prefix, C{"Protocol,sessionno,host"}.
         """
-        logstr = self._logstr
-        if logstr is None:
-            # After connectionLost the protocol is gone; so is the need.
-            protocol = getattr(self, "protocol", None)
-            logstr = self._logstr = (
-                f"{self._getLogPrefix(protocol)},{self.sessionno},{self.hostname}"
-            )
-        return logstr
-
-    @logstr.setter
-    def logstr(self, logstr: str) -> None:
-        self._logstr = logstr
-
-    _logstr: str | None = None
-
-    def logPrefix(self) -> str:
-        return self.logstr
+        # After connectionLost the protocol is gone; so is the need.
+        protocol = getattr(self, "protocol", None)
+        return f"{self._getLogPrefix(protocol)},{self.sessionno},{self.hostname}"
 
     def __repr__(self) -> str:
         port = self.server._realPortNumber if self.server is not None else None
